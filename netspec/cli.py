@@ -1,0 +1,155 @@
+"""The `netspec` command line. Parses arguments, calls the library, prints, maps errors to exit codes.
+
+Exit status: 0 ok, 1 spec (or data) errors, 2 usage errors. Nothing a user can type produces a
+Python traceback: spec problems are NetspecError diagnostics, and anything unexpected is reported
+as an internal error with a one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from netspec.errors import Diagnostic, NetspecError
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad command-line arguments (exit 2)."""
+
+
+def parse_shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
+    """`data=64,1,28,28` -> ('data', (64, 1, 28, 28))."""
+    name, sep, dims = text.partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        shape = ()
+    if not sep or not name or not shape or any(d < 0 for d in shape):
+        raise argparse.ArgumentTypeError(f"expected NAME=N,C,H,W (e.g. data=64,1,28,28), got '{text}'")
+    return name, shape
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+def print_diagnostics(diags: Sequence[Diagnostic]) -> None:
+    for d in diags:
+        print(d.format(), file=sys.stderr)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from netspec.check import check
+    from netspec.report import as_json, render_table
+
+    try:
+        report = check(args.spec, phase=args.phase, input_shapes=dict(args.input_shape or []),
+                       batch=args.batch, strict=args.strict)
+    except NetspecError as e:
+        if args.json:
+            print(json.dumps({"format": "netspec-check/1", "ok": False,
+                              "diagnostics": [d.as_json() for d in e.diagnostics]}, indent=2))
+        print_diagnostics(e.diagnostics)
+        n = len(e.errors)
+        print(f"{n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        return EXIT_SPEC
+    if args.json:
+        print(json.dumps({**as_json(report), "ok": True}, indent=2))
+    else:
+        print(render_table(report))
+    print_diagnostics(report.diagnostics)
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from netspec.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def _add_check(sub: Any) -> None:
+    p = sub.add_parser("check", help="validate a spec and print every layer's shape and counts",
+                       description="Validate a spec; print each layer's top shape, parameters, multiply-adds "
+                                   "and receptive field, or every problem with its location.")
+    p.add_argument("spec", help="the YAML spec file")
+    p.add_argument("--json", action="store_true", help="print the machine-readable form")
+    p.add_argument("--strict", action="store_true",
+                   help="treat lossy shape arithmetic (a conv that never reads its last rows) as an error")
+    p.add_argument("--batch", type=_positive, metavar="N", help="override the inputs' batch size")
+    p.add_argument("--input-shape", type=parse_shape_arg, action="append", metavar="NAME=N,C,H,W",
+                   help="give or override an input blob's shape (repeatable)")
+    p.add_argument("--phase", choices=("TRAIN", "TEST"), default="TEST", help="which phase's net (default TEST)")
+    p.set_defaults(func=cmd_check)
+
+
+def _add_schema(sub: Any) -> None:
+    p = sub.add_parser("schema", help="print the JSON Schema of the spec format (for editors)")
+    p.set_defaults(func=cmd_schema)
+
+
+def _add_lazy(sub: Any, name: str, module: str, help_text: str) -> None:
+    """Subcommands whose implementation (and JAX) loads only when they run."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    mod.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+
+
+_LAZY = (
+    ("train", "netspec.commands.train", "train a spec with its solver on its data"),
+    ("test", "netspec.commands.test", "evaluate a trained checkpoint on the test data"),
+    ("time", "netspec.commands.time", "time forward and backward passes per layer, like `caffe time`"),
+    ("import-caffe", "netspec.commands.import_caffe", "convert a Caffe .prototxt (and weights) into a spec"),
+    ("export-caffe", "netspec.commands.export_caffe", "write a spec as a Caffe .prototxt"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netspec", description="A declarative neural-network compiler: "
+                                     "Caffe-style YAML specs, checked in pure Python, trained on JAX.")
+    from netspec import __version__
+
+    parser.add_argument("--version", action="version", version=f"netspec {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_check(sub)
+    _add_schema(sub)
+    for name, module, help_text in _LAZY:
+        try:
+            _add_lazy(sub, name, module, help_text)
+        except ImportError:
+            continue  # a command whose module is not part of this build
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except NetspecError as e:
+        print_diagnostics(e.diagnostics)
+        return EXIT_SPEC
+    except UsageError as e:
+        print(f"netspec {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Diagnostics: every problem netspec finds is data with a location, reported together like a compiler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["error", "warning", "note"]
+
+
+@dataclass(frozen=True, order=True)
+class SourceLoc:
+    """A 1-based position in a source file."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem: `FILE:LINE:COL: error: LAYER: message` (gcc style), plus an optional hint line."""
+
+    severity: Severity
+    message: str
+    loc: SourceLoc | None = None
+    layer: str | None = None
+    hint: str | None = None
+
+    def format(self) -> str:
+        where = f"{self.loc}: " if self.loc else ""
+        who = f"{self.layer}: " if self.layer else ""
+        text = f"{where}{self.severity}: {who}{self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "severity": self.severity,
+            "message": self.message,
+            "file": self.loc.file if self.loc else None,
+            "line": self.loc.line if self.loc else None,
+            "col": self.loc.col if self.loc else None,
+            "layer": self.layer,
+            "hint": self.hint,
+        }
+
+
+@dataclass
+class NetspecError(Exception):
+    """Raised with every diagnostic a stage collected, errors first in source order."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.format())
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    def format(self) -> str:
+        return "\n".join(d.format() for d in self.diagnostics)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def sort_key(d: Diagnostic) -> tuple[str, int, int]:
+    if d.loc is None:
+        return ("", 0, 0)
+    return (d.loc.file, d.loc.line, d.loc.col)
+
+
+def did_you_mean(word: str, candidates: "list[str] | tuple[str, ...] | set[str]") -> str | None:
+    """A difflib suggestion, phrased for a hint, or None when nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in candidates}
+        if word.lower() in lowered:
+            close = [lowered[word.lower()]]
+    return f"did you mean '{close[0]}'?" if close else None

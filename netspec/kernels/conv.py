@@ -1,0 +1,421 @@
+"""2-D convolution with a hand-written VJP whose three passes each use the fastest formulation.
+
+Public entry point::
+
+    conv2d(x, w, *, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1,
+           impl="auto", preferred_element_type=None) -> y
+
+- ``x``: NHWC input, ``w``: HWIO kernel ``(kh, kw, Cin // groups, Cout)``, ``y``: NHWC output.
+- ``padding``: explicit ``((top, bottom), (left, right))`` pairs; Caffe pads symmetrically, any pair works.
+- ``y`` equals ``lax.conv_general_dilated(x, w, stride, padding, rhs_dilation=dilation,
+  dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)`` (cross-correlation), with
+  ``Ho = (H + top + bottom - dilation_h * (kh - 1) - 1) // stride_h + 1`` and likewise for ``Wo``.
+- ``preferred_element_type``: accumulation and output dtype (e.g. ``jnp.float32`` for bf16 inputs).
+  Gradients always come back in the dtype of ``x`` and ``w``.
+- ``impl``: ``"xla"`` is the plain lax convolution differentiated by JAX; ``"auto"`` is a ``custom_vjp``
+  whose forward, input gradient and weight gradient each take the formulation that ``choose_plan`` picks
+  for the backend and shape; ``"taps"`` and ``"im2col"`` force one matmul formulation for all three passes
+  (for benchmarks and tests). The non-xla impls support reverse-mode autodiff only (no ``jax.jvp``).
+
+Formulations (``Formulation``), all exact up to float rounding:
+
+- ``xla``: ``lax.conv_general_dilated`` and its JAX transposes.
+- ``taps``: one matmul per kernel offset ``(i, j)`` on the strided window of the once-padded input
+  (forward: ``window_ij @ w[i, j]`` summed; weight grad: ``window_ij^T @ dy`` is slice ``(i, j)`` of dw;
+  input grad: ``dy @ w[i, j]^T`` scattered back with a strided pad and summed).
+- ``im2col``: the ``kh * kw`` windows concatenated on the channel axis, then one matmul (the input grad
+  is one matmul followed by col2im).
+
+Why: XLA:CPU computes the weight gradient of a convolution an order of magnitude below matmul speed;
+the measurements behind ``choose_plan`` are in its comments and reproducible with ``tools/bench_conv.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, Literal, get_args
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Formulation = Literal["xla", "taps", "im2col"]
+Impl = Literal["auto", "xla", "taps", "im2col"]
+Pair = tuple[int, int]
+
+IMPLS: tuple[str, ...] = get_args(Impl)
+FORMULATIONS: tuple[str, ...] = get_args(Formulation)
+_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvGeometry:
+    """Everything static about one convolution call: shapes, hyper-parameters and dtype name."""
+
+    batch: int
+    height: int
+    width: int
+    in_channels: int
+    out_channels: int
+    kernel: Pair
+    stride: Pair = (1, 1)
+    padding: tuple[Pair, Pair] = ((0, 0), (0, 0))
+    dilation: Pair = (1, 1)
+    groups: int = 1
+    dtype: str = "float32"
+
+    @property
+    def out_size(self) -> Pair:
+        return (_out_len(self.height, self.kernel[0], self.stride[0], self.padding[0], self.dilation[0]),
+                _out_len(self.width, self.kernel[1], self.stride[1], self.padding[1], self.dilation[1]))
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds times two of one pass; forward, input grad and weight grad all cost the same."""
+        ho, wo = self.out_size
+        kh, kw = self.kernel
+        return 2 * self.batch * ho * wo * self.out_channels * kh * kw * (self.in_channels // self.groups)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The formulation used for each of the three passes."""
+
+    forward: Formulation
+    input_grad: Formulation
+    weight_grad: Formulation
+
+
+def _out_len(size: int, k: int, s: int, pad: Pair, d: int) -> int:
+    return (size + pad[0] + pad[1] - d * (k - 1) - 1) // s + 1
+
+
+def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
+    """Pick the fastest formulation of each pass for ``backend`` ("cpu", "gpu", "tpu", ...) and shape."""
+    if backend != "cpu":
+        # cuDNN / the TPU convolution emitter already run convolutions and their gradients near matmul
+        # speed; the matmul rewrites only add copies there.
+        return Plan("xla", "xla", "xla")
+    return Plan("xla", "xla", "taps")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Grouped matmuls on channel-last operands. ``a`` is (..., G*Ci), ``g`` is (..., G*Co), ``b`` is (Ci, G*Co).
+
+
+def _acc_type(*xs: jax.Array, preferred: Any) -> Any:
+    """Accumulate low-precision inputs in float32 so that summing partial products does not lose bits."""
+    if preferred is not None:
+        return preferred
+    dt = jnp.result_type(*xs)
+    return jnp.float32 if jnp.issubdtype(dt, jnp.floating) and jnp.finfo(dt).bits < 32 else dt
+
+
+def _mm_fwd(a: jax.Array, b: jax.Array, groups: int, acc: Any) -> jax.Array:
+    """(..., G*Ci) x (Ci, G*Co) -> (..., G*Co), block-diagonal over groups."""
+    lead = a.shape[:-1]
+    ci, gco = b.shape
+    if groups == 1:
+        return lax.dot_general(a, b, (((a.ndim - 1,), (0,)), ((), ())), preferred_element_type=acc)
+    co = gco // groups
+    a5 = a.reshape(*lead, groups, ci)
+    b3 = b.reshape(ci, groups, co)
+    if ci == 1:
+        # Depthwise: a broadcast multiply that XLA fuses; a batched dot with K=1 would not.
+        out = a5.astype(acc) * b3[0].astype(acc)
+    else:
+        out = jnp.einsum("...gc,cgo->...go", a5, b3, preferred_element_type=acc)
+    return out.reshape(*lead, gco)
+
+
+def _mm_dx(g: jax.Array, b: jax.Array, groups: int, acc: Any) -> jax.Array:
+    """(..., G*Co) x (Ci, G*Co)^T -> (..., G*Ci)."""
+    lead = g.shape[:-1]
+    ci, gco = b.shape
+    if groups == 1:
+        return lax.dot_general(g, b, (((g.ndim - 1,), (1,)), ((), ())), preferred_element_type=acc)
+    co = gco // groups
+    g5 = g.reshape(*lead, groups, co)
+    b3 = b.reshape(ci, groups, co)
+    if ci == 1:
+        out = jnp.sum(g5.astype(acc) * b3[0].astype(acc), axis=-1)
+    else:
+        out = jnp.einsum("...go,cgo->...gc", g5, b3, preferred_element_type=acc)
+    return out.reshape(*lead, groups * ci)
+
+
+def _mm_dw(a: jax.Array, g: jax.Array, groups: int, acc: Any) -> jax.Array:
+    """sum over leading axes of (..., G*Ci)^T (..., G*Co) -> (Ci, G*Co)."""
+    lead_axes = tuple(range(a.ndim - 1))
+    if groups == 1:
+        return lax.dot_general(a, g, ((lead_axes, lead_axes), ((), ())), preferred_element_type=acc)
+    lead = a.shape[:-1]
+    ci = a.shape[-1] // groups
+    co = g.shape[-1] // groups
+    a5 = a.reshape(*lead, groups, ci)
+    g5 = g.reshape(*lead, groups, co)
+    if ci == 1:
+        out = jnp.sum(a5.astype(acc) * g5.astype(acc), axis=lead_axes)[None]
+    else:
+        out = jnp.einsum("...gc,...go->cgo", a5, g5, preferred_element_type=acc)
+    return out.reshape(ci, groups * co)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Windows of the padded input.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    """Static arguments of one call (hashable, so it can be a custom_vjp non-differentiable argument)."""
+
+    stride: Pair
+    padding: tuple[Pair, Pair]
+    dilation: Pair
+    groups: int
+    preferred_element_type: Any
+    plan: Plan
+
+
+def _pad_input(x: jax.Array, spec: _Spec) -> jax.Array:
+    (t, b), (lft, r) = spec.padding
+    zero = jnp.zeros((), x.dtype)
+    return lax.pad(x, zero, ((0, 0, 0), (t, b, 0), (lft, r, 0), (0, 0, 0)))
+
+
+def _taps(kernel: Pair, spec: _Spec) -> list[tuple[int, int, int, int]]:
+    """(i, j, row offset, column offset) of every kernel tap in the padded input."""
+    return [(i, j, i * spec.dilation[0], j * spec.dilation[1])
+            for i in range(kernel[0]) for j in range(kernel[1])]
+
+
+def _window(xp: jax.Array, oi: int, oj: int, out: Pair, stride: Pair) -> jax.Array:
+    n, _, _, c = xp.shape
+    limit = (n, oi + stride[0] * (out[0] - 1) + 1, oj + stride[1] * (out[1] - 1) + 1, c)
+    return lax.slice(xp, (0, oi, oj, 0), limit, (1, stride[0], stride[1], 1))
+
+
+def _scatter_window(t: jax.Array, oi: int, oj: int, padded: Pair, stride: Pair) -> jax.Array:
+    """Transpose of ``_window``: place ``t`` (N, Ho, Wo, C) at its strided positions in a zero image."""
+    _, ho, wo, _ = t.shape
+    hi_h = padded[0] - oi - stride[0] * (ho - 1) - 1
+    hi_w = padded[1] - oj - stride[1] * (wo - 1) - 1
+    zero = jnp.zeros((), t.dtype)
+    return lax.pad(t, zero, ((0, 0, 0), (oi, hi_h, stride[0] - 1), (oj, hi_w, stride[1] - 1), (0, 0, 0)))
+
+
+def _unpad(dxp: jax.Array, spec: _Spec) -> jax.Array:
+    """Transpose of ``_pad_input`` (negative lax.pad crops; positive would re-add rows a crop removed)."""
+    (t, b), (lft, r) = spec.padding
+    zero = jnp.zeros((), dxp.dtype)
+    return lax.pad(dxp, zero, ((0, 0, 0), (-t, -b, 0), (-lft, -r, 0), (0, 0, 0)))
+
+
+def _patches(x: jax.Array, kernel: Pair, out: Pair, spec: _Spec) -> jax.Array:
+    """im2col: (N, Ho, Wo, G * kh * kw * Ci) with features ordered (group, tap, channel) to match HWIO."""
+    xp = _pad_input(x, spec)
+    wins = [_window(xp, oi, oj, out, spec.stride) for _, _, oi, oj in _taps(kernel, spec)]
+    stacked = jnp.stack(wins, axis=3)  # (N, Ho, Wo, T, G*Ci)
+    n, ho, wo, taps, c = stacked.shape
+    g = spec.groups
+    if g > 1:
+        stacked = stacked.reshape(n, ho, wo, taps, g, c // g).transpose(0, 1, 2, 4, 3, 5)
+    return stacked.reshape(n, ho, wo, taps * c)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The three passes in each formulation. Each takes (spec, x or its shape, w or its shape, y or dy).
+
+
+def _xla_conv(x: jax.Array, w: jax.Array, spec: _Spec) -> jax.Array:
+    return lax.conv_general_dilated(
+        x, w, spec.stride, spec.padding, rhs_dilation=spec.dilation, dimension_numbers=_DIMENSION_NUMBERS,
+        feature_group_count=spec.groups, preferred_element_type=spec.preferred_element_type)
+
+
+def _fwd_xla(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
+    return _xla_conv(x, w, spec)
+
+
+def _fwd_taps(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
+    out = _out_shape(x.shape, w.shape, spec)[1:3]
+    acc = _acc_type(x, w, preferred=spec.preferred_element_type)
+    xp = _pad_input(x, spec)
+    y = sum(_mm_fwd(_window(xp, oi, oj, out, spec.stride), w[i, j], spec.groups, acc)
+            for i, j, oi, oj in _taps(w.shape[:2], spec))
+    return y.astype(_out_dtype(x, w, spec))
+
+
+def _fwd_im2col(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
+    kh, kw, ci, co = w.shape
+    out = _out_shape(x.shape, w.shape, spec)[1:3]
+    acc = _acc_type(x, w, preferred=spec.preferred_element_type)
+    cols = _patches(x, (kh, kw), out, spec)
+    # HWIO -> (kh*kw*Ci, Co): rows ordered (tap, channel), matching each group's block of _patches.
+    y = _mm_fwd(cols, w.reshape(kh * kw * ci, co), spec.groups, acc)
+    return y.astype(_out_dtype(x, w, spec))
+
+
+def _dx_xla(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
+    (dx,) = jax.linear_transpose(lambda x: _xla_conv(x, w, spec), x_shape)(dy)
+    return dx
+
+
+def _dx_taps(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
+    acc = _acc_type(dy, w, preferred=None)
+    padded = _padded_size(x_shape.shape, spec)
+    dxp = sum(_scatter_window(_mm_dx(dy, w[i, j], spec.groups, acc), oi, oj, padded, spec.stride)
+              for i, j, oi, oj in _taps(w.shape[:2], spec))
+    return _unpad(dxp, spec).astype(x_shape.dtype)
+
+
+def _dx_im2col(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
+    kh, kw, ci, co = w.shape
+    acc = _acc_type(dy, w, preferred=None)
+    g = spec.groups
+    cols = _mm_dx(dy, w.reshape(kh * kw * ci, co), g, acc)  # (N, Ho, Wo, G * T * Ci)
+    n, ho, wo, _ = cols.shape
+    cols = cols.reshape(n, ho, wo, g, kh * kw, ci)
+    padded = _padded_size(x_shape.shape, spec)
+    dxp = sum(_scatter_window(cols[:, :, :, :, t].reshape(n, ho, wo, g * ci), oi, oj, padded, spec.stride)
+              for t, (_, _, oi, oj) in enumerate(_taps((kh, kw), spec)))
+    return _unpad(dxp, spec).astype(x_shape.dtype)
+
+
+def _dw_xla(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Array) -> jax.Array:
+    (dw,) = jax.linear_transpose(lambda w: _xla_conv(x, w, spec), w_shape)(dy)
+    return dw
+
+
+def _dw_taps(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Array) -> jax.Array:
+    kh, kw, ci, co = w_shape.shape
+    acc = _acc_type(x, dy, preferred=None)
+    out = dy.shape[1:3]
+    xp = _pad_input(x, spec)
+    slices = [_mm_dw(_window(xp, oi, oj, out, spec.stride), dy, spec.groups, acc)
+              for _, _, oi, oj in _taps((kh, kw), spec)]
+    return jnp.stack(slices).reshape(kh, kw, ci, co).astype(w_shape.dtype)
+
+
+def _dw_im2col(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Array) -> jax.Array:
+    kh, kw, ci, co = w_shape.shape
+    acc = _acc_type(x, dy, preferred=None)
+    cols = _patches(x, (kh, kw), dy.shape[1:3], spec)
+    dw = _mm_dw(cols, dy, spec.groups, acc)  # (T * Ci, Co)
+    return dw.reshape(kh, kw, ci, co).astype(w_shape.dtype)
+
+
+_FORWARD: dict[str, Callable[..., jax.Array]] = {"xla": _fwd_xla, "taps": _fwd_taps, "im2col": _fwd_im2col}
+_INPUT_GRAD: dict[str, Callable[..., jax.Array]] = {"xla": _dx_xla, "taps": _dx_taps, "im2col": _dx_im2col}
+_WEIGHT_GRAD: dict[str, Callable[..., jax.Array]] = {"xla": _dw_xla, "taps": _dw_taps, "im2col": _dw_im2col}
+
+
+def _out_dtype(x: jax.Array, w: jax.Array, spec: _Spec) -> Any:
+    return spec.preferred_element_type or jnp.result_type(x, w)
+
+
+def _out_shape(x_shape: tuple[int, ...], w_shape: tuple[int, ...], spec: _Spec) -> tuple[int, int, int, int]:
+    n, h, wd, _ = x_shape
+    kh, kw, _, co = w_shape
+    return (n, _out_len(h, kh, spec.stride[0], spec.padding[0], spec.dilation[0]),
+            _out_len(wd, kw, spec.stride[1], spec.padding[1], spec.dilation[1]), co)
+
+
+def _padded_size(x_shape: tuple[int, ...], spec: _Spec) -> Pair:
+    (t, b), (lft, r) = spec.padding
+    return x_shape[1] + t + b, x_shape[2] + lft + r
+
+
+# ----------------------------------------------------------------------------------------------------------
+# custom_vjp wiring.
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _planned_conv(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
+    return _FORWARD[spec.plan.forward](spec, x, w)
+
+
+def _planned_conv_fwd(spec: _Spec, x: jax.Array, w: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return _planned_conv(spec, x, w), (x, w)
+
+
+def _planned_conv_bwd(spec: _Spec, res: tuple[jax.Array, jax.Array],
+                      dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, w = res
+    x_shape = jax.ShapeDtypeStruct(x.shape, x.dtype)
+    w_shape = jax.ShapeDtypeStruct(w.shape, w.dtype)
+    # Transposes see dy in the output dtype; cast so that the linear maps stay in the inputs' dtypes.
+    dx = _INPUT_GRAD[spec.plan.input_grad](spec, x_shape, w, dy.astype(jnp.result_type(x, w)))
+    dw = _WEIGHT_GRAD[spec.plan.weight_grad](spec, x, w_shape, dy.astype(jnp.result_type(x, w)))
+    return dx, dw
+
+
+_planned_conv.defvjp(_planned_conv_fwd, _planned_conv_bwd)
+
+
+def _check(x: jax.Array, w: jax.Array, stride: Pair, padding: tuple[Pair, Pair], dilation: Pair, groups: int,
+           impl: str) -> list[str]:
+    """Every problem with the arguments, so they are reported together."""
+    problems = []
+    if impl not in IMPLS:
+        problems.append(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    if x.ndim != 4 or w.ndim != 4:
+        return [*problems, f"x must be NHWC and w HWIO (4-D each), got shapes {x.shape} and {w.shape}"]
+    if len(stride) != 2 or min(stride) < 1:
+        problems.append(f"stride must be two positive ints, got {stride}")
+    if len(dilation) != 2 or min(dilation) < 1:
+        problems.append(f"dilation must be two positive ints, got {dilation}")
+    if len(padding) != 2 or any(len(p) != 2 for p in padding):
+        problems.append(f"padding must be ((top, bottom), (left, right)), got {padding}")
+    if groups < 1 or x.shape[3] % groups or w.shape[3] % groups:
+        problems.append(f"groups={groups} must divide Cin={x.shape[3]} and Cout={w.shape[3]}")
+    elif w.shape[2] * groups != x.shape[3]:
+        problems.append(f"w has {w.shape[2]} input channels per group but x has {x.shape[3]} / {groups}")
+    if not problems:
+        spec = _Spec(stride, padding, dilation, groups, None, Plan("xla", "xla", "xla"))
+        _, ho, wo, _ = _out_shape(x.shape, w.shape, spec)
+        if ho < 1 or wo < 1:
+            problems.append(f"output would be {ho}x{wo}: the dilated kernel does not fit the padded input")
+    return problems
+
+
+def conv2d(x: jax.Array, w: jax.Array, *, stride: Pair = (1, 1),
+           padding: tuple[Pair, Pair] = ((0, 0), (0, 0)), dilation: Pair = (1, 1), groups: int = 1,
+           impl: Impl = "auto", preferred_element_type: Any = None) -> jax.Array:
+    """NHWC x HWIO cross-correlation, identical to ``lax.conv_general_dilated`` (see the module docstring).
+
+    Args:
+      x: input, (N, H, W, Cin).
+      w: kernel, (kh, kw, Cin // groups, Cout).
+      stride: (sh, sw).
+      padding: ((top, bottom), (left, right)) zero padding.
+      dilation: (dh, dw) kernel dilation.
+      groups: feature groups; Cin == Cout == groups with w of shape (kh, kw, 1, Cout) is depthwise.
+      impl: "auto" (per-pass fastest formulation, see ``choose_plan``), "xla", "taps" or "im2col".
+      preferred_element_type: accumulation / output dtype, e.g. jnp.float32 for bfloat16 inputs.
+
+    Returns:
+      (N, Ho, Wo, Cout) in ``preferred_element_type`` or the promoted input dtype.
+    """
+    stride = (int(stride[0]), int(stride[1]))
+    dilation = (int(dilation[0]), int(dilation[1]))
+    padding = ((int(padding[0][0]), int(padding[0][1])), (int(padding[1][0]), int(padding[1][1])))
+    problems = _check(x, w, stride, padding, dilation, groups, impl)
+    if problems:
+        raise ValueError("conv2d: " + "; ".join(problems))
+    pet = None if preferred_element_type is None else np.dtype(preferred_element_type)
+    if impl == "auto":
+        n, h, wd, cin = x.shape
+        kh, kw, _, cout = w.shape
+        geom = ConvGeometry(n, h, wd, cin, cout, (kh, kw), stride, padding, dilation, groups,
+                            str(jnp.result_type(x, w)))
+        plan = choose_plan(jax.default_backend(), geom)
+    else:
+        plan = Plan(impl, impl, impl)
+    spec = _Spec(stride, padding, dilation, groups, pet, plan)
+    if plan == Plan("xla", "xla", "xla"):
+        return _xla_conv(x, w, spec)
+    return _planned_conv(spec, x, w)

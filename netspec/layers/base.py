@@ -1,0 +1,142 @@
+"""What a layer type is: its parameter messages and its pure shape, count and window rules.
+
+A layer type is a stateless class. The validated YAML layer (`LayerSpec`) carries the parameter
+messages; the rules read them and work on plain tuples of ints, never on arrays. The lowering to
+JAX lives in `netspec.lowering` (keyed by the same type name) so that checking never imports JAX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Mapping, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+if TYPE_CHECKING:
+    from netspec.spec import LayerSpec
+
+Shape = tuple[int, ...]
+
+T = TypeVar("T")
+
+
+def _listify(value: Any) -> Any:
+    """Caffe's repeated fields: a lone value stands for a one-element list."""
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple)):
+        return value
+    return (value,)
+
+
+Repeated = Annotated[tuple[T, ...], BeforeValidator(_listify)]
+
+
+class Message(BaseModel):
+    """A Caffe protobuf message: immutable, unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=True, defer_build=True)
+
+
+class ShapeError(Exception):
+    """A layer cannot produce a shape from its bottoms. `field` locates it inside the layer."""
+
+    def __init__(self, message: str, *, field: tuple[Any, ...] = (), hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class ShapeNote:
+    """A shape warning, e.g. a convolution that never reads its last input row.
+
+    `strict` notes become errors under `netspec check --strict`.
+    """
+
+    message: str
+    field: tuple[Any, ...] = ()
+    strict: bool = True
+
+
+@dataclass(frozen=True)
+class Blob:
+    """One of a layer's stored arrays (Caffe `blobs[i]`): learnable, or state such as BN statistics."""
+
+    shape: Shape
+    learnable: bool = True
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding window over the spatial axes, for receptive-field arithmetic.
+
+    `transposed` windows (deconvolution) divide the jump by the stride instead of multiplying.
+    """
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad: tuple[int, ...]
+    dilation: tuple[int, ...]
+    transposed: bool = False
+
+
+def count(shape: Shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+class LayerType:
+    """Base of every layer type. Subclasses override the ClassVars and the rules they need."""
+
+    type_name: ClassVar[str]
+    #: parameter messages this type reads, by their Caffe field name (first = the primary one)
+    messages: ClassVar[Mapping[str, type[Message]]] = {}
+    #: allowed number of bottoms and tops: (min, max); max None = unbounded
+    bottoms: ClassVar[tuple[int, int | None]] = (1, 1)
+    tops: ClassVar[tuple[int, int | None]] = (1, 1)
+    #: whether `top == bottom` (Caffe's in-place computation) is allowed
+    in_place: ClassVar[bool] = False
+    #: Caffe gives layers whose type ends in "Loss" a default loss_weight of 1 on top 0
+    is_loss: ClassVar[bool] = False
+    #: layers that produce the net's inputs (Input, Data, ...)
+    is_input: ClassVar[bool] = False
+    #: the number of parameter blobs for `param { }` entries; None = whatever `blobs()` returns
+    summary: ClassVar[str] = ""
+
+    @classmethod
+    def infer(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Shape, ...]:
+        """Top shapes from bottom shapes (Caffe's `Reshape`). Raises ShapeError."""
+        return bottoms[:1] * max(1, len(layer.top))
+
+    @classmethod
+    def notes(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> list[ShapeNote]:
+        """Warnings about legal but suspicious shapes."""
+        return []
+
+    @classmethod
+    def blobs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Blob, ...]:
+        """Stored arrays in Caffe's blob order and layout."""
+        return ()
+
+    @classmethod
+    def macs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
+        """Multiply-accumulates for the whole batch (FLOPs = 2 x MACs)."""
+        return 0
+
+    @classmethod
+    def window(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Window | None:
+        """The spatial window, or None for layers that map each position to itself."""
+        return None
+
+    @classmethod
+    def message(cls, layer: LayerSpec) -> Any:
+        """The primary parameter message (defaults filled in)."""
+        return layer.messages[next(iter(cls.messages))]

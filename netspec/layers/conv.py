@@ -1,0 +1,168 @@
+"""Convolution and Deconvolution (caffe/src/caffe/layers/{base_conv,conv,deconv}_layer.cpp).
+
+Convolution: ext = d·(k−1)+1, out = ⌊(in + 2p − ext)/s⌋ + 1 per spatial axis.
+Deconvolution: out = s·(in − 1) + ext − 2p; weights are (C_in, C_out/group, k...).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import TYPE_CHECKING, ClassVar, Mapping
+
+from pydantic import Field, NonNegativeInt, PositiveInt
+
+from netspec.layers.base import (Blob, LayerType, Message, Repeated, Shape, ShapeError, ShapeNote, Window,
+                                 count, fmt_shape)
+from netspec.layers.common import FillerParameter
+from netspec.layers.spatial import axis_names, canonical_axis, per_axis
+
+if TYPE_CHECKING:
+    from netspec.spec import LayerSpec
+
+
+class ConvolutionParameter(Message):
+    """Caffe `ConvolutionParameter` (shared by Convolution and Deconvolution)."""
+
+    num_output: PositiveInt = Field(..., description="number of output channels")
+    bias_term: bool = Field(True, description="whether to learn a bias per output channel")
+    pad: Repeated[NonNegativeInt] = Field((), description="zero padding per side (default 0)")
+    kernel_size: Repeated[PositiveInt] = Field((), description="kernel size, one value or one per axis")
+    stride: Repeated[PositiveInt] = Field((), description="stride (default 1)")
+    dilation: Repeated[PositiveInt] = Field((), description="kernel dilation (default 1)")
+    pad_h: NonNegativeInt | None = None
+    pad_w: NonNegativeInt | None = None
+    kernel_h: PositiveInt | None = None
+    kernel_w: PositiveInt | None = None
+    stride_h: PositiveInt | None = None
+    stride_w: PositiveInt | None = None
+    group: PositiveInt = Field(1, description="channel groups; group = channels is depthwise")
+    weight_filler: FillerParameter = Field(default_factory=FillerParameter)
+    bias_filler: FillerParameter = Field(default_factory=FillerParameter)
+    engine: str = "DEFAULT"
+    axis: int = Field(1, description="the channel axis")
+    force_nd_im2col: bool = False
+
+
+class _Geometry:
+    """Resolved per-axis kernel, stride, pad and dilation of one conv layer on one input."""
+
+    def __init__(self, layer: LayerSpec, bottom: Shape) -> None:
+        p: ConvolutionParameter = layer.messages["convolution_param"]
+        self.p = p
+        self.axis = canonical_axis(p.axis, len(bottom))
+        self.n_spatial = len(bottom) - self.axis - 1
+        if self.n_spatial < 1:
+            raise ShapeError(f"needs a blob with spatial axes after the channel axis, got {fmt_shape(bottom)}")
+        self.kernel = per_axis(p, "kernel_size", self.n_spatial, None)
+        self.stride = per_axis(p, "stride", self.n_spatial, 1)
+        self.pad = per_axis(p, "pad", self.n_spatial, 0)
+        self.dilation = per_axis(p, "dilation", self.n_spatial, 1)
+        self.channels = bottom[self.axis]
+        self.spatial = bottom[self.axis + 1:]
+        self.ext = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
+        if self.channels % p.group:
+            raise ShapeError(f"input channels {self.channels} are not divisible by group {p.group}",
+                             field=("convolution_param", "group"))
+        if p.num_output % p.group:
+            raise ShapeError(f"num_output {p.num_output} is not divisible by group {p.group}",
+                             field=("convolution_param", "group"))
+
+    def window(self, transposed: bool = False) -> Window:
+        return Window(self.kernel, self.stride, self.pad, self.dilation, transposed)
+
+
+def _arith(size: int, k: int, ext: int, d: int, p: int, s: int) -> str:
+    kern = str(k) if d == 1 else f"{ext}"
+    return f"({size}−{kern}+2·{p})/{s}+1"
+
+
+class Convolution(LayerType):
+    type_name = "Convolution"
+    messages: ClassVar[Mapping[str, type[Message]]] = {"convolution_param": ConvolutionParameter}
+    summary = "cross-correlation with Caffe's (C_out, C_in/group, kh, kw) weights"
+
+    @classmethod
+    def infer(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Shape, ...]:
+        g = _Geometry(layer, bottoms[0])
+        out = []
+        for name, size, k, ext, d, p, s in zip(axis_names(g.n_spatial), g.spatial, g.kernel, g.ext,
+                                               g.dilation, g.pad, g.stride):
+            if size + 2 * p < ext:
+                dil = f" (dilated to {ext})" if d > 1 else ""
+                raise ShapeError(f"kernel {k}{dil} is larger than the padded input: {size}+2·{p} = "
+                                 f"{size + 2 * p} {name}s", field=("convolution_param",))
+            out.append((size + 2 * p - ext) // s + 1)
+        shape = bottoms[0][:g.axis] + (g.p.num_output,) + tuple(out)
+        return (shape,) * len(layer.top)
+
+    @classmethod
+    def notes(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> list[ShapeNote]:
+        g = _Geometry(layer, bottoms[0])
+        groups: dict[tuple[str, int], list[str]] = {}
+        for name, size, k, ext, d, p, s in zip(axis_names(g.n_spatial), g.spatial, g.kernel, g.ext,
+                                               g.dilation, g.pad, g.stride):
+            lost = (size + 2 * p - ext) % s
+            if size + 2 * p >= ext and lost:
+                exact = Fraction(size + 2 * p - ext, s) + 1
+                text = f"{_arith(size, k, ext, d, p, s)} = {float(exact):g}, floored to {int(exact)}"
+                groups.setdefault((text, lost), []).append(name)
+        notes = []
+        for (text, lost), names in groups.items():
+            if lost == 1:
+                what = f"the last input {'/'.join(names)} is never read"
+            else:
+                what = f"the last {lost} input {'/'.join(n + 's' for n in names)} are never read"
+            notes.append(ShapeNote(f"{text}; {what}", field=("convolution_param",)))
+        return notes
+
+    @classmethod
+    def blobs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Blob, ...]:
+        g = _Geometry(layer, bottoms[0])
+        w = Blob((g.p.num_output, g.channels // g.p.group) + g.kernel)
+        return (w, Blob((g.p.num_output,))) if g.p.bias_term else (w,)
+
+    @classmethod
+    def macs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
+        g = _Geometry(layer, bottoms[0])
+        return count(tops[0]) * (g.channels // g.p.group) * count(g.kernel)
+
+    @classmethod
+    def window(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Window | None:
+        return _Geometry(layer, bottoms[0]).window()
+
+
+class Deconvolution(LayerType):
+    type_name = "Deconvolution"
+    messages: ClassVar[Mapping[str, type[Message]]] = {"convolution_param": ConvolutionParameter}
+    summary = "transposed convolution; weights (C_in, C_out/group, kh, kw)"
+
+    @classmethod
+    def infer(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Shape, ...]:
+        g = _Geometry(layer, bottoms[0])
+        out = []
+        for name, size, ext, p, s in zip(axis_names(g.n_spatial), g.spatial, g.ext, g.pad, g.stride):
+            o = s * (size - 1) + ext - 2 * p
+            if o < 1:
+                raise ShapeError(f"output {name}s would be {s}·({size}−1)+{ext}−2·{p} = {o}",
+                                 field=("convolution_param",))
+            out.append(o)
+        shape = bottoms[0][:g.axis] + (g.p.num_output,) + tuple(out)
+        return (shape,) * len(layer.top)
+
+    @classmethod
+    def blobs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Blob, ...]:
+        g = _Geometry(layer, bottoms[0])
+        w = Blob((g.channels, g.p.num_output // g.p.group) + g.kernel)
+        return (w, Blob((g.p.num_output,))) if g.p.bias_term else (w,)
+
+    @classmethod
+    def macs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
+        g = _Geometry(layer, bottoms[0])
+        return count(bottoms[0]) * (g.p.num_output // g.p.group) * count(g.kernel)
+
+    @classmethod
+    def window(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Window | None:
+        return _Geometry(layer, bottoms[0]).window(transposed=True)
+
+
+LAYERS = (Convolution, Deconvolution)
