@@ -120,7 +120,8 @@ def _v2_type(parsed: Parsed, i: int, v1: Any, diags: list[Diagnostic]) -> str | 
     if name == "NONE":
         diags.append(_error(parsed, path, "V1 layer type NONE has no layer to upgrade to"))
     else:
-        hint = did_you_mean(str(v1), list(V1_LAYER_TYPES)) or f"known V1 types: {', '.join(V1_LAYER_TYPES)}"
+        hint = did_you_mean(str(v1), list(V1_LAYER_TYPES)) or "V1 types are enum names such as CONVOLUTION, " \
+            "POOLING, RELU, INNER_PRODUCT, SOFTMAX_LOSS (netspec.caffe.upgrade.V1_LAYER_TYPES lists them)"
         diags.append(_error(parsed, path, f"unknown V1 layer type {v1}", hint))
     return None
 
