@@ -32,13 +32,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax import Array
 
 from netspec.solver_spec import SolverSpec, multistep_boundaries
 
 PyTree = Any
-# (gradient, weight, slots, local_rate, t) -> (diff, new slots); W <- W - diff.
-LeafRule = Callable[[jax.Array, jax.Array, tuple[jax.Array, ...], jax.Array, jax.Array],
-                    tuple[jax.Array, tuple[jax.Array, ...]]]
+Slots = tuple[Array, ...]
+Step = tuple[Array, Slots]
+# (gradient, weight, slots, local_rate, t = iter + 1, local_decay) -> (Caffe's diff, new slots).
+LeafRule = Callable[[Array, Array, Slots, Array, Array, np.float32], Step]
 
 
 def lr_schedule(spec: SolverSpec) -> optax.Schedule:
@@ -50,11 +52,11 @@ def lr_schedule(spec: SolverSpec) -> optax.Schedule:
     if spec.lr_policy in ("poly", "cosine") and spec.max_iter == 0:
         raise ValueError(f"lr_policy '{spec.lr_policy}' needs max_iter; call resolve_epochs() first")
     base, gamma, power = (np.float32(v) for v in (spec.base_lr, spec.gamma, spec.power))
-    bounds = np.asarray(multistep_boundaries(spec.stepvalue), dtype=np.int64)
+    bounds = np.asarray(multistep_boundaries(spec.stepvalue), dtype=np.int32)
     policy, stepsize, max_iter = spec.lr_policy, spec.stepsize, spec.max_iter
     warm, start = spec.warmup_iter, np.float32(spec.warmup_start_factor)
 
-    def policy_rate(count: jax.Array) -> jax.Array:
+    def policy_rate(count: Array) -> Array:
         it = count.astype(jnp.result_type(float))
         if policy == "fixed":
             return jnp.full_like(it, base)
@@ -65,14 +67,16 @@ def lr_schedule(spec: SolverSpec) -> optax.Schedule:
         if policy == "inv":
             return base * (1 + gamma * it) ** -power
         if policy == "multistep":
-            return base * gamma ** jnp.sum(count >= bounds).astype(it.dtype)
+            return base * gamma ** jnp.sum(count[..., None] >= bounds, axis=-1).astype(it.dtype)
         if policy == "poly":
-            return base * (1 - jnp.minimum(it, max_iter) / max_iter) ** power
+            # (T - t)/T rather than Caffe's 1 - t/T, which cancels in float32 near max_iter
+            return base * ((max_iter - jnp.minimum(it, max_iter)) / max_iter) ** power
         if policy == "sigmoid":
             return base / (1 + jnp.exp(-gamma * (it - stepsize)))
-        return base * 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(it, max_iter) / max_iter))  # cosine
+        # cosine: (1 + cos(pi t/T)) / 2 = sin(pi/2 (T - t)/T)^2, accurate in float32 right up to T
+        return base * jnp.sin(jnp.pi / 2 * ((max_iter - jnp.minimum(it, max_iter)) / max_iter)) ** 2
 
-    def schedule(count: jax.Array | int) -> jax.Array:
+    def schedule(count: Array | int) -> Array:
         count = jnp.asarray(count)
         rate = policy_rate(count)
         if warm > 0:
@@ -97,12 +101,13 @@ def build_optimizer(
     `update(grads, state, params)` needs `params` (weight decay and freezing read them). Its state
     carries the iteration count (Caffe's `iter`), which drives the schedule and Adam's bias correction.
     """
-    frozen = None if lr_mult is None else jax.tree.map(lambda m: float(m) == 0.0, lr_mult)
-    stages = [_drop_frozen_gradients(frozen)]
+    stages = []
+    if lr_mult is not None and any(float(m) == 0 for m in jax.tree.leaves(lr_mult)):
+        stages.append(_drop_frozen_gradients(jax.tree.map(lambda m: float(m) == 0, lr_mult)))
     if spec.clip_gradients >= 0:
         stages.append(_clip_global_norm(spec.clip_gradients))
     if spec.iter_size > 1:
-        stages.append(_scale(np.float32(1) / np.float32(spec.iter_size)))
+        stages.append(optax.scale(np.float32(1) / np.float32(spec.iter_size)))  # Caffe's float 1/iter_size
     if spec.type != "AdamW" and spec.weight_decay != 0:
         stages.append(_regularize(spec.weight_decay, spec.regularization_type, decay_mult))
     stages.append(_update_rule(spec, lr_schedule(spec), lr_mult, decay_mult))
@@ -124,25 +129,12 @@ def _mults(tree: PyTree | None, like: PyTree, name: str) -> PyTree:
     return tree
 
 
-def _stateless(fn: Callable[[PyTree, PyTree], PyTree]) -> optax.GradientTransformation:
-    def init(params: PyTree) -> optax.EmptyState:
-        del params
-        return optax.EmptyState()
-
-    def update(updates: PyTree, state: optax.EmptyState, params: PyTree = None) -> tuple[PyTree, optax.EmptyState]:
-        return fn(updates, params), state
-
-    return optax.GradientTransformation(init, update)
-
-
-def _drop_frozen_gradients(frozen: PyTree | None) -> optax.GradientTransformation:
+def _drop_frozen_gradients(frozen: PyTree) -> optax.GradientTransformation:
     def fn(grads: PyTree, params: PyTree) -> PyTree:
-        if frozen is None:
-            return grads
         mask = _mults(frozen, grads, "lr_mult")
         return jax.tree.map(lambda g, f: jnp.zeros_like(g) if f else g, grads, mask)
 
-    return _stateless(fn)
+    return optax.stateless(fn)
 
 
 def _clip_global_norm(clip: float) -> optax.GradientTransformation:
@@ -150,15 +142,11 @@ def _clip_global_norm(clip: float) -> optax.GradientTransformation:
     c = np.float32(clip)
 
     def fn(grads: PyTree, params: PyTree) -> PyTree:
-        norm = optax.global_norm(grads)
+        norm = optax.tree.norm(grads)
         factor = c / norm
         return jax.tree.map(lambda g: jnp.where(norm > c, g * factor.astype(g.dtype), g), grads)
 
-    return _stateless(fn)
-
-
-def _scale(factor: np.float32) -> optax.GradientTransformation:
-    return _stateless(lambda grads, params: jax.tree.map(lambda g: g * factor.astype(g.dtype), grads))
+    return optax.stateless(fn)
 
 
 def _regularize(weight_decay: float, kind: str, decay_mult: PyTree | None) -> optax.GradientTransformation:
@@ -169,7 +157,7 @@ def _regularize(weight_decay: float, kind: str, decay_mult: PyTree | None) -> op
             raise ValueError("weight decay needs the params: call update(grads, state, params)")
         mults = _mults(decay_mult, params, "decay_mult")
 
-        def leaf(g: jax.Array, w: jax.Array, mult: float) -> jax.Array:
+        def leaf(g: Array, w: Array, mult: float) -> Array:
             local = wd * np.float32(mult)  # Caffe's float local_decay; skipped when 0, as Caffe does
             if local == 0:
                 return g
@@ -177,13 +165,13 @@ def _regularize(weight_decay: float, kind: str, decay_mult: PyTree | None) -> op
 
         return jax.tree.map(leaf, grads, params, mults)
 
-    return _stateless(fn)
+    return optax.stateless(fn)
 
 
 class CaffeSolverState(NamedTuple):
     """Update-rule state: `count` is Caffe's iter (updates done); `slots` one history tree per slot."""
 
-    count: jax.Array
+    count: Array
     slots: tuple[PyTree, ...]
 
 
@@ -195,13 +183,15 @@ def _update_rule(
     def init(params: PyTree) -> CaffeSolverState:
         lrs = _mults(lr_mult, params, "lr_mult")
         # Frozen blobs get empty slots: no memory, and nothing that could ever move them.
-        def zeros(w: jax.Array, m: float) -> jax.Array:
+        def zeros(w: Array, m: float) -> Array:
             return jnp.zeros_like(w) if float(m) != 0 else jnp.zeros((0,), w.dtype)
 
         slots = tuple(jax.tree.map(zeros, params, lrs) for _ in range(n_slots))
         return CaffeSolverState(count=jnp.zeros([], jnp.int32), slots=slots)
 
-    def update(grads: PyTree, state: CaffeSolverState, params: PyTree = None) -> tuple[PyTree, CaffeSolverState]:
+    def update(
+        grads: PyTree, state: CaffeSolverState, params: PyTree = None
+    ) -> tuple[PyTree, CaffeSolverState]:
         if params is None:
             raise ValueError("the Caffe update rules need the params: call update(grads, state, params)")
         lrs = _mults(lr_mult, params, "lr_mult")
@@ -222,7 +212,7 @@ def _update_rule(
                 outs.append(jnp.full_like(w, -0.0))
                 new_slots.append(tuple(slots))
                 continue
-            local_rate = rate.astype(w.dtype) * np.float32(lr_m)  # Caffe: Dtype local_rate = rate * lr_mult
+            local_rate = rate.astype(w.dtype) * np.float32(lr_m)  # Caffe's float rate * lr_mult
             local_decay = np.float32(spec.weight_decay) * np.float32(decay_m)
             diff, slots_out = leaf_rule(g, w, tuple(slots), local_rate, t, local_decay)
             outs.append(-diff)
@@ -235,15 +225,14 @@ def _update_rule(
 
 
 # --- update rules (sgd_solver.cpp, nesterov_solver.cpp, adagrad_solver.cpp, ...) ---------------------
-# Each returns (number of slots, leaf rule). Slots start at 0. Operations keep Caffe's order.
+# Each returns (number of slots, leaf rule). Slots start at 0. Operations keep Caffe's order, so
+# results match Caffe's CPU float32 code to rounding (Caffe's BLAS may fuse multiply-adds).
 
-Slots = tuple[jax.Array, ...]
 
-
-def _sgd(spec: SolverSpec) -> tuple[int, Callable[..., tuple[jax.Array, Slots]]]:
+def _sgd(spec: SolverSpec) -> tuple[int, LeafRule]:
     mom = np.float32(spec.momentum)
 
-    def rule(g, w, slots, rate, t, decay):  # noqa: ANN001, ANN202 - one signature for all rules
+    def rule(g: Array, w: Array, slots: Slots, rate: Array, t: Array, decay: np.float32) -> Step:
         (h,) = slots
         h = rate * g + mom * h
         return h, (h,)
@@ -251,11 +240,11 @@ def _sgd(spec: SolverSpec) -> tuple[int, Callable[..., tuple[jax.Array, Slots]]]
     return 1, rule
 
 
-def _nesterov(spec: SolverSpec) -> tuple[int, Callable[..., tuple[jax.Array, Slots]]]:
+def _nesterov(spec: SolverSpec) -> tuple[int, LeafRule]:
     mom = np.float32(spec.momentum)
     one_plus = np.float32(1) + mom
 
-    def rule(g, w, slots, rate, t, decay):  # noqa: ANN001, ANN202
+    def rule(g: Array, w: Array, slots: Slots, rate: Array, t: Array, decay: np.float32) -> Step:
         (h_old,) = slots
         h = rate * g + mom * h_old
         return one_plus * h - mom * h_old, (h,)
@@ -263,10 +252,10 @@ def _nesterov(spec: SolverSpec) -> tuple[int, Callable[..., tuple[jax.Array, Slo
     return 1, rule
 
 
-def _adagrad(spec: SolverSpec) -> tuple[int, Callable[..., tuple[jax.Array, Slots]]]:
+def _adagrad(spec: SolverSpec) -> tuple[int, LeafRule]:
     delta = np.float32(spec.delta)
 
-    def rule(g, w, slots, rate, t, decay):  # noqa: ANN001, ANN202
+    def rule(g: Array, w: Array, slots: Slots, rate: Array, t: Array, decay: np.float32) -> Step:
         (h,) = slots
         h = h + g * g
         return rate * (g / (jnp.sqrt(h) + delta)), (h,)
@@ -274,11 +263,11 @@ def _adagrad(spec: SolverSpec) -> tuple[int, Callable[..., tuple[jax.Array, Slot
     return 1, rule
 
 
-def _rmsprop(spec: SolverSpec) -> tuple[int, Callable[..., tuple[jax.Array, Slots]]]:
+def _rmsprop(spec: SolverSpec) -> tuple[int, LeafRule]:
     delta, decay_rate = np.float32(spec.delta), np.float32(spec.rms_decay)
     keep = np.float32(1) - decay_rate
 
-    def rule(g, w, slots, rate, t, decay):  # noqa: ANN001, ANN202
+    def rule(g: Array, w: Array, slots: Slots, rate: Array, t: Array, decay: np.float32) -> Step:
         (h,) = slots
         h = keep * (g * g) + decay_rate * h
         return rate * (g / (jnp.sqrt(h) + delta)), (h,)
@@ -286,11 +275,11 @@ def _rmsprop(spec: SolverSpec) -> tuple[int, Callable[..., tuple[jax.Array, Slot
     return 1, rule
 
 
-def _adadelta(spec: SolverSpec) -> tuple[int, Callable[..., tuple[jax.Array, Slots]]]:
+def _adadelta(spec: SolverSpec) -> tuple[int, LeafRule]:
     delta, rho = np.float32(spec.delta), np.float32(spec.momentum)
     keep = np.float32(1) - rho
 
-    def rule(g, w, slots, rate, t, decay):  # noqa: ANN001, ANN202
+    def rule(g: Array, w: Array, slots: Slots, rate: Array, t: Array, decay: np.float32) -> Step:
         sq_grad, sq_update = slots
         sq_grad = keep * (g * g) + rho * sq_grad
         u = g * jnp.sqrt((delta + sq_update) / (delta + sq_grad))
@@ -300,10 +289,10 @@ def _adadelta(spec: SolverSpec) -> tuple[int, Callable[..., tuple[jax.Array, Slo
     return 2, rule
 
 
-def _adam_family(spec: SolverSpec, decoupled: bool) -> tuple[int, Callable[..., tuple[jax.Array, Slots]]]:
+def _adam_family(spec: SolverSpec, decoupled: bool) -> tuple[int, LeafRule]:
     beta1, beta2, eps = np.float32(spec.momentum), np.float32(spec.momentum2), np.float32(spec.delta)
 
-    def rule(g, w, slots, rate, t, decay):  # noqa: ANN001, ANN202
+    def rule(g: Array, w: Array, slots: Slots, rate: Array, t: Array, decay: np.float32) -> Step:
         m, v = slots
         m = (1 - beta1) * g + beta1 * m
         v = (1 - beta2) * (g * g) + beta2 * v
@@ -311,14 +300,14 @@ def _adam_family(spec: SolverSpec, decoupled: bool) -> tuple[int, Callable[..., 
         # Caffe's bias correction sits on the rate; eps is added to the uncorrected sqrt(v).
         correction = jnp.sqrt(1 - beta2**tf) / (1 - beta1**tf)
         step = m / (jnp.sqrt(v) + eps)
-        if decoupled and decay != 0:
+        if decoupled:  # optax.adamw / PyTorch AdamW: the decay is scaled by the (local) rate too
             return rate * (correction * step + decay * w), (m, v)
         return (rate * correction) * step, (m, v)
 
     return 2, rule
 
 
-_RULES: dict[str, Callable[[SolverSpec], tuple[int, Callable[..., tuple[jax.Array, Slots]]]]] = {
+_RULES: dict[str, Callable[[SolverSpec], tuple[int, LeafRule]]] = {
     "SGD": _sgd,
     "Nesterov": _nesterov,
     "AdaGrad": _adagrad,

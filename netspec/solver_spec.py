@@ -15,7 +15,15 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 LrPolicy = Literal["fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid", "cosine"]
 SolverType = Literal["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam", "AdamW"]
@@ -50,6 +58,10 @@ IGNORED_FIELDS: dict[str, str] = {
     "layer_wise_reduce": "XLA schedules the gradient all-reduce itself",
     "weights": "the solver does not read weight files; finetuning weights are the train command's business",
 }
+
+
+def _ignored(name: str) -> Any:
+    return Field(None, description=f"Ignored: {IGNORED_FIELDS[name]}.")
 
 
 def _lone_to_list(value: Any) -> Any:
@@ -100,7 +112,8 @@ class SolverSpec(BaseModel):
     display: NonNegativeInt = Field(0, description="Log every this many iterations (0 = never).")
     average_loss: PositiveInt = Field(1, description="Displayed loss = mean of the last this many losses.")
     test_iter: list[NonNegativeInt] = Field(
-        default_factory=list, description="Batches per test pass, one entry per test net. A lone value is accepted."
+        default_factory=list,
+        description="Batches per test pass, one entry per test net. A lone value is accepted.",
     )
     test_interval: NonNegativeInt = Field(0, description="Test every this many iterations (0 = never).")
     test_initialization: bool = Field(True, description="Also test before the first update.")
@@ -122,37 +135,35 @@ class SolverSpec(BaseModel):
     )
     momentum2: float = Field(0.999, description="Adam's beta2.")
     delta: float = Field(1e-8, description="Epsilon of AdaGrad, RMSProp, AdaDelta and Adam.")
-    rms_decay: float = Field(0.99, ge=0.0, lt=1.0, description="RMSProp's decay of the squared-gradient mean.")
+    rms_decay: float = Field(
+        0.99, ge=0.0, lt=1.0, description="RMSProp's decay of the squared-gradient mean."
+    )
     weight_decay: float = Field(0.0, description="Weight decay (times each blob's decay_mult).")
     regularization_type: Literal["L2", "L1"] = Field("L2", description="Weight-decay penalty.")
     clip_gradients: float = Field(
         -1.0, description="Clip the global L2 norm of the summed gradient to this value; negative = off."
     )
     # --- accepted and ignored (see IGNORED_FIELDS) --------------------------------------------------
-    net: str | None = Field(None, description="Ignored: " + IGNORED_FIELDS["net"])
-    net_param: dict[str, Any] | None = Field(None, description="Ignored: " + IGNORED_FIELDS["net_param"])
-    train_net: str | None = Field(None, description="Ignored: " + IGNORED_FIELDS["train_net"])
-    test_net: list[str] | None = Field(None, description="Ignored: " + IGNORED_FIELDS["test_net"])
-    train_net_param: dict[str, Any] | None = Field(
-        None, description="Ignored: " + IGNORED_FIELDS["train_net_param"]
-    )
-    test_net_param: list[dict[str, Any]] | None = Field(
-        None, description="Ignored: " + IGNORED_FIELDS["test_net_param"]
-    )
-    train_state: dict[str, Any] | None = Field(None, description="Ignored: " + IGNORED_FIELDS["train_state"])
-    test_state: list[dict[str, Any]] | None = Field(None, description="Ignored: " + IGNORED_FIELDS["test_state"])
-    test_compute_loss: bool | None = Field(None, description="Ignored: " + IGNORED_FIELDS["test_compute_loss"])
-    solver_mode: Literal["CPU", "GPU"] | None = Field(None, description="Ignored: " + IGNORED_FIELDS["solver_mode"])
-    device_id: int | None = Field(None, description="Ignored: " + IGNORED_FIELDS["device_id"])
-    snapshot_format: Literal["HDF5", "BINARYPROTO"] | None = Field(
-        None, description="Ignored: " + IGNORED_FIELDS["snapshot_format"]
-    )
-    snapshot_diff: bool | None = Field(None, description="Ignored: " + IGNORED_FIELDS["snapshot_diff"])
-    debug_info: bool | None = Field(None, description="Ignored: " + IGNORED_FIELDS["debug_info"])
-    layer_wise_reduce: bool | None = Field(None, description="Ignored: " + IGNORED_FIELDS["layer_wise_reduce"])
-    weights: list[str] | None = Field(None, description="Ignored: " + IGNORED_FIELDS["weights"])
+    net: str | None = _ignored("net")
+    net_param: dict[str, Any] | None = _ignored("net_param")
+    train_net: str | None = _ignored("train_net")
+    test_net: list[str] | None = _ignored("test_net")
+    train_net_param: dict[str, Any] | None = _ignored("train_net_param")
+    test_net_param: list[dict[str, Any]] | None = _ignored("test_net_param")
+    train_state: dict[str, Any] | None = _ignored("train_state")
+    test_state: list[dict[str, Any]] | None = _ignored("test_state")
+    test_compute_loss: bool | None = _ignored("test_compute_loss")
+    solver_mode: Literal["CPU", "GPU"] | None = _ignored("solver_mode")
+    device_id: int | None = _ignored("device_id")
+    snapshot_format: Literal["HDF5", "BINARYPROTO"] | None = _ignored("snapshot_format")
+    snapshot_diff: bool | None = _ignored("snapshot_diff")
+    debug_info: bool | None = _ignored("debug_info")
+    layer_wise_reduce: bool | None = _ignored("layer_wise_reduce")
+    weights: list[str] | None = _ignored("weights")
 
-    @field_validator("stepvalue", "test_iter", "test_net", "test_net_param", "test_state", "weights", mode="before")
+    @field_validator(
+        "stepvalue", "test_iter", "test_net", "test_net_param", "test_state", "weights", mode="before"
+    )
     @classmethod
     def _accept_lone_value(cls, value: Any) -> Any:
         if isinstance(value, dict):
@@ -192,13 +203,15 @@ def _consistency_problems(spec: SolverSpec) -> list[str]:
     if policy in ("step", "exp", "inv", "multistep", "sigmoid") and spec.gamma < 0:
         problems.append(f"lr_policy '{policy}' needs gamma >= 0 (got {spec.gamma})")
     if policy in ("poly", "cosine") and spec.max_iter == 0 and spec.max_epochs is None:
-        problems.append(f"lr_policy '{policy}' decays to 0 at max_iter, so max_iter (or max_epochs) must be set")
+        problems.append(
+            f"lr_policy '{policy}' decays to 0 at max_iter, so max_iter (or max_epochs) must be set"
+        )
     if spec.max_iter > 0 and spec.max_epochs is not None:
         problems.append("set max_iter or max_epochs, not both")
     if spec.type in ("AdaGrad", "RMSProp") and spec.momentum != 0:
         problems.append(f"momentum cannot be used with {spec.type} (Caffe checks momentum == 0)")
     if spec.type == "AdamW" and spec.regularization_type == "L1":
-        problems.append("AdamW decays weights decoupled (L2 form); regularization_type L1 is not defined for it")
+        problems.append("AdamW decays weights decoupled (L2 form); regularization_type L1 is undefined")
     if spec.warmup_iter > 0 and spec.max_iter > 0 and spec.warmup_iter > spec.max_iter:
         problems.append(f"warmup_iter ({spec.warmup_iter}) exceeds max_iter ({spec.max_iter})")
     return problems
@@ -276,7 +289,7 @@ def learning_rate(spec: SolverSpec) -> Callable[[int], float]:
         if policy == "sigmoid":
             z = -gamma * (it - stepsize)
             return base / (1.0 + math.exp(z)) if z < 700 else 0.0
-        return base * 0.5 * (1.0 + math.cos(math.pi * min(it, max_iter) / max_iter))  # cosine
+        return base * math.sin(math.pi / 2 * (max_iter - min(it, max_iter)) / max_iter) ** 2  # (1 + cos)/2
 
     def rate(it: int) -> float:
         if it < 0:
