@@ -214,7 +214,9 @@ def _names_where(predicate: Any) -> frozenset[str]:
 # Repeated in every message that declares it: safe to treat as a list even in a message we don't know.
 ALWAYS_REPEATED: frozenset[str] = _names_where(lambda s: s.repeated) - _names_where(lambda s: not s.repeated)
 # Enum-valued in every message that declares it: written bare even in a message we don't know.
-ENUM_FIELDS: frozenset[str] = _names_where(lambda s: s.kind == "enum") - _names_where(lambda s: s.kind != "enum")
+ENUM_FIELDS: frozenset[str] = _names_where(lambda s: s.kind == "enum") - _names_where(
+    lambda s: s.kind != "enum"
+)
 NET_ROOT = "NetParameter"
 SOLVER_ROOT = "SolverParameter"
 
@@ -252,7 +254,8 @@ class _Token:
 _TOKEN_RE = re.compile(
     r"""(?P<ws>[ \t\r\n\f\v]+)
       | (?P<comment>\#[^\n]*)
-      | (?P<number>(?:0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fF]?)(?![A-Za-z0-9_.]))
+      | (?P<number>(?:0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fF]?)
+                   (?![A-Za-z0-9_.]))
       | (?P<badnumber>[0-9.][A-Za-z0-9_.]*)
       | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
       | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
@@ -262,7 +265,19 @@ _TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 
-_SIMPLE_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, "'": 39, '"': 34, "?": 63}
+_SIMPLE_ESCAPES = {
+    "a": 7,
+    "b": 8,
+    "f": 12,
+    "n": 10,
+    "r": 13,
+    "t": 9,
+    "v": 11,
+    "\\": 92,
+    "'": 39,
+    '"': 34,
+    "?": 63,
+}
 _ESCAPE_RE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))")
 
 
@@ -306,7 +321,9 @@ def _number(text: str) -> int | float:
         return int(text, 16)
     if re.fullmatch(r"[0-9]+", text):
         # protobuf reads a leading 0 as octal, as C does.
-        return int(text, 8) if len(text) > 1 and text[0] == "0" and set(text) <= set("01234567") else int(text)
+        return (
+            int(text, 8) if len(text) > 1 and text[0] == "0" and set(text) <= set("01234567") else int(text)
+        )
     return float(text.rstrip("fF"))
 
 
@@ -326,18 +343,23 @@ def _tokenize(text: str, file: str) -> tuple[list[_Token], list[Diagnostic]]:
             diags.append(_diag(file, line, col, f"invalid number {raw!r}"))
             tokens.append(_Token("number", raw, 0, line, col))  # recover: keep the parse going
         elif kind == "open_string":
-            diags.append(_diag(file, line, col, "unterminated string (a string must end on the line it starts)"))
-            tokens.append(_Token("string", raw, _unescape(raw[1:])[0], line, col))  # recover: rest of the line
+            diags.append(
+                _diag(file, line, col, "unterminated string (a string must end on the line it starts)")
+            )
+            tokens.append(
+                _Token("string", raw, _unescape(raw[1:])[0], line, col)
+            )  # recover: rest of the line
         elif kind == "string":
             value, bad = _unescape(raw[1:-1])
             for offset, esc in bad:
-                diags.append(_diag(file, line, col + 1 + offset, f"invalid escape sequence {esc!r} in string"))
+                diags.append(
+                    _diag(file, line, col + 1 + offset, f"invalid escape sequence {esc!r} in string")
+                )
             tokens.append(_Token("string", raw, value, line, col))
         elif kind == "number":
             tokens.append(_Token("number", raw, _number(raw), line, col))
         else:
-            assert kind in ("ident", "punct")
-            tokens.append(_Token(kind, raw, raw, line, col))
+            tokens.append(_Token("ident" if kind == "ident" else "punct", raw, raw, line, col))
     line, col = lines.at(len(text))
     tokens.append(_Token("eof", "", "", line, col))
     return tokens, diags
@@ -365,6 +387,11 @@ class _RawField:
     col: int
     value: _RawScalar | list[_RawField] | None  # None: the empty list `name: []`
     from_list: bool = False  # written inside `[...]`, so the field is repeated whatever the schema says
+    key: tuple[int, int] | None = None  # the field name's position when line/col are a list element's
+
+    @property
+    def key_pos(self) -> tuple[int, int]:
+        return self.key or (self.line, self.col)
 
 
 class _SyntaxError(Exception):
@@ -431,8 +458,9 @@ class _Parser:
         if self.is_punct("["):
             return self.bracket_list(name, name_tok)
         if not colon:
-            raise self.fail(self.peek(), f"expected ':' or '{{' after field name '{name}', found "
-                            f"{self.peek().describe()}")
+            raise self.fail(
+                self.peek(), f"expected ':' or '{{' after field name '{name}', found {self.peek().describe()}"
+            )
         return [_RawField(name, name_tok.line, name_tok.col, self.scalar(name))]
 
     def block(self, name: str) -> list[_RawField]:
@@ -447,17 +475,20 @@ class _Parser:
         if self.is_punct("]"):
             self.take()
             return [_RawField(name, name_tok.line, name_tok.col, None, from_list=True)]
+        key = (name_tok.line, name_tok.col)
         items: list[_RawField] = []
         while True:
             tok = self.peek()
             value = self.block(name) if self.is_punct("{", "<") else self.scalar(name)
-            items.append(_RawField(name, tok.line, tok.col, value, from_list=True))
+            items.append(_RawField(name, tok.line, tok.col, value, from_list=True, key=key))
             if self.is_punct("]"):
                 self.take()
                 return items
             if not self.is_punct(","):
-                raise self.fail(self.peek(), f"expected ',' or ']' in the list of '{name}', found "
-                                f"{self.peek().describe()}")
+                raise self.fail(
+                    self.peek(),
+                    f"expected ',' or ']' in the list of '{name}', found {self.peek().describe()}",
+                )
             self.take()
 
     def scalar(self, name: str) -> _RawScalar:
@@ -513,14 +544,17 @@ class _Builder:
         spec = field_spec(message, name) if self.use_schema else None
         repeated = self.is_repeated(spec, name, message, occ)
         present = [f for f in occ if f.value is not None]
-        self.positions[path] = (occ[0].line, occ[0].col)
+        self.positions[path] = occ[0].key_pos
         if not repeated:
             if any(f.from_list for f in occ):
-                self.error(occ[0], f"field '{name}' is not repeated in {message}: write it without [ ]")
+                self.error(
+                    occ[0], f"field '{name}' is not repeated in {message}: write it without [ ]", key=True
+                )
                 return _MISSING
             if len(occ) > 1:
                 self.error(occ[1], f"field '{name}' is given {len(occ)} times but {message} allows it once")
-            return self.value(present[-1], spec, path)
+            values = [self.value(f, spec, path) for f in present]  # checks every occurrence's type
+            return values[-1]
         values = []
         for f in present:
             self.positions[path + (len(values),)] = (f.line, f.col)
@@ -555,8 +589,9 @@ class _Builder:
             self.error(f, f"field '{f.name}' expects {_KIND_WORDS[kind or '']}, found {shown}")
         return value
 
-    def error(self, f: _RawField, message: str) -> None:
-        self.diags.append(_diag(self.file, f.line, f.col, message))
+    def error(self, f: _RawField, message: str, *, key: bool = False) -> None:
+        line, col = f.key_pos if key else (f.line, f.col)
+        self.diags.append(_diag(self.file, line, col, message))
 
 
 class _Missing:

@@ -2,7 +2,8 @@
 
 - `upgrade_v1`: V1 `layers { type: CONVOLUTION blobs_lr: 1 weight_decay: 1 ... }` becomes
   `layer { type: "Convolution" param { lr_mult: 1 decay_mult: 1 } ... }` (UpgradeV1Net), after moving the
-  deprecated data-layer `scale/mean_file/crop_size/mirror` into `transform_param` (UpgradeNetDataTransformation).
+  deprecated data-layer `scale/mean_file/crop_size/mirror` into `transform_param`
+  (UpgradeNetDataTransformation).
 - `inputs_to_layer`: net-level `input` + `input_shape`/`input_dim` become a leading `Input` layer named
   "input" (UpgradeNetInput). netspec's schema accepts the legacy fields, so this one is optional.
 
@@ -71,7 +72,12 @@ V1_TYPE_BY_NUMBER: Mapping[int, str] = MappingProxyType({n: k for k, (n, _) in _
 V1_NUMBER_BY_TYPE: Mapping[str, int] = MappingProxyType({v: n for _, (n, v) in _V1_TYPES.items() if v})
 
 # V1 per-blob lists that become fields of `param[i]` (UpgradeV1LayerParameter).
-_PARAM_SOURCES = {"param": "name", "blob_share_mode": "share_mode", "blobs_lr": "lr_mult", "weight_decay": "decay_mult"}
+_PARAM_SOURCES = {
+    "param": "name",
+    "blob_share_mode": "share_mode",
+    "blobs_lr": "lr_mult",
+    "weight_decay": "decay_mult",
+}
 _DATA_TRANSFORM = {"DATA": "data_param", "IMAGE_DATA": "image_data_param", "WINDOW_DATA": "window_data_param"}
 _TRANSFORM_FIELDS = ("scale", "mean_file", "crop_size", "mirror")
 _FIRST_KEYS = ("name", "type", "bottom", "top")
@@ -83,7 +89,9 @@ def _error(parsed: Parsed, path: Path, message: str, hint: str | None = None) ->
     return Diagnostic("error", message, parsed.loc(path), hint=hint)
 
 
-def _with(parsed: Parsed, data: dict[str, Any], remap: Remap, extra: Mapping[Path, tuple[int, int]]) -> Parsed:
+def _with(
+    parsed: Parsed, data: dict[str, Any], remap: Remap, extra: Mapping[Path, tuple[int, int]]
+) -> Parsed:
     """A new Parsed with `data`, old positions moved by `remap` (None drops one), plus `extra`."""
     positions: dict[Path, tuple[int, int]] = {}
     for path, pos in parsed.positions.items():
@@ -120,8 +128,11 @@ def _v2_type(parsed: Parsed, i: int, v1: Any, diags: list[Diagnostic]) -> str | 
     if name == "NONE":
         diags.append(_error(parsed, path, "V1 layer type NONE has no layer to upgrade to"))
     else:
-        hint = did_you_mean(str(v1), list(V1_LAYER_TYPES)) or "V1 types are enum names such as CONVOLUTION, " \
+        hint = (
+            did_you_mean(str(v1), list(V1_LAYER_TYPES))
+            or "V1 types are enum names such as CONVOLUTION, "
             "POOLING, RELU, INNER_PRODUCT, SOFTMAX_LOSS (netspec.caffe.upgrade.V1_LAYER_TYPES lists them)"
+        )
         diags.append(_error(parsed, path, f"unknown V1 layer type {v1}", hint))
     return None
 
@@ -138,8 +149,14 @@ def _v1_params(v1: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _upgrade_v1_layer(parsed: Parsed, i: int, v1: dict[str, Any], diags: list[Diagnostic]) -> dict[str, Any]:
     if "layer" in v1:
-        diags.append(_error(parsed, ("layers", i, "layer"), "V0 layer definitions (layers { layer { ... } }) "
-                            "are not supported", "upgrade the file with Caffe's upgrade_net_proto_text"))
+        diags.append(
+            _error(
+                parsed,
+                ("layers", i, "layer"),
+                "V0 layer definitions (layers { layer { ... } }) are not supported",
+                "upgrade the file with Caffe's upgrade_net_proto_text",
+            )
+        )
     layer: dict[str, Any] = {k: v1[k] for k in ("name",) if k in v1}
     if "type" in v1:
         v2 = _v2_type(parsed, i, v1["type"], diags)
@@ -190,8 +207,12 @@ def upgrade_v1(parsed: Parsed) -> Parsed:
         raise PrototxtError(diags)
     data = _replace_key(parsed.data, "layers", "layer", new_layers)
     # A transform_param the upgrade created is located where its fields used to be.
-    extra = {("layer", i, "transform_param"): parsed.positions[("layers", i, param)]
-             for i, moved in moves.items() for param in moved.values() if ("layers", i, param) in parsed.positions}
+    extra: dict[Path, tuple[int, int]] = {
+        ("layer", i, "transform_param"): parsed.positions[("layers", i, param)]
+        for i, moved in moves.items()
+        for param in moved.values()
+        if ("layers", i, param) in parsed.positions
+    }
     return _with(parsed, data, _v1_remap(moves), extra)
 
 
@@ -224,13 +245,25 @@ def _input_shapes(parsed: Parsed, n_inputs: int, diags: list[Diagnostic]) -> lis
     if "input_shape" in data:
         shapes = _as_list(data["input_shape"])
         if len(shapes) != n_inputs:
-            diags.append(_error(parsed, ("input_shape",), f"{n_inputs} input(s) but {len(shapes)} input_shape "
-                                "entries: give one input_shape per input"))
+            diags.append(
+                _error(
+                    parsed,
+                    ("input_shape",),
+                    f"{n_inputs} input(s) but {len(shapes)} input_shape "
+                    "entries: give one input_shape per input",
+                )
+            )
         return [(list(_as_list(s.get("dim", []))), ("input_shape", k)) for k, s in enumerate(shapes)]
     dims = _as_list(data["input_dim"])
     if len(dims) != 4 * n_inputs:
-        diags.append(_error(parsed, ("input_dim",), f"{n_inputs} input(s) need {4 * n_inputs} input_dim "
-                            f"values (N, C, H, W each), found {len(dims)}"))
+        diags.append(
+            _error(
+                parsed,
+                ("input_dim",),
+                f"{n_inputs} input(s) need {4 * n_inputs} input_dim "
+                f"values (N, C, H, W each), found {len(dims)}",
+            )
+        )
     return [(dims[4 * k : 4 * k + 4], ("input_dim", 4 * k)) for k in range(len(dims) // 4)]
 
 
@@ -274,8 +307,12 @@ def inputs_to_layer(parsed: Parsed) -> Parsed:
     rest = {k: v for k, v in data.items() if k not in legacy}
     if not has_shapes:
         return _with(parsed, rest, lambda p: None if p and p[0] in legacy else p, {})
-    layer = {"name": "input", "type": "Input", "top": inputs,
-             "input_param": {"shape": [{"dim": dims} for dims, _ in shapes]}}
+    layer = {
+        "name": "input",
+        "type": "Input",
+        "top": inputs,
+        "input_param": {"shape": [{"dim": dims} for dims, _ in shapes]},
+    }
     rest["layer"] = [layer] + list(_as_list(data.get("layer", [])))
     return _with(parsed, rest, _shift_layers, _input_positions(parsed, inputs, shapes))
 
@@ -289,6 +326,6 @@ def _shift_layers(path: Path) -> Path | None:
 
 
 def upgrade_net(parsed: Parsed, *, inputs: bool = False) -> Parsed:
-    """All of Caffe's net upgrades this module knows: V1 -> V2, then (with `inputs`) legacy inputs -> Input."""
+    """Caffe's net upgrades known here: V1 -> V2, then (with `inputs`) legacy inputs -> an Input layer."""
     upgraded = upgrade_v1(parsed)
     return inputs_to_layer(upgraded) if inputs else upgraded
