@@ -26,7 +26,7 @@ import numpy as np
 
 from netspec.errors import Diagnostic, NetspecError
 
-from .upgrade import V1_NUMBER_BY_TYPE, V1_TYPE_BY_NUMBER, V1_LAYER_TYPES
+from .upgrade import V1_LAYER_TYPES, V1_NUMBER_BY_TYPE, V1_TYPE_BY_NUMBER
 
 VARINT, FIXED64, LEN, FIXED32 = 0, 1, 2, 5
 
@@ -90,12 +90,18 @@ def encode_packed_array(field: int, values: np.ndarray, dtype: str) -> bytes:
 
 @dataclass(frozen=True)
 class WireField:
-    """One decoded field: for VARINT `value` is the int, otherwise the raw bytes (a memoryview slice)."""
+    """One decoded field: a VARINT's `varint`, or the other wire types' raw `payload` (a memoryview slice).
+    Offsets count from the start of the file, for error messages."""
 
     number: int
     wire_type: int
-    value: int | memoryview
-    offset: int  # where the tag starts, for error messages
+    offset: int  # of the tag
+    varint: int = 0
+    payload: memoryview = memoryview(b"")
+    payload_offset: int = 0
+
+    def text(self) -> str:
+        return bytes(self.payload).decode("utf-8", "replace")
 
 
 def decode_varint(buf: memoryview, pos: int, source: str = "<bytes>") -> tuple[int, int]:
@@ -131,7 +137,7 @@ def iter_fields(buf: bytes | memoryview, source: str = "<bytes>", base: int = 0)
             raise _fail(source, base + start, "field number 0 is invalid")
         if wire == VARINT:
             value, pos = decode_varint(view, pos, source)
-            yield WireField(number, wire, value, base + start)
+            yield WireField(number, wire, base + start, varint=value)
             continue
         if wire == LEN:
             size, pos = decode_varint(view, pos, source)
@@ -141,31 +147,26 @@ def iter_fields(buf: bytes | memoryview, source: str = "<bytes>", base: int = 0)
             raise _fail(source, base + start, f"unsupported wire type {wire} (field {number})")
         if pos + size > len(view):
             raise _fail(source, base + start, f"field {number} runs past the end of its message")
-        yield WireField(number, wire, view[pos : pos + size], base + start)
+        yield WireField(number, wire, base + start, payload=view[pos : pos + size], payload_offset=base + pos)
         pos += size
 
 
-def _payload_offset(f: WireField) -> int:
-    """Absolute offset of a LEN field's payload (tag and length varints precede it)."""
-    return f.offset + len(encode_tag(f.number, f.wire_type)) + len(encode_varint(len(f.value)))  # type: ignore[arg-type]
-
-
 def _floats(f: WireField, dtype: str, wire_single: int, source: str) -> np.ndarray:
-    assert isinstance(f.value, memoryview)
     if f.wire_type not in (LEN, wire_single):
         raise _fail(source, f.offset, f"field {f.number}: wire type {f.wire_type} cannot hold floats")
-    if len(f.value) % np.dtype(dtype).itemsize:
-        raise _fail(source, f.offset, f"field {f.number}: packed run of {len(f.value)} bytes is not whole values")
-    return np.frombuffer(f.value, dtype=dtype)
+    if len(f.payload) % np.dtype(dtype).itemsize:
+        raise _fail(
+            source, f.offset, f"field {f.number}: packed run of {len(f.payload)} bytes is not whole values"
+        )
+    return np.frombuffer(f.payload, dtype=dtype)
 
 
 def _varints(f: WireField, source: str) -> list[int]:
     if f.wire_type == VARINT:
-        return [_signed64(int(f.value))]  # type: ignore[arg-type]
+        return [_signed64(f.varint)]
     if f.wire_type != LEN:
         raise _fail(source, f.offset, f"field {f.number}: wire type {f.wire_type} cannot hold integers")
-    view, pos, out = f.value, 0, []
-    assert isinstance(view, memoryview)
+    view, pos, out = f.payload, 0, []
     while pos < len(view):
         n, pos = decode_varint(view, pos, source)
         out.append(_signed64(n))
@@ -174,7 +175,7 @@ def _varints(f: WireField, source: str) -> list[int]:
 
 def _decode_shape(f: WireField, source: str) -> list[int]:
     dims: list[int] = []
-    for g in iter_fields(f.value, source, _payload_offset(f)):
+    for g in iter_fields(f.payload, source, f.payload_offset):
         if g.number == SHAPE_DIM:
             dims += _varints(g, source)
     return dims
@@ -195,7 +196,7 @@ def decode_blob(buf: bytes | memoryview, source: str = "<bytes>", base: int = 0)
         elif f.number == BLOB_SHAPE and f.wire_type == LEN:
             shape = _decode_shape(f, source)
         elif f.number in (BLOB_NUM, BLOB_CHANNELS, BLOB_HEIGHT, BLOB_WIDTH) and f.wire_type == VARINT:
-            legacy[f.number] = _signed64(int(f.value))  # type: ignore[arg-type]
+            legacy[f.number] = _signed64(f.varint)
     use = "f8" if chunks["f8"] else "f4"
     flat = np.concatenate(chunks[use]) if chunks[use] else np.zeros(0, dtype=f"<{use}")
     if legacy:
@@ -203,7 +204,9 @@ def decode_blob(buf: bytes | memoryview, source: str = "<bytes>", base: int = 0)
     elif shape is None:
         shape = []
     if int(np.prod(shape, dtype=np.int64)) != flat.size:
-        raise _fail(source, base, f"blob shape {shape} needs {int(np.prod(shape))} values, data has {flat.size}")
+        raise _fail(
+            source, base, f"blob shape {shape} needs {int(np.prod(shape))} values, data has {flat.size}"
+        )
     return flat.astype(np.float64 if use == "f8" else np.float32).reshape(shape)
 
 
@@ -219,17 +222,16 @@ class CaffeLayerBlobs:
 def _decode_layer(f: WireField, v1: bool, source: str) -> CaffeLayerBlobs:
     name_no, type_no, blobs_no = (V1_NAME, V1_TYPE, V1_BLOBS) if v1 else (LAYER_NAME, LAYER_TYPE, LAYER_BLOBS)
     name, kind, blobs = "", "", []
-    base = _payload_offset(f)
-    for g in iter_fields(f.value, source, base):
+    for g in iter_fields(f.payload, source, f.payload_offset):
         if g.number == name_no and g.wire_type == LEN:
-            name = bytes(g.value).decode("utf-8", "replace")  # type: ignore[arg-type]
+            name = g.text()
         elif g.number == type_no and v1 and g.wire_type == VARINT:
-            enum = V1_TYPE_BY_NUMBER.get(int(g.value), str(g.value))  # type: ignore[arg-type]
+            enum = V1_TYPE_BY_NUMBER.get(g.varint, str(g.varint))
             kind = V1_LAYER_TYPES.get(enum, enum)
         elif g.number == type_no and not v1 and g.wire_type == LEN:
-            kind = bytes(g.value).decode("utf-8", "replace")  # type: ignore[arg-type]
+            kind = g.text()
         elif g.number == blobs_no and g.wire_type == LEN:
-            blobs.append(decode_blob(g.value, source, _payload_offset(g)))
+            blobs.append(decode_blob(g.payload, source, g.payload_offset))
     return CaffeLayerBlobs(name, kind, tuple(blobs))
 
 
@@ -240,13 +242,15 @@ def _read_bytes(path_or_bytes: str | os.PathLike[str] | bytes) -> tuple[bytes, s
         return fh.read(), os.fspath(path_or_bytes)
 
 
-def read_caffemodel_layers(path_or_bytes: str | os.PathLike[str] | bytes) -> tuple[str, list[CaffeLayerBlobs]]:
+def read_caffemodel_layers(
+    path_or_bytes: str | os.PathLike[str] | bytes,
+) -> tuple[str, list[CaffeLayerBlobs]]:
     """(net name, every layer in file order), from V2 `layer` (100) and V1 `layers` (2) entries alike."""
     buf, source = _read_bytes(path_or_bytes)
     net_name, layers = "", []
     for f in iter_fields(buf, source):
         if f.number == NET_NAME and f.wire_type == LEN:
-            net_name = bytes(f.value).decode("utf-8", "replace")  # type: ignore[arg-type]
+            net_name = f.text()
         elif f.number in (NET_LAYER, NET_LAYERS_V1) and f.wire_type == LEN:
             layers.append(_decode_layer(f, f.number == NET_LAYERS_V1, source))
     return net_name, layers
@@ -273,7 +277,7 @@ def encode_blob(array: Any, *, legacy_shape: bool = False) -> bytes:
         if arr.ndim > 4:
             raise ValueError(f"a legacy blob shape has at most 4 axes, got {arr.shape}")
         dims = (1,) * (4 - arr.ndim) + arr.shape
-        for number, dim in zip((BLOB_NUM, BLOB_CHANNELS, BLOB_HEIGHT, BLOB_WIDTH), dims):
+        for number, dim in zip((BLOB_NUM, BLOB_CHANNELS, BLOB_HEIGHT, BLOB_WIDTH), dims, strict=True):
             out += encode_uint(number, dim)
     if not double:
         out += encode_packed_array(BLOB_DATA, arr.ravel(), "<f4")
@@ -294,7 +298,9 @@ def _encode_layer(name: str, kind: str, blobs: Sequence[Any], v1: bool) -> bytes
     return head + b"".join(encode_len(V1_BLOBS, encode_blob(b, legacy_shape=True)) for b in blobs)
 
 
-def encode_caffemodel(net_name: str, layers: Mapping[str, tuple[str, Sequence[Any]]], *, v1: bool = False) -> bytes:
+def encode_caffemodel(
+    net_name: str, layers: Mapping[str, tuple[str, Sequence[Any]]], *, v1: bool = False
+) -> bytes:
     """A serialized NetParameter holding `{layer name: (type, [arrays])}`. With `v1`, the layers are V1
     `layers` entries (enum types, legacy 4-D blob shapes), as caffemodels written before 2015 are."""
     field = NET_LAYERS_V1 if v1 else NET_LAYER
@@ -303,8 +309,11 @@ def encode_caffemodel(net_name: str, layers: Mapping[str, tuple[str, Sequence[An
 
 
 def write_caffemodel(
-    path: str | os.PathLike[str], net_name: str, layers: Mapping[str, tuple[str, Sequence[Any]]],
-    *, v1: bool = False,
+    path: str | os.PathLike[str],
+    net_name: str,
+    layers: Mapping[str, tuple[str, Sequence[Any]]],
+    *,
+    v1: bool = False,
 ) -> None:
     """Write a .caffemodel that Caffe (and `read_caffemodel`) can load; see `encode_caffemodel`."""
     with open(path, "wb") as fh:

@@ -45,9 +45,20 @@ def _collapse_value(value: Any, keep_list: bool, keep: frozenset[str]) -> Any:
 # YAML 1.1 reads these (any case here, to be safe with every loader) as booleans or null.
 _YAML_SPECIAL_WORDS = frozenset({"null", "~", "true", "false", "yes", "no", "on", "off", "y", "n"})
 _PLAIN_RE = re.compile(r"[A-Za-z_/][A-Za-z0-9_./+\-() ]*(?<! )")
-_YAML_NEEDS_ESCAPE = re.compile("[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
-_YAML_NAMED_ESCAPES = {"\\": "\\\\", '"': '\\"', "\x85": "\\N", "\u2028": "\\L", "\u2029": "\\P", "\t": "\\t",
-                       "\n": "\\n", "\r": "\\r", "\x00": "\\0"}
+_YAML_NEEDS_ESCAPE = re.compile(
+    "[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
+_YAML_NAMED_ESCAPES = {
+    "\\": "\\\\",
+    '"': '\\"',
+    "\x85": "\\N",
+    "\u2028": "\\L",
+    "\u2029": "\\P",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\x00": "\\0",
+}
 
 
 @lru_cache(maxsize=4096)
@@ -71,7 +82,11 @@ def yaml_string(s: str) -> str:
         return s
     if not _YAML_NEEDS_ESCAPE.search(s):
         return "'" + s.replace("'", "''") + "'"
-    return '"' + "".join(_yaml_escape_char(c) if _YAML_NEEDS_ESCAPE.match(c) or c in '\\"' else c for c in s) + '"'
+    return (
+        '"'
+        + "".join(_yaml_escape_char(c) if _YAML_NEEDS_ESCAPE.match(c) or c in '\\"' else c for c in s)
+        + '"'
+    )
 
 
 def _yaml_float(v: float) -> str:
@@ -133,7 +148,9 @@ def _yaml_mapping(d: Mapping[str, Any], indent: int) -> list[str]:
     for k, v in d.items():
         key = f"{yaml_string(str(k))}:"
         if _is_scalar(v) or not v:
-            lines.append(f"{pad}{key} {yaml_scalar(v) if _is_scalar(v) else '[]' if isinstance(v, list) else '{}'}")
+            lines.append(
+                f"{pad}{key} {yaml_scalar(v) if _is_scalar(v) else '[]' if isinstance(v, list) else '{}'}"
+            )
             continue
         flow = None if k in BLOCK_LIST_KEYS else _flow(v)
         if _fits(indent, key + " ", flow):
@@ -210,8 +227,12 @@ def _pt_scalar(v: Any, enum: bool) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
     if isinstance(v, str):
-        bare = enum and _IDENT_RE.fullmatch(v) and v not in _RESERVED_WORDS and v.lower() not in ("inf",
-                                                                                             "infinity", "nan")
+        bare = (
+            enum
+            and _IDENT_RE.fullmatch(v)
+            and v not in _RESERVED_WORDS
+            and v.lower() not in ("inf", "infinity", "nan")
+        )
         return v if bare else prototxt_string(v)
     raise TypeError(f"cannot write {type(v).__name__} {v!r} as protobuf text")
 
