@@ -1,0 +1,100 @@
+"""The public lowering API on Caffe's LeNet: compile, init, apply, loss, multipliers, blob round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import netspec
+
+LENET = Path(__file__).parent / "fixtures" / "lowering" / "lenet.yaml"
+
+
+@pytest.fixture(scope="module")
+def lenet() -> netspec.lowering.Model:
+    return netspec.compile(LENET, "TRAIN", input_shapes={"data": (8, 1, 28, 28), "label": (8,)})
+
+
+def _batch(n: int = 8) -> dict[str, np.ndarray]:
+    rs = np.random.RandomState(0)
+    return {"data": rs.randn(n, 1, 28, 28).astype(np.float32), "label": np.arange(n) % 10}
+
+
+def test_attributes(lenet: netspec.lowering.Model) -> None:
+    assert lenet.phase == "TRAIN"
+    assert lenet.input_shapes == {"data": (8, 1, 28, 28), "label": (8,)}
+    assert lenet.output_names == ("loss",)
+    assert lenet.loss_weights == {"loss": 1.0}
+    info = lenet.param_info["ip1/0"]
+    assert info.caffe_shape == (500, 800) and info.lr_mult == 1.0 and info.learnable
+    assert lenet.param_info["conv1/1"].lr_mult == 2.0
+    assert lenet.lr_mults()["conv2"] == {"0": 1.0, "1": 2.0}
+    assert lenet.decay_mults()["ip2"] == {"0": 1.0, "1": 1.0}
+
+
+def test_init_shapes_and_fillers(lenet: netspec.lowering.Model) -> None:
+    v = lenet.init(0)
+    assert set(v) == {"params", "batch_stats"}
+    assert v["params"]["conv1"]["0"].shape == (5, 5, 1, 20)  # HWIO inside
+    assert v["params"]["ip1"]["0"].shape == (500, 800)
+    assert not np.any(np.asarray(v["params"]["ip1"]["1"]))  # constant 0 bias
+    a = np.sqrt(3.0 / 800)  # xavier FAN_IN on ip1's Caffe layout (500, 800)
+    w = np.asarray(v["params"]["ip1"]["0"])
+    assert np.abs(w).max() <= a and np.abs(w).max() > 0.9 * a
+    again = lenet.init(0)
+    assert np.array_equal(np.asarray(again["params"]["conv2"]["0"]), np.asarray(v["params"]["conv2"]["0"]))
+    other = lenet.init(1)
+    assert not np.array_equal(np.asarray(other["params"]["conv2"]["0"]), np.asarray(v["params"]["conv2"]["0"]))
+
+
+def test_apply_loss_and_grad(lenet: netspec.lowering.Model) -> None:
+    v = lenet.init(0)
+    out = lenet.apply(v, _batch())
+    assert set(out) == {"loss"} and out["loss"].shape == ()
+    assert 1.5 < float(lenet.loss(out)) < 4.0
+
+    def f(p: dict) -> jax.Array:
+        return lenet.loss(lenet.apply({"params": p, "batch_stats": {}}, _batch(), train=True))
+
+    g = jax.jit(jax.grad(f))(v["params"])
+    assert jax.tree.structure(g) == jax.tree.structure(v["params"])
+    assert all(np.isfinite(np.asarray(x)).all() and np.abs(np.asarray(x)).sum() > 0 for x in jax.tree.leaves(g))
+
+
+def test_test_phase_has_accuracy() -> None:
+    m = netspec.compile(LENET, "TEST", batch=8)
+    out = m.apply(m.init(0), _batch())
+    assert set(out) == {"accuracy", "loss"}
+    assert 0.0 <= float(out["accuracy"]) <= 1.0
+
+
+def test_single_array_needs_single_input(lenet: netspec.lowering.Model) -> None:
+    with pytest.raises(ValueError, match="pass a dict"):
+        lenet.apply(lenet.init(0), _batch()["data"])
+
+
+def test_caffe_blobs_round_trip(lenet: netspec.lowering.Model) -> None:
+    v = lenet.init(3)
+    blobs = netspec.caffe_blobs(lenet, v)
+    assert [b.shape for b in blobs["conv2"]] == [(50, 20, 5, 5), (50,)]
+    rs = np.random.RandomState(1)
+    new = {k: [rs.randn(*b.shape).astype(np.float32) for b in bs] for k, bs in blobs.items()}
+    v2 = netspec.set_caffe_blobs(lenet, v, new)
+    back = netspec.caffe_blobs(lenet, v2)
+    for k in new:
+        for a, b in zip(new[k], back[k]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_set_caffe_blobs_reports_every_mismatch(lenet: netspec.lowering.Model) -> None:
+    v = lenet.init(0)
+    bad = {"conv1": [np.zeros((20, 2, 5, 5)), np.zeros(20)], "ip2": [np.zeros((10, 400)), np.zeros(10)],
+           "nope": [np.zeros(1)]}
+    with pytest.raises(ValueError) as e:
+        netspec.set_caffe_blobs(lenet, v, bad)
+    text = str(e.value)
+    assert "conv1" in text and "(20, 1, 5, 5)" in text and "(20, 2, 5, 5)" in text
+    assert "ip2" in text and "(10, 500)" in text and "nope" in text
