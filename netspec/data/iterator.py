@@ -74,8 +74,9 @@ class BatchIterator:
         self._check()
         self._position = (0, 0)
         self._thread: threading.Thread | None = None
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(prefetch, 1))
+        self._queue: queue.Queue[object] = queue.Queue()
         self._stop = threading.Event()
+        self._order: tuple[int, np.ndarray] | None = None  # the last epoch's permutation
         if state is not None:
             self.load_state_dict(state)
 
@@ -93,6 +94,8 @@ class BatchIterator:
             problems.append(f"process_index {self.process_index} is not in [0, {p})")
         if not problems and self.steps_per_epoch == 0:
             problems.append(f"{self.dataset.source}: {n} samples make no full batch of {b}")
+        if self.prefetch < 0:
+            problems.append(f"prefetch must be >= 0, got {self.prefetch}")
         if len(self.names) not in (1, 2):
             problems.append(f"names must be (data,) or (data, label), got {self.names}")
         if problems:
@@ -110,8 +113,14 @@ class BatchIterator:
     # --- the pure part ----------------------------------------------------------------------------
 
     def order(self, epoch: int) -> np.ndarray:
+        """The sample order of `epoch` (kept for the epoch's batches: a permutation costs O(N))."""
+        cached = self._order
+        if cached is not None and cached[0] == epoch:
+            return cached[1]
         n = len(self.dataset)
-        return np.random.default_rng([self.seed, 0, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        order = np.random.default_rng([self.seed, 0, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        self._order = (epoch, order)
+        return order
 
     def batch(self, epoch: int, step: int) -> Batch:
         """Batch `step` of `epoch` for this process."""
