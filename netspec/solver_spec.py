@@ -64,11 +64,6 @@ def _ignored(name: str) -> Any:
     return Field(None, description=f"Ignored: {IGNORED_FIELDS[name]}.")
 
 
-def _lone_to_list(value: Any) -> Any:
-    """Caffe text format writes a repeated field with one entry as a scalar; YAML users do the same."""
-    return [value] if isinstance(value, (int, float, str)) and not isinstance(value, bool) else value
-
-
 class SolverSpec(BaseModel):
     """Caffe's SolverParameter. Numeric fields Caffe leaves without a default are 0 here, as in Caffe."""
 
@@ -166,9 +161,9 @@ class SolverSpec(BaseModel):
     )
     @classmethod
     def _accept_lone_value(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return [value]
-        return _lone_to_list(value)
+        # Caffe text format writes a repeated field with one entry as a scalar; YAML users do the same.
+        lone = isinstance(value, (int, float, str, dict)) and not isinstance(value, bool)
+        return [value] if lone else value
 
     @model_validator(mode="before")
     @classmethod
