@@ -2,13 +2,15 @@
 
 Exit status: 0 ok, 1 spec (or data) errors, 2 usage errors. Nothing a user can type produces a
 Python traceback: spec problems are NetspecError diagnostics, and anything unexpected is reported
-as an internal error with a one-line summary.
+as an internal error with a one-line summary (exit 1; set NETSPEC_TRACEBACK=1 to see the traceback).
+Only the subcommand that runs is imported, so `netspec check` never loads the training stack.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -98,12 +100,22 @@ def _add_schema(sub: Any) -> None:
     p.set_defaults(func=cmd_schema)
 
 
-def _add_lazy(sub: Any, name: str, module: str, help_text: str) -> None:
-    """Subcommands whose implementation (and JAX) loads only when they run."""
-    import importlib
+def _add_lazy(sub: Any, name: str, module: str, help_text: str, load: bool) -> None:
+    """A subcommand whose implementation (and JAX) loads only when it is the one that runs.
 
-    mod = importlib.import_module(module)
-    mod.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    The others get a bare parser for `netspec --help`, so `netspec check` imports none of them.
+    """
+    import importlib
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec(module) is None:
+            return  # a command whose module is not part of this build
+    except ImportError:
+        return
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    if load:
+        importlib.import_module(module).add_arguments(parser)
 
 
 _LAZY = (
@@ -115,7 +127,13 @@ _LAZY = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the top level has no options that take values)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only `command`'s module (if it is a lazy one) is imported."""
     parser = argparse.ArgumentParser(prog="netspec", description="A declarative neural-network compiler: "
                                      "Caffe-style YAML specs, checked in pure Python, trained on JAX.")
     from netspec import __version__
@@ -125,15 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_schema(sub)
     for name, module, help_text in _LAZY:
-        try:
-            _add_lazy(sub, name, module, help_text)
-        except ImportError:
-            continue  # a command whose module is not part of this build
+        _add_lazy(sub, name, module, help_text, load=name == command)
     return parser
 
 
+def _internal_error(e: BaseException) -> str:
+    """One line for a bug report: the exception and the innermost netspec frame it came from."""
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    ours = [f for f in frames if "netspec" in f.filename.replace("\\", "/").split("/site-packages/")[-1]]
+    at = ours[-1] if ours else (frames[-1] if frames else None)
+    where = f" (at {at.filename.rsplit('/', 1)[-1]}:{at.lineno} in {at.name})" if at else ""
+    text = " ".join(str(e).split())
+    text = text if len(text) <= 200 else text[:200] + "…"
+    return f"netspec: internal error: {type(e).__name__}: {text}{where}; please report it"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
@@ -149,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as e:  # noqa: BLE001 - the promise is: no traceback, ever
+        if os.environ.get("NETSPEC_TRACEBACK"):
+            raise
+        print(_internal_error(e), file=sys.stderr)
+        return EXIT_SPEC
 
 
 if __name__ == "__main__":

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Severity = Literal["error", "warning", "note"]
 
 
-@dataclass(frozen=True, order=True)
-class SourceLoc:
-    """A 1-based position in a source file."""
+class SourceLoc(NamedTuple):
+    """A 1-based position in a source file. A tuple: the loader makes one per YAML value, cheaply."""
 
     file: str
     line: int
@@ -29,6 +28,8 @@ class Diagnostic:
     loc: SourceLoc | None = None
     layer: str | None = None
     hint: str | None = None
+    #: a stable name for the kind of problem where tools may want to filter on it, e.g. "unused-top"
+    code: str | None = None
 
     def format(self) -> str:
         where = f"{self.loc}: " if self.loc else ""
@@ -47,6 +48,7 @@ class Diagnostic:
             "col": self.loc.col if self.loc else None,
             "layer": self.layer,
             "hint": self.hint,
+            "code": self.code,
         }
 
 

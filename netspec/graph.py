@@ -4,6 +4,10 @@ Caffe's in-place computation (top i == bottom i) means "last writer wins": the g
 write its own blob id (`conv1`, then `conv1@relu1`), so later stages see a plain dataflow graph.
 A bottom names the latest earlier write of that blob; a bottom written only later in the file is a
 forward reference, allowed as long as the result is acyclic. Every problem is collected.
+
+Layers that failed validation (`NetSpec.broken`) and layers with wiring errors still define their
+tops, so the rest of the net is wired and checked in the same run; they are left out of the graph's
+nodes, and the shape stage skips whatever depends on them.
 """
 
 from __future__ import annotations
@@ -55,98 +59,171 @@ class Graph:
         return next(n for n in self.nodes if n.name == name)
 
 
+def _kind(layer: LayerSpec) -> type[LayerType] | None:
+    return REGISTRY.get(layer.type)
+
+
 def _with_defaults(layers: list[LayerSpec]) -> list[LayerSpec]:
     """netspec's implicit chaining: a missing bottom reads the previous layer's first top,
     a missing top is the layer's own name."""
     out: list[LayerSpec] = []
     for layer in layers:
-        kind = REGISTRY[layer.type]
+        kind = _kind(layer)
         update: dict[str, object] = {}
-        if not layer.bottom and kind.bottoms[0] >= 1 and out and out[-1].top:
+        if kind is not None and not layer.bottom and kind.bottoms[0] >= 1 and out and out[-1].top:
             update["bottom"] = (out[-1].top[0],)
-        if not layer.top and kind.tops[0] >= 1:
+        if not layer.top and (kind is None or kind.tops[0] >= 1):
             update["top"] = (layer.name,)
         out.append(layer.model_copy(update=update) if update else layer)
     return out
 
 
 def _count_check(layer: LayerSpec, kind: type[LayerType], diags: list[Diagnostic]) -> None:
-    for what, (lo, hi), got, path in (("bottom", kind.bottoms, len(layer.bottom), "bottom"),
-                                      ("top", kind.tops, len(layer.top), "top")):
+    for what, (lo, hi), got in (("bottom", kind.bottoms, len(layer.bottom)), ("top", kind.tops, len(layer.top))):
         if got < lo or (hi is not None and got > hi):
             want = f"{lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
-            diags.append(Diagnostic("error", f"{kind.type_name} takes {want} {what}(s), got {got}",
-                                    layer.where(path), layer.name))
+            plural = "" if want == "1" else "s"
+            diags.append(Diagnostic("error", f"{kind.type_name} takes {want} {what}{plural}, got {got}",
+                                    layer.where(what), layer.name))
     if len(layer.loss_weight) > len(layer.top):
         diags.append(Diagnostic("error", f"{len(layer.loss_weight)} loss_weight values for "
                                          f"{len(layer.top)} top(s)", layer.where("loss_weight"), layer.name))
     if layer.propagate_down and len(layer.propagate_down) != len(layer.bottom):
-        diags.append(Diagnostic("error", f"propagate_down needs one value per bottom ({len(layer.bottom)})",
+        diags.append(Diagnostic("error", f"propagate_down needs one value per bottom ({len(layer.bottom)}), "
+                                         f"got {len(layer.propagate_down)}",
                                 layer.where("propagate_down"), layer.name))
 
 
-def build(spec: NetSpec, phase: Phase = "TEST", level: int = 0,
-          stages: frozenset[str] = frozenset()) -> Graph:
-    """Resolve the net for one phase. Raises NetspecError with every wiring problem."""
+def _rule_text(layer: LayerSpec) -> str:
+    """How a layer's include/exclude rules read in a message: 'include: {phase: TRAIN}'."""
+    field_name, rules = ("include", layer.include) if layer.include else ("exclude", layer.exclude)
+    shown = []
+    for rule in rules:
+        parts = [f"{k}: {v}" for k, v in rule.model_dump(exclude_defaults=True).items()]
+        shown.append("{" + ", ".join(parts) + "}")
+    return f"{field_name}: {shown[0] if len(shown) == 1 else '[' + ', '.join(shown) + ']'}"
+
+
+class _Wiring:
+    """Blob writes in file order, and what each bottom resolves to."""
+
+    def __init__(self, layers: list[LayerSpec], skip: set[int], diags: list[Diagnostic]) -> None:
+        self.layers = layers
+        self.writes: dict[str, list[tuple[int, str]]] = {}
+        self.tops_of: list[tuple[str, ...]] = []
+        for i, layer in enumerate(layers):
+            kind = _kind(layer)
+            ids = []
+            for t, top in enumerate(layer.top):
+                in_place = t < len(layer.bottom) and layer.bottom[t] == top
+                if i not in skip and kind is not None:
+                    self.check_top(i, t, top, in_place, kind, diags)
+                blob_id = top if top not in self.writes else f"{top}@{layer.name}"
+                self.writes.setdefault(top, []).append((i, blob_id))
+                ids.append(blob_id)
+            self.tops_of.append(tuple(ids))
+
+    def check_top(self, i: int, t: int, top: str, in_place: bool, kind: type[LayerType],
+                  diags: list[Diagnostic]) -> None:
+        layer = self.layers[i]
+        if in_place and not kind.in_place:
+            diags.append(Diagnostic("error", f"{kind.type_name} cannot compute in place (top '{top}' "
+                                             f"is also its bottom)", layer.where("top", t), layer.name,
+                                    f"give the top its own name, e.g. '{layer.name}'"))
+        elif top in layer.bottom and not in_place:
+            j = layer.bottom.index(top)
+            diags.append(Diagnostic("error", f"top {t} '{top}' is the layer's bottom {j}; in-place "
+                                             f"computation pairs top i with bottom i",
+                                    layer.where("top", t), layer.name))
+        elif top in self.writes and not in_place:
+            owner = self.layers[self.writes[top][0][0]].name
+            diags.append(Diagnostic("error", f"top blob '{top}' is produced by multiple sources (layers "
+                                             f"'{owner}' and '{layer.name}')", layer.where("top", t),
+                                    layer.name, "an in-place layer names the blob as both its bottom and "
+                                                "its top; otherwise give this top its own name"))
+
+    def resolve(self, i: int, name: str) -> str | None:
+        """The blob id bottom `name` of layer i reads, or None when nothing writes it."""
+        ws = self.writes.get(name, [])
+        before = [bid for j, bid in ws if j < i]
+        if before:
+            return before[-1]
+        after = [bid for j, bid in ws if j > i]
+        if after and after[0] == name:
+            return name  # a forward reference; the toposort orders it or finds the cycle
+        return None
+
+    def known_before(self, i: int) -> list[str]:
+        return sorted(n for n, ws in self.writes.items() if any(j < i for j, _ in ws))
+
+
+def _unknown_bottom(spec: NetSpec, layer: LayerSpec, b: int, name: str, known: list[str],
+                    phase: str) -> Diagnostic:
+    elsewhere = next((other for other in spec.layers + spec.broken
+                      if name in other.top and not other.in_phase(phase, spec.level, spec.stages)), None)
+    msg = f"unknown bottom blob '{name}'" + (f" (bottom {b})" if len(layer.bottom) > 1 else "")
+    if elsewhere is not None:
+        msg += f": layer '{elsewhere.name}' makes it, but that layer is not in the {phase} net " \
+               f"({_rule_text(elsewhere)})"
+        hint = f"exclude '{layer.name}' from {phase} too, or give the {phase} net its own '{name}'"
+    else:
+        suggestion = did_you_mean(name, known)
+        if suggestion:
+            msg += f"; {suggestion}"
+        hint = None if suggestion else (f"blobs defined before this layer: {', '.join(known)}" if known
+                                        else "no blob is defined before this layer")
+    return Diagnostic("error", msg, layer.where("bottom", b), layer.name, hint)
+
+
+def build_partial(spec: NetSpec, phase: Phase = "TEST", level: int | None = None,
+                  stages: frozenset[str] | None = None) -> tuple[Graph, list[Diagnostic]]:
+    """The graph of every layer that is wired correctly, and every wiring diagnostic.
+
+    Layers with errors (and `spec.broken` ones) define their tops but are not nodes.
+    """
+    level = spec.level if level is None else level
+    stages = spec.stages if stages is None else stages
     diags: list[Diagnostic] = []
-    layers = _with_defaults([l for l in spec.layers if l.in_phase(phase, level, stages)])
+    everything = sorted(spec.layers + spec.broken, key=lambda l: l.index)
+    broken_ids = {id(l) for l in spec.broken}
+    present = [l for l in everything if l.in_phase(phase, level, stages)]
+    bad = {i for i, l in enumerate(present) if id(l) in broken_ids}
+    layers = _with_defaults(present)
+
     seen: dict[str, LayerSpec] = {}
-    for layer in layers:
+    for i, layer in enumerate(layers):
         if layer.name in seen:
             first = seen[layer.name].loc
             diags.append(Diagnostic("error", f"duplicate layer name '{layer.name}'"
                                              + (f" (first at line {first.line})" if first else ""),
                                     layer.where("name"), layer.name))
         seen.setdefault(layer.name, layer)
-        _count_check(layer, REGISTRY[layer.type], diags)
+        kind = _kind(layer)
+        if i not in bad and kind is not None:
+            before = len(diags)
+            _count_check(layer, kind, diags)
+            if len(diags) > before:
+                bad.add(i)
 
-    # Every write of a blob name, in file order: (layer index, blob id).
-    writes: dict[str, list[tuple[int, str]]] = {}
-    tops_of: list[tuple[str, ...]] = []
-    for i, layer in enumerate(layers):
-        kind = REGISTRY[layer.type]
-        ids = []
-        for t, top in enumerate(layer.top):
-            in_place = t < len(layer.bottom) and layer.bottom[t] == top
-            if in_place and not kind.in_place:
-                diags.append(Diagnostic("error", f"{kind.type_name} cannot compute in place (top '{top}' "
-                                                 f"is also its bottom)", layer.where("top", t), layer.name))
-            if top in writes and not in_place:
-                owner = layers[writes[top][0][0]].name
-                diags.append(Diagnostic("error", f"top blob '{top}' produced by multiple sources "
-                                                 f"(layers '{owner}' and '{layer.name}'); in-place layers "
-                                                 f"must name the blob as both bottom and top",
-                                        layer.where("top", t), layer.name))
-            blob_id = top if top not in writes else f"{top}@{layer.name}"
-            writes.setdefault(top, []).append((i, blob_id))
-            ids.append(blob_id)
-        tops_of.append(tuple(ids))
-
+    before = len(diags)
+    wiring = _Wiring(layers, bad, diags)
     nodes: list[Node] = []
     for i, layer in enumerate(layers):
         bottoms = []
         for b, name in enumerate(layer.bottom):
-            before = [bid for j, bid in writes.get(name, []) if j < i]
-            after = [bid for j, bid in writes.get(name, []) if j > i]
-            if before:
-                bottoms.append(before[-1])
-            elif after and after[0] == name:
-                bottoms.append(name)  # forward reference; ordering below
-            else:
-                known = sorted({n for n, ws in writes.items() if any(j < i for j, _ in ws)})
-                diags.append(Diagnostic("error", f"unknown bottom blob '{name}' (bottom index {b})",
-                                        layer.where("bottom", b), layer.name,
-                                        did_you_mean(name, known) or
-                                        (f"blobs defined before this layer: {', '.join(known)}"
-                                         if known else "no blob is defined before this layer")))
-                bottoms.append(name)
-        nodes.append(Node(layer, REGISTRY[layer.type], tuple(bottoms), tops_of[i]))
+            blob = wiring.resolve(i, name)
+            if blob is None:
+                diags.append(_unknown_bottom(spec, layer, b, name, wiring.known_before(i), phase))
+                bad.add(i)
+                blob = f"{name}@undefined"
+            bottoms.append(blob)
+        kind = _kind(layer)
+        if i not in bad and kind is not None and not any(d.layer == layer.name for d in diags[before:]):
+            nodes.append(Node(layer, kind, tuple(bottoms), wiring.tops_of[i]))
 
-    if any(d.severity == "error" for d in diags):
-        raise NetspecError(sorted(diags, key=sort_key))
     ordered = _toposort(nodes, diags)
-    blob_names = {bid: name for name, ws in writes.items() for _, bid in ws}
-    consumed = {b for n in ordered for b in n.bottoms}
+    blob_names = {bid: name for name, ws in wiring.writes.items() for _, bid in ws}
+    consumed = {wiring.resolve(i, b) for i, l in enumerate(layers) for b in l.bottom}
     outputs = tuple(t for n in ordered for t in n.tops if t not in consumed)
     last = ordered[-1].name if ordered else None
     for n in ordered:
@@ -155,14 +232,23 @@ def build(spec: NetSpec, phase: Phase = "TEST", level: int = 0,
         for t in n.tops:
             if t not in consumed:
                 diags.append(Diagnostic("warning", f"top '{blob_names[t]}' is never used (it becomes a net "
-                                                   "output)", n.layer.where("top"), n.name))
+                                                   "output)", n.layer.where("top"), n.name, code="unused-top"))
+    diags.sort(key=sort_key)
+    warnings = tuple(d for d in diags if d.severity != "error")
+    return Graph(spec, phase, tuple(ordered), blob_names, outputs, warnings), diags
+
+
+def build(spec: NetSpec, phase: Phase = "TEST", level: int | None = None,
+          stages: frozenset[str] | None = None) -> Graph:
+    """Resolve the net for one phase. Raises NetspecError with every wiring problem."""
+    graph, diags = build_partial(spec, phase, level, stages)
     if any(d.severity == "error" for d in diags):
-        raise NetspecError(sorted(diags, key=sort_key))
-    return Graph(spec, phase, tuple(ordered), blob_names, outputs, tuple(sorted(diags, key=sort_key)))
+        raise NetspecError(diags)
+    return graph
 
 
 def _toposort(nodes: list[Node], diags: list[Diagnostic]) -> list[Node]:
-    """Kahn's algorithm, preferring file order; nodes left over sit on a cycle."""
+    """Kahn's algorithm, preferring file order; nodes left over sit on or behind a cycle."""
     import heapq
 
     producer = {t: i for i, n in enumerate(nodes) for t in n.tops}
@@ -182,9 +268,51 @@ def _toposort(nodes: list[Node], diags: list[Diagnostic]) -> list[Node]:
             waiting[u] -= 1
             if waiting[u] == 0:
                 heapq.heappush(ready, u)
-    stuck = [n for i, n in enumerate(nodes) if waiting[i] > 0]
-    if stuck:
-        names = " -> ".join(n.name for n in stuck)
-        diags.append(Diagnostic("error", f"the graph has a cycle through layers {names}", stuck[0].layer.loc,
-                                stuck[0].name))
+    stuck = {i for i, w in enumerate(waiting) if w > 0}
+    reported: set[int] = set()
+    for start in sorted(stuck):
+        if start in reported:
+            continue
+        cycle = _find_cycle(start, deps, stuck)
+        if cycle is None or reported & set(cycle):
+            continue
+        reported.update(cycle)
+        first = min(cycle)
+        names = [nodes[i].name for i in _rotate(cycle, first)]
+        path = " → ".join(names + [names[0]])
+        diags.append(Diagnostic("error", f"the layers form a cycle: {path}", nodes[first].layer.where("bottom"),
+                                nodes[first].name, "a bottom may name a blob written later in the file, but "
+                                                   "the data must still flow one way"))
     return order
+
+
+def _find_cycle(start: int, deps: list[set[int]], stuck: set[int]) -> list[int] | None:
+    """A cycle reachable from `start` along dependencies (iterative DFS), in dependency order."""
+    path: list[int] = []
+    on_path: dict[int, int] = {}
+    done: set[int] = set()
+    stack: list[tuple[int, list[int]]] = [(start, sorted(deps[start] & stuck))]
+    path.append(start)
+    on_path[start] = 0
+    while stack:
+        node, todo = stack[-1]
+        if not todo:
+            stack.pop()
+            path.pop()
+            del on_path[node]
+            done.add(node)
+            continue
+        nxt = todo.pop(0)
+        if nxt in on_path:
+            return list(reversed(path[on_path[nxt]:]))
+        if nxt in done:
+            continue
+        on_path[nxt] = len(path)
+        path.append(nxt)
+        stack.append((nxt, sorted(deps[nxt] & stuck)))
+    return None
+
+
+def _rotate(cycle: list[int], first: int) -> list[int]:
+    k = cycle.index(first)
+    return cycle[k:] + cycle[:k]

@@ -5,38 +5,48 @@ This is the only module that touches the YAML library. Mappings become `PosDict`
 position of the container, of each key and of each value. Positions survive `copy.deepcopy`, so
 block expansion keeps pointing at the template lines a user wrote.
 
-Hostile input is refused with a located diagnostic, never a traceback: non-UTF-8 bytes, YAML
-syntax errors, tags other than the plain JSON-like ones (`!!python/...` among them), duplicate keys,
-alias bombs (expansion is bounded) and deep nesting (depth is bounded).
+The data is built from libyaml's event stream, not its composer: the composer recurses in C and
+crashes the interpreter on deeply nested input, and building straight from events lets every bound
+stop the parse at the first offending event. Hostile input is refused with a located diagnostic,
+never a traceback: non-UTF-8 bytes, control characters, tabs in indentation, YAML syntax errors,
+tags other than the plain JSON-like ones (`!!python/...` among them), duplicate keys, alias bombs
+(the expanded size is bounded), deep nesting, numbers out of range (1e400, 10**30, NaN), huge
+strings, and files too large to be a network.
+
+Mapping keys are always strings: the text the user wrote (`1:` is the key '1', `on:` is 'on').
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from netspec.errors import Diagnostic, NetspecError, SourceLoc
 
-MAX_BYTES = 16 * 1024 * 1024
-MAX_NODES = 500_000  # after alias expansion; a ResNet-152 spec has a few hundred
+MAX_BYTES = 4 * 1024 * 1024  # ResNet-152 is 80 KiB
+MAX_NODES = 200_000  # values after alias expansion; ResNet-152 has about 5,000
 MAX_DEPTH = 64
+MAX_STRING = 10_000  # characters in one scalar
+MAX_INT = 2**63 - 1  # Caffe's widest integer fields are int64
 
 _STR = "tag:yaml.org,2002:str"
-_PLAIN_TAGS = {
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null",
-    _STR,
-}
-_MERGE = "tag:yaml.org,2002:merge"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
 # Implicitly resolved YAML 1.1 types that are not JSON-like: keep the text the user wrote.
 _AS_TEXT = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value", "tag:yaml.org,2002:yaml"}
+_SCALAR_TAGS = {_STR, _INT, _FLOAT, _BOOL, _NULL} | _AS_TEXT
 
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Parser: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_KEY = ("<<",)  # stands for a `<<:` merge key while its value arrives (a tuple: never a real key)
 
 
 class PosDict(dict):  # type: ignore[type-arg]
@@ -65,126 +75,313 @@ class PosList(list):  # type: ignore[type-arg]
         self.item_locs = [None] * len(self)
 
 
-def _loc(file: str, mark: Any) -> SourceLoc:
-    return SourceLoc(file, mark.line + 1, mark.column + 1)
+def _error(message: str, loc: SourceLoc) -> NetspecError:
+    return NetspecError([Diagnostic("error", message, loc)])
+
+
+def _offset_loc(raw: bytes, offset: int, file: str) -> SourceLoc:
+    """Line and column (in characters) of a byte offset."""
+    offset = max(0, min(offset, len(raw)))
+    start = raw.rfind(b"\n", 0, offset) + 1
+    col = len(raw[start:offset].decode("utf-8", "replace")) + 1
+    return SourceLoc(file, raw.count(b"\n", 0, offset) + 1, col)
 
 
 def decode(raw: bytes, file: str) -> str:
     """UTF-8 (with or without BOM) or a located error at the first bad byte."""
     if len(raw) > MAX_BYTES:
-        raise NetspecError([Diagnostic("error", f"file is {len(raw)} bytes; specs larger than "
-                                                f"{MAX_BYTES} bytes are refused", SourceLoc(file, 1, 1))])
+        raise _error(f"file is {len(raw):,} bytes; specs larger than {MAX_BYTES // 2**20} MiB are refused "
+                     f"(ResNet-152 is 80 KiB)", SourceLoc(file, 1, 1))
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         msg = f"file is not valid UTF-8: byte 0x{raw[e.start]:02x} cannot start or continue a character"
-        raise NetspecError([Diagnostic("error", msg, SourceLoc(file, line, col))]) from None
+        raise _error(msg, _offset_loc(raw, e.start, file)) from None
 
 
-class _Converter:
-    """Node graph -> positioned data, with bounds on expansion and depth."""
+def _implicit_tag(value: str) -> str:
+    """PyYAML's YAML 1.1 resolution of a plain scalar (Resolver.resolve, without the node)."""
+    table = Resolver.yaml_implicit_resolvers
+    for tag, regexp in table.get(value[:1], []) + table.get(None, []):
+        if regexp.match(value):
+            return tag  # type: ignore[no-any-return]
+    return _STR
+
+
+class _Frame:
+    """An open mapping or sequence while its events arrive."""
+
+    __slots__ = ("value", "is_map", "anchor", "start", "key", "key_loc", "merges", "loc")
+
+    def __init__(self, value: PosDict | PosList, anchor: str | None, start: int, loc: SourceLoc) -> None:
+        self.value = value
+        self.is_map = isinstance(value, PosDict)
+        self.anchor = anchor
+        self.start = start  # the value counter when it opened, to size it for aliases
+        self.key: str | tuple[str] | None = None
+        self.key_loc = loc
+        self.merges: list[tuple[Any, SourceLoc]] = []
+        self.loc = loc
+
+
+class _Builder:
+    """libyaml events -> PosDict/PosList/scalars, with bounds on size, depth and expansion.
+
+    One loop with the common cases (scalars, keys) inlined: it runs once per YAML token.
+    """
 
     def __init__(self, file: str) -> None:
         self.file = file
         self.nodes = 0
-        self.scalars = yaml.constructor.SafeConstructor()
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.open_anchors: set[str] = set()
+        self.stack: list[_Frame] = []
+        self.root: Any = None
+        self.done = False
+        self.tags: dict[str, str] = {}
+        self.scalars: dict[tuple[str, str], Any] = {}
+        self.constructor = SafeConstructor()
 
-    def fail(self, node: Any, message: str) -> NetspecError:
-        return NetspecError([Diagnostic("error", message, _loc(self.file, node.start_mark))])
+    def loc(self, mark: Any) -> SourceLoc:
+        return SourceLoc(self.file, mark.line + 1, mark.column + 1)
 
-    def convert(self, node: Any, depth: int = 0) -> Any:
+    def too_many(self, mark: Any) -> NetspecError:
+        return _error(f"document expands to more than {MAX_NODES:,} values (an alias bomb?); "
+                      "refusing to expand it", self.loc(mark))
+
+    def run(self, parser: Any) -> Any:
+        file, stack, get_event = self.file, self.stack, parser.get_event
+        scalar_event, stream_end = yaml.ScalarEvent, yaml.StreamEndEvent
+        while True:
+            event = get_event()
+            kind = type(event)
+            if kind is scalar_event:
+                self.nodes += 1
+                mark = event.start_mark
+                loc = SourceLoc(file, mark.line + 1, mark.column + 1)
+                frame = stack[-1] if stack else None
+                if frame is not None and frame.is_map and frame.key is None:
+                    self.on_key(frame, event, loc)
+                    continue
+                if event.tag is None and event.implicit[0]:
+                    value: Any = self.plain(event.value, mark)
+                else:
+                    value = self.scalar(event)
+                if event.anchor is not None:
+                    self.anchors[event.anchor] = (value, 1)
+                self.attach(value, loc)
+            elif kind is stream_end:
+                return self.root
+            else:
+                self.other(event, kind)
+            if self.nodes > MAX_NODES:
+                raise self.too_many(event.start_mark)
+
+    def other(self, event: Any, kind: type) -> None:
+        if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            self.on_start(event, kind is yaml.MappingStartEvent)
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            self.on_end()
+        elif kind is yaml.AliasEvent:
+            self.on_alias(event)
+        elif kind is yaml.DocumentStartEvent and self.done:
+            raise _error("a spec is a single YAML document, but a second one starts here (---)",
+                         self.loc(event.start_mark))
+
+    def on_key(self, frame: _Frame, event: Any, loc: SourceLoc) -> None:
+        value: str = event.value
+        if event.tag not in (None, "!", _STR, _MERGE):
+            raise _error(f"unsupported YAML tag '{event.tag}' on a key", loc)
+        if len(value) > MAX_STRING:
+            raise _error(f"a key of {len(value):,} characters; keys are field names", loc)
+        merge = value == "<<" and event.implicit[0] and event.tag in (None, _MERGE)
+        frame.key = _MERGE_KEY if merge else value
+        frame.key_loc = loc
+
+    def on_start(self, event: Any, mapping: bool) -> None:
+        loc = self.loc(event.start_mark)
+        frame = self.stack[-1] if self.stack else None
+        if frame is not None and frame.is_map and frame.key is None:
+            raise _error("mapping keys must be plain scalars (field names), not "
+                         f"{'mappings' if mapping else 'lists'}", loc)
+        if event.tag not in (None, "!", _MAP if mapping else _SEQ):
+            raise _error(f"unsupported YAML tag '{event.tag}'; specs use plain "
+                         f"{'mappings' if mapping else 'lists'}", loc)
+        if len(self.stack) >= MAX_DEPTH:
+            raise _error(f"nesting deeper than {MAX_DEPTH} levels; a spec nests a few levels at most", loc)
         self.nodes += 1
+        value: PosDict | PosList = PosDict(loc=loc) if mapping else PosList(loc=loc)
+        if event.anchor is not None:
+            self.open_anchors.add(event.anchor)
+        self.stack.append(_Frame(value, event.anchor, self.nodes, loc))
+
+    def on_end(self) -> None:
+        frame = self.stack.pop()
+        if frame.merges:
+            self.apply_merges(frame)
+        if frame.anchor is not None:
+            self.open_anchors.discard(frame.anchor)
+            self.anchors[frame.anchor] = (frame.value, self.nodes - frame.start + 1)
+        self.attach(frame.value, frame.loc)
+
+    def on_alias(self, event: Any) -> None:
+        loc = self.loc(event.start_mark)
+        if event.anchor in self.open_anchors:
+            raise _error(f"alias '*{event.anchor}' refers to a node that contains it (a recursive alias)", loc)
+        if event.anchor not in self.anchors:
+            raise _error(f"undefined alias '*{event.anchor}' (an anchor '&{event.anchor}' must come first)",
+                         loc)
+        frame = self.stack[-1] if self.stack else None
+        if frame is not None and frame.is_map and frame.key is None:
+            raise _error("mapping keys must be plain scalars (field names), not aliases", loc)
+        value, size = self.anchors[event.anchor]
+        self.nodes += size
         if self.nodes > MAX_NODES:
-            raise self.fail(node, f"document expands to more than {MAX_NODES} nodes "
-                                  "(an alias bomb?); refusing to expand it")
-        if depth > MAX_DEPTH:
-            raise self.fail(node, f"nesting deeper than {MAX_DEPTH} levels (a recursive alias?)")
-        if isinstance(node, yaml.MappingNode):
-            return self.mapping(node, depth)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _SEQ:
-                raise self.fail(node, f"unsupported YAML tag '{node.tag}'; specs use plain lists")
-            out = PosList(loc=_loc(self.file, node.start_mark))
-            for item in node.value:
-                out.append(self.convert(item, depth + 1))
-                out.item_locs.append(_loc(self.file, item.start_mark))
-            return out
-        return self.scalar(node)
+            raise self.too_many(event.start_mark)
+        self.attach(value, loc)
 
-    def scalar(self, node: Any) -> Any:
-        if node.tag in _AS_TEXT:
-            return node.value
-        if node.tag not in _PLAIN_TAGS:
-            raise self.fail(node, f"unsupported YAML tag '{node.tag}'; only plain strings, numbers, "
-                                  "booleans and null are allowed")
-        if node.tag == _STR:
-            return node.value
+    def attach(self, value: Any, loc: SourceLoc) -> None:
+        if not self.stack:
+            self.root = value
+            self.done = True
+            return
+        frame = self.stack[-1]
+        container = frame.value
+        if not frame.is_map:
+            container.append(value)
+            container.item_locs.append(loc)  # type: ignore[union-attr]
+            return
+        key, key_loc = frame.key, frame.key_loc
+        frame.key = None
+        if key is _MERGE_KEY:  # applied when the mapping closes, so that explicit keys win
+            frame.merges.append((value, key_loc))
+            return
+        if key in container:
+            first = container.key_locs[key]  # type: ignore[union-attr]
+            raise _error(f"duplicate key '{key}' (first given at line {first.line})", key_loc)
+        container[key] = value  # type: ignore[index]
+        container.key_locs[key] = key_loc  # type: ignore[union-attr]
+        container.value_locs[key] = loc  # type: ignore[union-attr]
+
+    def apply_merges(self, frame: _Frame) -> None:
+        """YAML `<<:` merge keys: explicit keys win, then earlier merged mappings over later ones."""
+        out = frame.value
+        assert isinstance(out, PosDict)
+        for value, at in frame.merges:
+            sources = value if isinstance(value, PosList) else [value]
+            for src in sources:
+                if not isinstance(src, PosDict):
+                    raise _error("a '<<' merge key needs a mapping or a list of mappings", at)
+                for k, v in src.items():
+                    if k not in out:
+                        out[k] = v
+                        out.key_locs[k] = src.key_locs.get(k, at)
+                        out.value_locs[k] = src.value_locs.get(k, at)
+
+    def plain(self, value: str, mark: Any) -> Any:
+        """An untagged, unquoted scalar: resolved as YAML 1.1 does (cached: specs repeat values)."""
+        tag = self.tags.get(value)
+        if tag is None:
+            tag = self.tags[value] = _implicit_tag(value)
+        if tag == _STR or tag in _AS_TEXT:
+            if len(value) > MAX_STRING:
+                raise _error(f"a string of {len(value):,} characters; the limit is {MAX_STRING:,}",
+                             self.loc(mark))
+            return value
+        key = (tag, value)
+        if key not in self.scalars:
+            self.scalars[key] = self.construct(tag, value, mark)
+        return self.scalars[key]
+
+    def scalar(self, event: Any) -> Any:
+        value: str = event.value
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = _implicit_tag(value) if event.implicit[0] else _STR
+        if tag not in _SCALAR_TAGS:
+            raise _error(f"unsupported YAML tag '{tag}'; only plain strings, numbers, booleans and null "
+                         "are allowed", self.loc(event.start_mark))
+        if len(value) > MAX_STRING:
+            raise _error(f"a string of {len(value):,} characters; the limit is {MAX_STRING:,}",
+                         self.loc(event.start_mark))
+        if tag == _STR or tag in _AS_TEXT:
+            return value
+        return self.construct(tag, value, event.start_mark)
+
+    def construct(self, tag: str, value: str, mark: Any) -> Any:
+        if tag == _INT and len(value.lstrip("+-0").replace("_", "")) > 20:
+            raise _error(f"integer {_short(value)} is out of range (Caffe's widest fields are 64-bit)",
+                         self.loc(mark))
+        node = yaml.ScalarNode(tag, value, mark, mark)
         try:
-            return self.scalars.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError) as e:
-            raise self.fail(node, f"bad scalar {node.value!r}: {e}") from None
-
-    def mapping(self, node: Any, depth: int) -> PosDict:
-        if node.tag != _MAP:
-            raise self.fail(node, f"unsupported YAML tag '{node.tag}'; specs use plain mappings")
-        out = PosDict(loc=_loc(self.file, node.start_mark))
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
-                self.merge(out, value_node, depth)
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise self.fail(key_node, "mapping keys must be plain scalars")
-            key = self.scalar(key_node)
-            if key in out and key not in getattr(out, "_merged", set()):
-                first = out.key_locs[key]
-                raise self.fail(key_node, f"duplicate key '{key}' (first given at line {first.line})")
-            out[key] = self.convert(value_node, depth + 1)
-            out.key_locs[key] = _loc(self.file, key_node.start_mark)
-            out.value_locs[key] = _loc(self.file, value_node.start_mark)
+            out = self.constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError) as e:
+            raise _error(f"'{_short(value)}' is not a valid {tag.rsplit(':', 1)[-1]}: {e}",
+                         self.loc(mark)) from None
+        if isinstance(out, bool) or out is None:
+            return out
+        if isinstance(out, int) and abs(out) > MAX_INT:
+            raise _error(f"integer {_short(value)} is out of range (Caffe's widest fields are 64-bit)",
+                         self.loc(mark))
+        if isinstance(out, float):
+            if math.isnan(out):
+                raise _error("NaN is not a usable value in a spec", self.loc(mark))
+            if math.isinf(out) and "inf" not in value.lower():
+                raise _error(f"number {_short(value)} is too large for a float (it would be infinity; "
+                             "write .inf if you mean it)", self.loc(mark))
         return out
 
-    def merge(self, out: PosDict, value_node: Any, depth: int) -> None:
-        """YAML `<<:` merge keys: explicit keys win over merged ones."""
-        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-        for src in sources:
-            merged = self.convert(src, depth + 1)
-            if not isinstance(merged, PosDict):
-                raise self.fail(src, "a '<<' merge key needs a mapping")
-            for k, v in merged.items():
-                if k not in out:
-                    out[k] = v
-                    out.key_locs[k] = merged.key_locs[k]
-                    out.value_locs[k] = merged.value_locs[k]
-                    out.__dict__.setdefault("_merged", set()).add(k)
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 10]}…({len(text):,} characters)"
+
+
+def _yaml_error(e: yaml.YAMLError, text: str, file: str) -> NetspecError:
+    """A libyaml error as a located diagnostic, reworded where libyaml is cryptic."""
+    if isinstance(e, yaml.reader.ReaderError):
+        raw = text.encode("utf-8")
+        loc = _offset_loc(raw, e.position, file)
+        char = e.character if isinstance(e.character, str) else chr(e.character or 0)
+        return _error(f"control character U+{ord(char):04X} is not allowed in YAML"
+                      f"{' (a binary file?)' if char == chr(0) else ''}", loc)
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        loc = SourceLoc(file, mark.line + 1, mark.column + 1) if mark is not None else SourceLoc(file, 1, 1)
+        problem = e.problem or e.context or "malformed YAML"
+        at = _char_at(text, loc)
+        if at == "\t":
+            return _error("tab character: YAML indents with spaces only", loc)
+        if "cannot start any token" in problem and at:
+            return _error(f"YAML syntax: character {at!r} cannot start a value here"
+                          f"{' (quote the value)' if at in '@`%' else ''}", loc)
+        context = f" ({e.context})" if e.context and e.problem else ""
+        return _error(f"YAML syntax: {problem}{context}", loc)
+    return _error(f"YAML: {e}", SourceLoc(file, 1, 1))
+
+
+def _char_at(text: str, loc: SourceLoc) -> str:
+    lines = text.split("\n", loc.line)
+    if loc.line - 1 < len(lines):
+        line = lines[loc.line - 1]
+        if 0 <= loc.col - 1 < len(line):
+            return line[loc.col - 1]
+    return ""
 
 
 def load_yaml(text: str | bytes, file: str = "<spec>") -> Any:
     """Parse one YAML document into PosDict/PosList/scalars; None for an empty document."""
     if isinstance(text, bytes):
         text = decode(text, file)
+    elif len(text) > MAX_BYTES:
+        raise _error(f"text is {len(text):,} characters; specs larger than {MAX_BYTES // 2**20} MiB are "
+                     "refused", SourceLoc(file, 1, 1))
+    parser = _Parser(text)
     try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        loc = _loc(file, mark) if mark is not None else SourceLoc(file, 1, 1)
-        problem = e.problem or e.context or "malformed YAML"
-        context = f" ({e.context})" if e.context and e.problem else ""
-        raise NetspecError([Diagnostic("error", f"YAML syntax: {problem}{context}", loc)]) from None
+        return _Builder(file).run(parser)
     except yaml.YAMLError as e:
-        raise NetspecError([Diagnostic("error", f"YAML: {e}", SourceLoc(file, 1, 1))]) from None
-    except RecursionError:
-        raise NetspecError([Diagnostic("error", f"nesting deeper than the parser can follow; specs "
-                                                f"nest at most {MAX_DEPTH} levels",
-                                       SourceLoc(file, 1, 1))]) from None
-    if node is None:
-        return None
-    try:
-        return _Converter(file).convert(node)
-    except RecursionError:
-        raise NetspecError([Diagnostic("error", f"nesting deeper than {MAX_DEPTH} levels",
-                                       _loc(file, node.start_mark))]) from None
+        raise _yaml_error(e, text, file) from None
+    finally:
+        parser.dispose()
 
 
 def locate(data: Any, path: tuple[Any, ...], *, key: bool = False) -> SourceLoc | None:

@@ -3,10 +3,15 @@
 Validation runs in two stages, as Caffe does: first each layer's envelope (name, type, bottom,
 top, param, include/exclude, ...), then the parameter messages its type reads. Every problem in
 the file is collected and raised together, each with the line and column it comes from.
+
+A layer that fails validation is not dropped silently: when its name and tops can still be read it
+is kept as a *broken* layer (`NetSpec.broken`), so that the graph stage can wire around it and
+report the rest of the net's problems in the same run instead of a cascade of "unknown bottom"s.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationErr
 
 from netspec.errors import Diagnostic, NetspecError, SourceLoc, did_you_mean, sort_key
 from netspec.layers import REGISTRY, lookup
-from netspec.layers.base import Message, Repeated
+from netspec.layers.base import LayerType, Message, Repeated
 from netspec.layers.common import BlobShape
 from netspec.source import PosDict, PosList, load_yaml, locate
 
@@ -38,7 +43,8 @@ class ParamSpec(Message):
     """Caffe `ParamSpec`: per-blob learning-rate and weight-decay multipliers, and sharing."""
 
     name: str = Field("", description="blobs with the same non-empty name are shared")
-    share_mode: Literal["STRICT", "PERMISSIVE"] = "STRICT"
+    share_mode: Literal["STRICT", "PERMISSIVE"] = Field(
+        "STRICT", description="STRICT: shared blobs must have equal shapes; PERMISSIVE: equal counts")
     lr_mult: float = Field(1.0, description="local learning rate = base_lr x lr_mult; 0 freezes")
     decay_mult: float = Field(1.0, description="local weight decay = weight_decay x decay_mult")
 
@@ -46,11 +52,11 @@ class ParamSpec(Message):
 class NetStateRule(Message):
     """Caffe `NetStateRule`: when a layer is in the net (include) or out of it (exclude)."""
 
-    phase: Literal["TRAIN", "TEST"] | None = None
-    min_level: int | None = None
-    max_level: int | None = None
-    stage: Repeated[str] = ()
-    not_stage: Repeated[str] = ()
+    phase: Literal["TRAIN", "TEST"] | None = Field(None, description="the rule holds in this phase only")
+    min_level: int | None = Field(None, description="the rule holds when the net's level is at least this")
+    max_level: int | None = Field(None, description="the rule holds when the net's level is at most this")
+    stage: Repeated[str] = Field((), description="the rule holds when the net has all these stages")
+    not_stage: Repeated[str] = Field((), description="the rule holds when the net has none of these stages")
 
     def matches(self, phase: str, level: int = 0, stages: frozenset[str] = frozenset()) -> bool:
         if self.phase is not None and self.phase != phase:
@@ -62,6 +68,15 @@ class NetStateRule(Message):
         return all(s in stages for s in self.stage) and not any(s in stages for s in self.not_stage)
 
 
+class NetState(Message):
+    """Caffe `NetState`: the level and stages a net is instantiated with (the phase comes from the
+    command line)."""
+
+    phase: Literal["TRAIN", "TEST"] = Field("TEST", description="ignored by check; use --phase")
+    level: int = Field(0, description="compared with include/exclude min_level/max_level")
+    stage: Repeated[str] = Field((), description="compared with include/exclude stage/not_stage")
+
+
 class LayerEnvelope(Message):
     """The fields every Caffe layer has, whatever its type."""
 
@@ -69,18 +84,22 @@ class LayerEnvelope(Message):
     type: str = Field(..., min_length=1, description="layer type, e.g. Convolution")
     bottom: Repeated[str] = Field((), description="input blobs (default: the previous layer's top)")
     top: Repeated[str] = Field((), description="output blobs (default: the layer's name)")
-    phase: Literal["TRAIN", "TEST"] | None = None
-    loss_weight: Repeated[float] = ()
-    param: Repeated[ParamSpec] = ()
-    propagate_down: Repeated[bool] = ()
-    include: Repeated[NetStateRule] = ()
-    exclude: Repeated[NetStateRule] = ()
+    phase: Literal["TRAIN", "TEST"] | None = Field(
+        None, description="run the layer as in this phase (Caffe sets it; to filter layers use include)")
+    loss_weight: Repeated[float] = Field((), description="weight of each top in the loss")
+    param: Repeated[ParamSpec] = Field((), description="one entry per parameter blob")
+    propagate_down: Repeated[bool] = Field((), description="one per bottom: whether to backpropagate")
+    include: Repeated[NetStateRule] = Field((), description="the layer is in the net when any rule holds")
+    exclude: Repeated[NetStateRule] = Field((), description="the layer is out of the net when any rule holds")
 
 
 class LayerSpec(BaseModel):
-    """A validated layer: the envelope plus its type's messages (Caffe defaults filled in)."""
+    """A validated layer: the envelope plus its type's messages (Caffe defaults filled in).
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    Built with `model_construct` from already-validated parts, so it never builds a validator.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     name: str
     type: str
@@ -111,13 +130,13 @@ class LayerSpec(BaseModel):
 class NetEnvelope(Message):
     """Caffe `NetParameter` fields other than the layer list, plus netspec's sections."""
 
-    name: str = ""
-    input: Repeated[str] = ()
-    input_shape: Repeated[BlobShape] = ()
-    input_dim: Repeated[NonNegativeInt] = ()
-    force_backward: bool = False
-    debug_info: bool = False
-    state: dict[str, Any] | None = None
+    name: str = Field("", description="the net's name")
+    input: Repeated[str] = Field((), description="legacy: net input blob names (prefer an Input layer)")
+    input_shape: Repeated[BlobShape] = Field((), description="legacy: one shape per input")
+    input_dim: Repeated[NonNegativeInt] = Field((), description="legacy: 4 dims (N, C, H, W) per input")
+    force_backward: bool = Field(False, description="backpropagate to every layer")
+    debug_info: bool = Field(False, description="Caffe's per-blob debug log (ignored)")
+    state: NetState | None = Field(None, description="the net's level and stages")
     layer: Any = None
     layers: Any = None
     # netspec extensions (validated by their own modules)
@@ -129,7 +148,7 @@ class NetEnvelope(Message):
 class NetSpec(BaseModel):
     """A whole validated network."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     name: str
     layers: tuple[LayerSpec, ...]
@@ -139,34 +158,166 @@ class NetSpec(BaseModel):
     data: Any = None
     warnings: tuple[Diagnostic, ...] = ()
     raw: Any = Field(default=None, exclude=True, repr=False)
+    #: layers that failed validation but whose name and tops are known: wired, never computed
+    broken: tuple[LayerSpec, ...] = ()
+    level: int = 0
+    stages: frozenset[str] = frozenset()
 
 
 # ----------------------------------------------------------------------------------------------
 # pydantic errors -> located diagnostics
 
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
 
-def _pydantic_diagnostics(err: ValidationError, raw: Any, prefix: tuple[Any, ...], file: str,
-                          layer: str | None, model: type[BaseModel] | None) -> list[Diagnostic]:
-    out: list[Diagnostic] = []
-    for e in err.errors(include_url=False):
-        loc = tuple(e["loc"])
-        path = prefix + loc
-        field = ".".join(str(p) for p in loc) or "(value)"
-        hint = None
-        if e["type"] == "extra_forbidden":
-            known = _fields_at(model, loc[:-1])
-            msg = f"unknown field '{field}'"
-            hint = did_you_mean(str(loc[-1]), known) if known else None
-            where = locate(raw, path, key=True)
-        elif e["type"] == "missing":
-            msg = f"missing required field '{field}'"
-            where = locate(raw, path[:-1])
+
+def show(value: Any, limit: int = 40) -> str:
+    """A value as an error message quotes it: short, and typed where the type is the problem."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, str):
+        text = value if len(value) <= limit else value[:limit - 10] + f"…({len(value):,} characters)"
+        return repr(text)
+    text = repr(value)
+    return text if len(text) <= limit else f"a {len(text)}-digit number"
+
+
+def _label(raw: Any, prefix: tuple[Any, ...], loc: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    """A field path as the user wrote it (`convolution_param.kernel_size[1]`) and the data path.
+
+    pydantic puts list indexes in its paths even where the user gave a lone value for a repeated
+    field, and the member names of a union (`int`, `literal[...]`) where a field has several types:
+    both are dropped here.
+    """
+    node: Any = raw
+    for step in prefix:
+        node = node[step] if _has(node, step) else None
+    parts: list[str] = []
+    path: list[Any] = []
+    for step in loc:
+        if isinstance(step, int):
+            if isinstance(node, list):
+                parts.append(f"[{step}]")
+                path.append(step)
+                node = node[step] if 0 <= step < len(node) else None
+            continue  # a lone value standing for a one-element list
+        if isinstance(node, dict) and step in node:
+            node = node[step]
+        elif _is_schema_tag(step) or (node is not None and not isinstance(node, dict)):
+            continue
         else:
-            got = e.get("input")
-            shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-            msg = f"{field}: {e['msg'].rstrip('.')}{shown}"
-            where = locate(raw, path)
-        out.append(Diagnostic("error", msg, where or SourceLoc(file, 1, 1), layer, hint))
+            node = None  # a missing or unknown field
+        parts.append(("." if parts else "") + step)
+        path.append(step)
+    return "".join(parts), tuple(path)
+
+
+_SCHEMA_WORDS = frozenset({"int", "str", "float", "bool", "list", "tuple", "dict", "none", "bytes"})
+
+
+def _is_schema_tag(step: str) -> bool:
+    return step in _SCHEMA_WORDS or not step.replace("_", "a").isalnum()
+
+
+def _has(node: Any, step: Any) -> bool:
+    if isinstance(node, dict):
+        return step in node
+    return isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+
+
+def _describe(e: dict[str, Any], label: str) -> str:
+    kind, got = e["type"], e.get("input")
+    ctx = e.get("ctx") or {}
+    what = f"'{label}'" if label else "the value"
+    if kind in ("int_type", "int_parsing"):
+        return f"{what} must be an integer, got {show(got)}"
+    if kind == "int_from_float":
+        return f"{what} must be a whole number, got {show(got)}"
+    if kind in ("float_type", "float_parsing"):
+        return f"{what} must be a number, got {show(got)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"{what} must be true or false, got {show(got)}"
+    if kind == "string_type":
+        quote = " (quote it to make it a string)" if isinstance(got, (int, float)) else ""
+        return f"{what} must be a string, got {show(got)}{quote}"
+    if kind == "literal_error":
+        allowed = _QUOTED.findall(str(ctx.get("expected", "")))
+        return f"{what} must be one of {', '.join(allowed)}, got {show(got)}"
+    if kind == "greater_than":
+        bound = ctx.get("gt")
+        return f"{what} must be positive, got {show(got)}" if bound == 0 else \
+            f"{what} must be greater than {bound}, got {show(got)}"
+    if kind == "greater_than_equal":
+        bound = ctx.get("ge")
+        return f"{what} must not be negative, got {show(got)}" if bound == 0 else \
+            f"{what} must be at least {bound}, got {show(got)}"
+    if kind == "less_than":
+        return f"{what} must be less than {ctx.get('lt')}, got {show(got)}"
+    if kind == "less_than_equal":
+        return f"{what} must be at most {ctx.get('le')}, got {show(got)}"
+    if kind in ("model_type", "model_attributes_type", "dict_type", "mapping_type"):
+        return f"{what} must be a mapping of fields, got {show(got)}"
+    if kind in ("tuple_type", "list_type", "iterable_type", "set_type", "frozen_set_type"):
+        return f"{what} must be a list, got {show(got)}"
+    if kind == "too_short" and isinstance(got, str):
+        return f"{what} must not be empty"
+    if kind in ("value_error", "assertion_error"):
+        text = str(e.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        return f"{what}: {text}" if label else text
+    return f"{what}: {str(e.get('msg', 'invalid value')).rstrip('.')} (got {show(got)})"
+
+
+def pydantic_diagnostics(err: ValidationError, raw: Any, prefix: tuple[Any, ...], file: str,
+                         layer: str | None, model: type[BaseModel] | None,
+                         section: str = "", also_known: tuple[str, ...] = ()) -> list[Diagnostic]:
+    """Each pydantic error as a located diagnostic in the user's words.
+
+    `prefix` is the data path of the validated mapping inside `raw`; `section` names it in
+    messages (e.g. 'convolution_param'). A misspelt field that pydantic reports twice (unknown
+    'num_ouput' and missing 'num_output') becomes one error with a did-you-mean.
+    """
+    errors = err.errors(include_url=False)
+
+    def known(parent: tuple[Any, ...]) -> list[str]:
+        return _fields_at(model, parent) + (list(also_known) if not parent else [])
+
+    unknown: dict[tuple[Any, ...], set[str]] = {}
+    for e in errors:
+        if e["type"] == "extra_forbidden":
+            loc = tuple(e["loc"])
+            suggestion = did_you_mean(str(loc[-1]), known(loc[:-1]))
+            if suggestion:
+                unknown.setdefault(loc[:-1], set()).add(suggestion)
+    out: list[Diagnostic] = []
+    for e in errors:
+        loc = tuple(e["loc"])
+        label, path = _label(raw, prefix, loc)
+        full = f"{section}.{label}" if section and label else (section or label)
+        parent, _ = _label(raw, prefix, loc[:-1]) if loc else ("", ())
+        parent_full = f"{section}.{parent}" if section and parent else (section or parent)
+        inside = f" in {parent_full}" if parent_full else ""
+        if e["type"] == "extra_forbidden":
+            hint = did_you_mean(str(loc[-1]), known(loc[:-1]))
+            msg = f"unknown field '{loc[-1]}'{inside}" + (f"; {hint}" if hint else "")
+            where = locate(raw, prefix + path, key=True)
+        elif e["type"] == "missing":
+            if f"did you mean '{loc[-1]}'?" in unknown.get(loc[:-1], ()):
+                continue  # reported as the misspelt field
+            msg = f"missing required field '{loc[-1]}'{inside}"
+            where = locate(raw, prefix + path[:-1])
+        else:
+            msg = _describe(e, full)
+            if e["type"] == "literal_error" and isinstance(e.get("input"), str):
+                allowed = _QUOTED.findall(str((e.get("ctx") or {}).get("expected", "")))
+                hint = did_you_mean(e["input"], allowed)
+                msg += f"; {hint}" if hint else ""
+            where = locate(raw, prefix + path)
+        out.append(Diagnostic("error", msg, where or SourceLoc(file, 1, 1), layer))
     return out
 
 
@@ -205,71 +356,182 @@ def _layer_list(raw: PosDict, file: str, diags: list[Diagnostic]) -> tuple[str, 
     key = "layer" if raw.get("layer") is not None else "layers"
     items = raw.get(key)
     if items is None:
-        diags.append(Diagnostic("error", "the spec has no 'layer:' list", raw.loc or SourceLoc(file, 1, 1)))
+        if "layer" not in raw and "layers" not in raw:
+            diags.append(Diagnostic("error", "the spec has no 'layer:' list",
+                                    raw.loc or SourceLoc(file, 1, 1)))
         return key, PosList()
     if isinstance(items, dict):
         items = PosList([items], loc=getattr(items, "loc", None))
         items.item_locs = [items.loc]
     if not isinstance(items, list):
-        diags.append(Diagnostic("error", f"'{key}' must be a list of layers",
+        diags.append(Diagnostic("error", f"'{key}' must be a list of layers, got {show(items)}",
                                 locate(raw, (key,)) or SourceLoc(file, 1, 1)))
         return key, PosList()
     return key, items
 
 
-def _parse_layer(item: Any, index: int, key: str, raw: PosDict, file: str,
-                 diags: list[Diagnostic]) -> LayerSpec | None:
-    at = locate(raw, (key, index)) or SourceLoc(file, 1, 1)
-    if not isinstance(item, dict):
-        diags.append(Diagnostic("error", f"layer #{index + 1} must be a mapping with name and type", at))
-        return None
-    name = item.get("name") if isinstance(item.get("name"), str) else None
-    envelope_part = {k: v for k, v in item.items() if not str(k).endswith("_param")}
-    message_part = {k: v for k, v in item.items() if str(k).endswith("_param")}
-    before = len(diags)
-    try:
-        env = LayerEnvelope.model_validate(envelope_part)
-    except ValidationError as e:
-        diags.extend(_pydantic_diagnostics(e, raw, (key, index), file, name, LayerEnvelope))
-        env = None
-    ltype = item.get("type") if isinstance(item.get("type"), str) else None
-    cls = lookup(ltype) if ltype else None
-    if ltype and cls is None:
-        diags.append(Diagnostic("error", f"unknown layer type '{ltype}'",
-                                locate(raw, (key, index, "type")), name,
-                                did_you_mean(ltype, REGISTRY.keys()) or
-                                f"known types: {', '.join(sorted(REGISTRY))}"))
-    messages: dict[str, Any] = {}
-    for mname, mvalue in message_part.items():
-        if mname not in CAFFE_MESSAGES:
-            diags.append(Diagnostic("error", f"unknown field '{mname}'",
-                                    locate(raw, (key, index, mname), key=True), name,
-                                    did_you_mean(mname, CAFFE_MESSAGES)))
-        elif cls is not None and mname not in cls.messages:
-            diags.append(Diagnostic("warning", f"'{mname}' is ignored by {cls.type_name} layers",
-                                    locate(raw, (key, index, mname), key=True), name))
-    if cls is not None:
+def _strings(value: Any) -> tuple[str, ...] | None:
+    """A repeated string field read leniently (for broken layers), or None if it is not one."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    return tuple(items) if all(isinstance(v, str) for v in items) else None
+
+
+def _message(mtype: type[Message], value: Any) -> Message:
+    """Validate a parameter message. An absent one is all defaults: built without a validator when
+    nothing in it is required or checked, so types a spec only names (ReLU, BatchNorm) stay cheap."""
+    if value is None and _all_defaults(mtype):
+        return mtype.model_construct()
+    return mtype.model_validate(value if value is not None else {})
+
+
+def _all_defaults(mtype: type[Message]) -> bool:
+    decorators = mtype.__pydantic_decorators__
+    if decorators.model_validators or decorators.field_validators or decorators.validators:
+        return False
+    return not any(f.is_required() for f in mtype.model_fields.values())
+
+
+class _LayerParser:
+    """One layer's validation; problems go to `diags`."""
+
+    def __init__(self, raw: PosDict, key: str, file: str, diags: list[Diagnostic]) -> None:
+        self.raw, self.key, self.file, self.diags = raw, key, file, diags
+
+    def parse(self, item: Any, index: int) -> tuple[LayerSpec | None, LayerSpec | None]:
+        """(valid layer, None), (None, broken layer) or (None, None) when nothing is readable."""
+        key, raw, diags = self.key, self.raw, self.diags
+        at = locate(raw, (key, index)) or SourceLoc(self.file, 1, 1)
+        if not isinstance(item, dict):
+            diags.append(Diagnostic("error", f"each entry of '{key}' must be a mapping with name and "
+                                             f"type, got {show(item)}", at, f"layer #{index + 1}"))
+            return None, None
+        name = item.get("name") if isinstance(item.get("name"), str) and item.get("name") else None
+        who = name or f"layer #{index + 1}"
+        before = len(diags)
+        envelope_part = {k: v for k, v in item.items() if not k.endswith("_param")}
+        message_part = {k: v for k, v in item.items() if k.endswith("_param")}
+        env = self.envelope(envelope_part, index, who)
+        ltype = item.get("type") if isinstance(item.get("type"), str) else None
+        cls = lookup(ltype) if ltype else None
+        if ltype and cls is None:
+            hint = did_you_mean(ltype, REGISTRY.keys())
+            diags.append(Diagnostic("error", f"unknown layer type '{ltype}'" + (f"; {hint}" if hint else ""),
+                                    locate(raw, (key, index, "type")), who,
+                                    None if hint else f"known types: {', '.join(sorted(REGISTRY))}"))
+        messages = self.messages(cls, message_part, index, who)
+        if env is not None:
+            self.rules(env, index, who)
+        failed = any(d.severity == "error" for d in diags[before:])
+        if env is not None and cls is not None and not failed:
+            return LayerSpec.model_construct(
+                name=env.name, type=cls.type_name, bottom=env.bottom, top=env.top,
+                loss_weight=env.loss_weight, param=env.param, propagate_down=env.propagate_down,
+                include=env.include, exclude=env.exclude, messages=messages, index=index, loc=at,
+                raw=item), None
+        return None, self.broken(item, index, name, env, at)
+
+    def envelope(self, part: dict[str, Any], index: int, who: str) -> LayerEnvelope | None:
+        try:
+            return LayerEnvelope.model_validate(part)
+        except ValidationError as e:
+            self.diags.extend(pydantic_diagnostics(e, self.raw, (self.key, index), self.file, who,
+                                                   LayerEnvelope, also_known=tuple(sorted(CAFFE_MESSAGES))))
+            return None
+
+    def messages(self, cls: type[LayerType] | None, part: dict[str, Any], index: int,
+                 who: str) -> dict[str, Any]:
+        key, raw, diags = self.key, self.raw, self.diags
+        for mname in part:
+            if mname not in CAFFE_MESSAGES:
+                hint = did_you_mean(mname, list(cls.messages) if cls else []) or did_you_mean(mname, CAFFE_MESSAGES)
+                diags.append(Diagnostic("error", f"unknown field '{mname}'" + (f"; {hint}" if hint else ""),
+                                        locate(raw, (key, index, mname), key=True), who))
+            elif cls is not None and mname not in cls.messages:
+                reads = ", ".join(cls.messages) or "no parameter messages"
+                diags.append(Diagnostic("warning", f"'{mname}' is ignored by {cls.type_name} layers "
+                                                   f"(they read {reads})",
+                                        locate(raw, (key, index, mname), key=True), who))
+        messages: dict[str, Any] = {}
+        if cls is None:
+            return messages
         for mname, mtype in cls.messages.items():
-            value = message_part.get(mname)
             try:
-                messages[mname] = mtype.model_validate(value if value is not None else {})
+                messages[mname] = _message(mtype, part.get(mname))
             except ValidationError as e:
-                diags.extend(_pydantic_diagnostics(e, raw, (key, index, mname), file, name, mtype))
-    if env is None or cls is None or len(diags) > before and any(
-            d.severity == "error" for d in diags[before:]):
-        return None
-    return LayerSpec(
-        name=env.name, type=cls.type_name, bottom=env.bottom, top=env.top, loss_weight=env.loss_weight,
-        param=env.param, propagate_down=env.propagate_down, include=env.include, exclude=env.exclude,
-        messages=messages, index=index, loc=at, raw=item)
+                diags.extend(pydantic_diagnostics(e, raw, (key, index, mname), self.file, who, mtype,
+                                                  section=mname))
+        return messages
+
+    def rules(self, env: LayerEnvelope, index: int, who: str) -> None:
+        """Caffe's NetStateRule checks, and the `phase:` trap."""
+        key, raw, diags = self.key, self.raw, self.diags
+        if env.include and env.exclude:
+            diags.append(Diagnostic("error", "give either 'include' or 'exclude' rules, not both (Caffe "
+                                             "refuses a layer with both)",
+                                    locate(raw, (key, index, "exclude"), key=True), who))
+        for field in ("include", "exclude"):
+            for i, rule in enumerate(getattr(env, field)):
+                lo, hi = rule.min_level, rule.max_level
+                if lo is not None and hi is not None and lo > hi:
+                    diags.append(Diagnostic("warning", f"this {field} rule never holds: min_level {lo} > "
+                                                       f"max_level {hi}", locate(raw, (key, index, field, i)),
+                                            who))
+                both = set(rule.stage) & set(rule.not_stage)
+                if both:
+                    diags.append(Diagnostic("warning", f"this {field} rule never holds: stage "
+                                                       f"'{sorted(both)[0]}' is both required and excluded",
+                                            locate(raw, (key, index, field, i)), who))
+        if env.phase is not None:
+            diags.append(Diagnostic(
+                "warning", f"'phase: {env.phase}' does not take the layer out of the other phase's net; it "
+                           f"makes the layer behave as in {env.phase} in both",
+                locate(raw, (key, index, "phase"), key=True), who,
+                f"to keep the layer in the {env.phase} net only, write 'include: {{phase: {env.phase}}}'"))
+
+    def broken(self, item: PosDict, index: int, name: str | None, env: LayerEnvelope | None,
+               at: SourceLoc) -> LayerSpec | None:
+        """What the graph needs of a layer that failed validation: its name, bottoms and tops."""
+        if name is None:
+            return None
+        bottom = env.bottom if env is not None else _strings(item.get("bottom"))
+        top = env.top if env is not None else _strings(item.get("top"))
+        if bottom is None or top is None:
+            return None
+        include = env.include if env is not None else ()
+        exclude = env.exclude if env is not None else ()
+        return LayerSpec.model_construct(
+            name=name, type=str(item.get("type")), bottom=bottom, top=top or (name,), include=include,
+            exclude=exclude, index=index, loc=at, raw=item)
 
 
-def _legacy_inputs(env: NetEnvelope, raw: PosDict, file: str, diags: list[Diagnostic]) -> list[LayerSpec]:
-    """Net-level `input` + `input_dim`/`input_shape` become Input layers, as Caffe upgrades them."""
+def _legacy_inputs(env: NetEnvelope, raw: PosDict, file: str,
+                   diags: list[Diagnostic]) -> tuple[list[LayerSpec], list[LayerSpec]]:
+    """Net-level `input` + `input_dim`/`input_shape` become Input layers, as Caffe upgrades them.
+
+    Returns (valid input layers, broken ones): a wrong shape still defines the input's blob.
+    """
+    before = len(diags)
+    layers = _legacy_input_layers(env, raw, file, diags)
+    if len(diags) == before:
+        return layers, []
+    stubs = [LayerSpec.model_construct(name=name, type="Input", bottom=(), top=(name,), index=-len(env.input) + i,
+                                       loc=locate(raw, ("input", i)) or locate(raw, ("input",)))
+             for i, name in enumerate(env.input)]
+    return [], stubs
+
+
+def _legacy_input_layers(env: NetEnvelope, raw: PosDict, file: str, diags: list[Diagnostic]) -> list[LayerSpec]:
     if not env.input:
         if env.input_dim or env.input_shape:
-            diags.append(Diagnostic("error", "'input_dim'/'input_shape' given without 'input' names",
-                                    locate(raw, ("input_dim",) if env.input_dim else ("input_shape",))))
+            field = "input_dim" if env.input_dim else "input_shape"
+            diags.append(Diagnostic("error", f"'{field}' given without 'input' names",
+                                    locate(raw, (field,), key=True)))
+        return []
+    if env.input_dim and env.input_shape:
+        diags.append(Diagnostic("error", "give either 'input_shape' or the legacy 'input_dim', not both",
+                                locate(raw, ("input_dim",), key=True)))
         return []
     shapes: list[tuple[int, ...]] = []
     if env.input_shape:
@@ -277,8 +539,9 @@ def _legacy_inputs(env: NetEnvelope, raw: PosDict, file: str, diags: list[Diagno
     elif env.input_dim:
         dims = env.input_dim
         if len(dims) != 4 * len(env.input):
-            diags.append(Diagnostic("error", f"'input_dim' needs 4 values per input: {len(env.input)} "
-                                             f"input(s) but {len(dims)} values", locate(raw, ("input_dim",))))
+            diags.append(Diagnostic("error", f"'input_dim' needs 4 values (N, C, H, W) per input: "
+                                             f"{len(env.input)} input(s) need {4 * len(env.input)}, got "
+                                             f"{len(dims)}", locate(raw, ("input_dim",))))
             return []
         shapes = [tuple(dims[4 * i: 4 * i + 4]) for i in range(len(env.input))]
     if len(shapes) != len(env.input):
@@ -289,60 +552,88 @@ def _legacy_inputs(env: NetEnvelope, raw: PosDict, file: str, diags: list[Diagno
 
     layers = []
     for i, (name, shape) in enumerate(zip(env.input, shapes)):
-        msg = InputParameter(shape=(BlobShape(dim=shape),))
-        layers.append(LayerSpec(name=name, type="Input", bottom=(), top=(name,),
-                                messages={"input_param": msg}, index=-len(env.input) + i,
-                                loc=locate(raw, ("input", i)) or locate(raw, ("input",))))
+        msg = InputParameter.model_construct(shape=(BlobShape.model_construct(dim=tuple(shape)),))
+        layers.append(LayerSpec.model_construct(
+            name=name, type="Input", bottom=(), top=(name,), messages={"input_param": msg},
+            index=-len(env.input) + i, loc=locate(raw, ("input", i)) or locate(raw, ("input",))))
     return layers
 
 
-def parse(raw: Any, file: str = "<spec>") -> NetSpec:
-    """Validate loaded YAML data (from `source.load_yaml`) into a NetSpec, or raise every problem."""
+def _needs_blocks(raw: PosDict) -> bool:
+    """Whether the block expander has anything to do (so plain specs never import it)."""
+    if raw.get("blocks") is not None:
+        return True
+    for key in ("layer", "layers"):
+        items = raw.get(key)
+        items = [items] if isinstance(items, dict) else items
+        if isinstance(items, list) and any(isinstance(i, dict) and "use" in i for i in items):
+            return True
+    return False
+
+
+def parse_partial(raw: Any, file: str = "<spec>") -> tuple[NetSpec, list[Diagnostic]]:
+    """Validate what can be validated: the NetSpec of the valid layers (plus `broken` ones for
+    wiring) and every diagnostic, errors included. Raises only when nothing is usable."""
     diags: list[Diagnostic] = []
     if raw is None:
         raise NetspecError([Diagnostic("error", "empty spec: expected a mapping with a 'layer:' list",
                                        SourceLoc(file, 1, 1))])
     if not isinstance(raw, PosDict):
-        raise NetspecError([Diagnostic("error", "a spec must be a mapping (name, layer, ...), not a "
-                                                f"{type(raw).__name__}", SourceLoc(file, 1, 1))])
-    from netspec.blocks import expand
+        raise NetspecError([Diagnostic("error", "a spec must be a mapping (name, layer, ...), not "
+                                                f"{show(raw)}", getattr(raw, "loc", None) or SourceLoc(file, 1, 1))])
+    if _needs_blocks(raw):
+        from netspec.blocks import expand
 
-    raw = expand(raw, file, diags)
+        raw = expand(raw, file, diags)
     try:
         env = NetEnvelope.model_validate(raw)
     except ValidationError as e:
-        diags.extend(_pydantic_diagnostics(e, raw, (), file, None, NetEnvelope))
-        env = NetEnvelope.model_validate({k: v for k, v in raw.items() if k in ("layer", "layers")})
+        diags.extend(pydantic_diagnostics(e, raw, (), file, None, NetEnvelope))
+        env = NetEnvelope.model_construct()
     key, items = _layer_list(raw, file, diags)
-    layers: list[LayerSpec] = _legacy_inputs(env, raw, file, diags)
+    layers, broken = _legacy_inputs(env, raw, file, diags)
+    parser = _LayerParser(raw, key, file, diags)
     for i, item in enumerate(items):
-        parsed = _parse_layer(item, i, key, raw, file, diags)
-        if parsed is not None:
-            layers.append(parsed)
+        good, bad = parser.parse(item, i)
+        if good is not None:
+            layers.append(good)
+        elif bad is not None:
+            broken.append(bad)
     solver = _extension("solver", env.solver, raw, file, diags)
     data = _extension("data", env.data, raw, file, diags)
-    errors = [d for d in diags if d.severity == "error"]
-    if errors:
-        raise NetspecError(sorted(diags, key=sort_key))
-    return NetSpec(name=env.name, layers=tuple(layers), file=file, force_backward=env.force_backward,
-                   solver=solver, data=data, warnings=tuple(sorted(diags, key=sort_key)), raw=raw)
+    state = env.state
+    spec = NetSpec.model_construct(
+        name=env.name, layers=tuple(layers), file=file, force_backward=env.force_backward, solver=solver,
+        data=data, warnings=tuple(sorted((d for d in diags if d.severity != "error"), key=sort_key)),
+        raw=raw, broken=tuple(broken), level=state.level if state else 0,
+        stages=frozenset(state.stage) if state else frozenset())
+    return spec, sorted(diags, key=sort_key)
+
+
+def parse(raw: Any, file: str = "<spec>") -> NetSpec:
+    """Validate loaded YAML data (from `source.load_yaml`) into a NetSpec, or raise every problem."""
+    spec, diags = parse_partial(raw, file)
+    if any(d.severity == "error" for d in diags):
+        raise NetspecError(diags)
+    return spec
 
 
 def _extension(section: str, value: Any, raw: PosDict, file: str, diags: list[Diagnostic]) -> Any:
     """Validate a netspec section (`solver:`, `data:`) with its own jax-free model, if present."""
     if value is None:
         return None
-    model = _extension_model(section)
+    model = extension_model(section)
     if model is None:
         return value
     try:
         return model.model_validate(value)
     except ValidationError as e:
-        diags.extend(_pydantic_diagnostics(e, raw, (section,), file, None, model))
+        diags.extend(pydantic_diagnostics(e, raw, (section,), file, None, model, section=section))
         return None
 
 
-def _extension_model(section: str) -> type[BaseModel] | None:
+def extension_model(section: str) -> type[BaseModel] | None:
+    """The model of a netspec section (`solver`, `data`), or None where that module is absent."""
     import importlib
 
     where = {"solver": ("netspec.solver_spec", "SolverSpec"), "data": ("netspec.data.spec", "DataSpec")}
@@ -353,8 +644,8 @@ def _extension_model(section: str) -> type[BaseModel] | None:
         return None
 
 
-def load_spec(path: str | Path, text: str | bytes | None = None) -> NetSpec:
-    """Read, parse and validate a YAML spec file. Raises NetspecError with every problem found."""
+def read_spec(path: str | Path, text: str | bytes | None = None) -> Any:
+    """The file's positioned YAML data (NetspecError when it cannot be read or parsed)."""
     file = str(path)
     if text is None:
         try:
@@ -362,4 +653,9 @@ def load_spec(path: str | Path, text: str | bytes | None = None) -> NetSpec:
         except OSError as e:
             raise NetspecError([Diagnostic("error", f"cannot read spec: {e.strerror or e}",
                                            SourceLoc(file, 1, 1))]) from None
-    return parse(load_yaml(text, file), file)
+    return load_yaml(text, file)
+
+
+def load_spec(path: str | Path, text: str | bytes | None = None) -> NetSpec:
+    """Read, parse and validate a YAML spec file. Raises NetspecError with every problem found."""
+    return parse(read_spec(path, text), str(path))
