@@ -1,0 +1,109 @@
+"""`netspec train SPEC`: train a spec with its solver on its data (Caffe's `caffe train`).
+
+The options are parsed and checked here without JAX; `run` loads the backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+    return value
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """Options `train`, `test` and `time` share."""
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="compute precision (parameters, optimizer state and BatchNorm statistics stay float32)")
+    p.add_argument("--compile-cache", metavar="DIR", type=Path, default=None,
+                   help="persistent JAX compilation cache (default $NETSPEC_JAX_CACHE or ~/.cache/netspec/jax; "
+                        "'off' disables it)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", type=Path, help="the YAML spec (with `solver:` and `data:` sections)")
+    p.add_argument("--solver", type=Path, metavar="FILE",
+                   help="a solver (YAML SolverParameter, or a Caffe solver .prototxt) replacing the spec's `solver:`")
+    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="the run folder (default runs/NAME)")
+    p.add_argument("--runs", type=Path, default=Path("runs"), metavar="DIR",
+                   help="where run folders are created (default ./runs)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --output (or the latest runs/NAME*) from its last checkpoint")
+    p.add_argument("--weights", type=Path, metavar="CKPT",
+                   help="fine-tune: load blobs matched by layer name and shape from a checkpoint (run folder, "
+                        "checkpoint folder) or a .caffemodel; initialise the rest")
+    g = p.add_argument_group("solver overrides")
+    g.add_argument("--max-iter", type=_positive, metavar="N")
+    g.add_argument("--max-epochs", type=_positive, metavar="N")
+    g.add_argument("--base-lr", type=_positive_float, metavar="LR")
+    g.add_argument("--seed", type=_non_negative, metavar="N", help="random_seed")
+    g.add_argument("--test-interval", type=_non_negative, metavar="N", help="0 disables testing")
+    g.add_argument("--test-iter", type=_non_negative, metavar="N")
+    g.add_argument("--display", type=_non_negative, metavar="N")
+    g.add_argument("--snapshot", type=_non_negative, metavar="N", help="checkpoint interval (0: only at the end)")
+    g.add_argument("--iter-size", type=_positive, metavar="N")
+    g.add_argument("--batch-size", type=_positive, metavar="N", help="per-step batch (the data's and the inputs')")
+    p.add_argument("--keep", type=_positive, default=3, metavar="N", help="checkpoints kept besides the best (default 3)")
+    p.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto",
+                   help="live display: rich on a terminal, plain Caffe-style lines otherwise (default auto)")
+    p.add_argument("--devices", type=_positive, metavar="N", help="use the first N devices (default all)")
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace) -> Any:
+    from netspec.cli import UsageError
+    from netspec.train.config import SOLVER_FLAGS, TrainOptions, default_cache_dir
+
+    if args.resume and args.weights:
+        raise UsageError("give --resume to continue a run or --weights to fine-tune, not both")
+    if args.max_iter and args.max_epochs:
+        raise UsageError("give --max-iter or --max-epochs, not both")
+    overrides = {flag: getattr(args, flag) for flag in SOLVER_FLAGS if getattr(args, flag, None) is not None}
+    return TrainOptions(
+        spec=args.spec, solver_file=args.solver, output=args.output, runs_root=args.runs, resume=args.resume,
+        weights=args.weights, dtype=args.dtype, batch_size=args.batch_size, solver_overrides=overrides,
+        keep_last=args.keep, progress=args.progress,
+        compile_cache=args.compile_cache if args.compile_cache is not None else default_cache_dir(),
+        devices=args.devices, argv=tuple(sys.argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    from netspec.train.loop import train
+    from netspec.train.progress import make_display
+
+    options = options_from_args(args)
+    display = make_display(options.progress, sys.stdout)
+    result = train(options, display)
+    print(result.summary_line)
+    return 0 if result.ok else 1
