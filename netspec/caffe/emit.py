@@ -20,6 +20,7 @@ from .prototxt import ALWAYS_REPEATED, ENUM_FIELDS, NET_ROOT, field_spec, guess_
 # Lists that stay lists even with one element, and whose items are always written as block mappings.
 BLOCK_LIST_KEYS = frozenset({"layer", "layers"})
 _WIDTH = 88
+_FLOW_WIDTH = 110  # flow_layers: a short layer on one line, as the hand-written specs do
 _FLOW_MAX_KEYS = 4
 
 
@@ -138,11 +139,20 @@ def _flow(v: Any) -> str | None:
     return "{" + ", ".join(parts) + "}"
 
 
-def _fits(indent: int, prefix: str, flow: str | None) -> bool:
-    return flow is not None and indent + len(prefix) + len(flow) <= _WIDTH
+def _flow_any(v: Any) -> str:
+    """The one-line form of any nesting (netspec's house style for short layers)."""
+    if _is_scalar(v):
+        return yaml_scalar(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_flow_any(x) for x in v) + "]"
+    return "{" + ", ".join(f"{yaml_string(str(k))}: {_flow_any(x)}" for k, x in v.items()) + "}"
 
 
-def _yaml_mapping(d: Mapping[str, Any], indent: int) -> list[str]:
+def _fits(indent: int, prefix: str, flow: str | None, deep: bool = False) -> bool:
+    return flow is not None and indent + len(prefix) + len(flow) <= (_FLOW_WIDTH if deep else _WIDTH)
+
+
+def _yaml_mapping(d: Mapping[str, Any], indent: int, deep: bool = False) -> list[str]:
     pad = " " * indent
     lines: list[str] = []
     for k, v in d.items():
@@ -152,28 +162,28 @@ def _yaml_mapping(d: Mapping[str, Any], indent: int) -> list[str]:
                 f"{pad}{key} {yaml_scalar(v) if _is_scalar(v) else '[]' if isinstance(v, list) else '{}'}"
             )
             continue
-        flow = None if k in BLOCK_LIST_KEYS else _flow(v)
-        if _fits(indent, key + " ", flow):
+        flow = None if k in BLOCK_LIST_KEYS else _flow_any(v) if deep else _flow(v)
+        if _fits(indent, key + " ", flow, deep):
             lines.append(f"{pad}{key} {flow}")
         elif isinstance(v, list):
-            lines += [f"{pad}{key}"] + _yaml_sequence(v, indent + 2, block_items=k in BLOCK_LIST_KEYS)
+            lines += [f"{pad}{key}"] + _yaml_sequence(v, indent + 2, block_items=k in BLOCK_LIST_KEYS, deep=deep)
         else:
-            lines += [f"{pad}{key}"] + _yaml_mapping(v, indent + 2)
+            lines += [f"{pad}{key}"] + _yaml_mapping(v, indent + 2, deep)
     return lines
 
 
-def _yaml_sequence(items: list[Any], indent: int, *, block_items: bool) -> list[str]:
+def _yaml_sequence(items: list[Any], indent: int, *, block_items: bool, deep: bool = False) -> list[str]:
     pad = " " * indent
     lines: list[str] = []
     for item in items:
-        flow = None if block_items and isinstance(item, Mapping) else _flow(item)
-        if (_is_scalar(item) or not item) or _fits(indent, "- ", flow):
+        flow = _flow_any(item) if deep else None if block_items and isinstance(item, Mapping) else _flow(item)
+        if (_is_scalar(item) or not item) or _fits(indent, "- ", flow, deep):
             lines.append(f"{pad}- {yaml_scalar(item) if _is_scalar(item) else flow or _empty(item)}")
         elif isinstance(item, Mapping):
-            body = _yaml_mapping(item, indent + 2)
+            body = _yaml_mapping(item, indent + 2, deep)
             lines += [f"{pad}- {body[0].lstrip()}"] + body[1:]
         else:
-            lines += [f"{pad}-"] + _yaml_sequence(item, indent + 2, block_items=False)
+            lines += [f"{pad}-"] + _yaml_sequence(item, indent + 2, block_items=False, deep=deep)
     return lines
 
 
@@ -181,12 +191,21 @@ def _empty(v: Any) -> str:
     return "[]" if isinstance(v, list) else "{}"
 
 
-def to_yaml(data: Mapping[str, Any], *, header_comment: str | None = None) -> str:
+def to_yaml(
+    data: Mapping[str, Any],
+    *,
+    header_comment: str | None = None,
+    flow_layers: bool = False,
+    keep_lists: frozenset[str] = BLOCK_LIST_KEYS,
+) -> str:
     """Readable netspec YAML: block mappings for layers, flow style for short leaf mappings and lists,
-    one-element lists written as their value (except `layer`/`layers`), strings quoted only when needed."""
+    one-element lists written as their value (except `layer`/`layers`), strings quoted only when needed.
+    With `flow_layers`, anything that fits on one line is written in flow style, layers included
+    (the style of the hand-written specs in specs/). `keep_lists`: keys whose one-element lists stay
+    lists (as in `collapse_singletons`)."""
     lines = [f"# {line}".rstrip() for line in header_comment.splitlines()] if header_comment else []
-    collapsed = collapse_singletons(data)
-    lines += _yaml_mapping(collapsed, 0) if collapsed else ["{}"]
+    collapsed = collapse_singletons(data, keep=keep_lists)
+    lines += _yaml_mapping(collapsed, 0, flow_layers) if collapsed else ["{}"]
     return "\n".join(lines) + "\n"
 
 
