@@ -121,7 +121,7 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _unknown_fields(parsed: Parsed, value: Any, message: str, path: Path) -> list[Path]:
+def unknown_fields(value: Any, message: str, path: Path = ()) -> list[Path]:
     """Paths of every field under `value` (a `message`) that BVLC's caffe.proto does not declare."""
     out: list[Path] = []
     if not isinstance(value, dict):
@@ -133,7 +133,7 @@ def _unknown_fields(parsed: Parsed, value: Any, message: str, path: Path) -> lis
             out.append(here)
         elif spec.is_message:
             for j, item in enumerate(_as_list(sub)):
-                out += _unknown_fields(parsed, item, spec.kind, here + ((j,) if isinstance(sub, list) else ()))
+                out += unknown_fields(item, spec.kind, here + ((j,) if isinstance(sub, list) else ()))
     return out
 
 
@@ -160,7 +160,7 @@ def check_dialect(parsed: Parsed, *, fix_dialect: bool = False) -> tuple[dict[st
     """Net data with the known fixes applied, plus every unsupported type and fork field found."""
     data = copy.deepcopy(parsed.data)
     found = _Findings()
-    for path in _unknown_fields(parsed, {k: v for k, v in data.items() if k != "layer"}, NET_ROOT, ()):
+    for path in unknown_fields({k: v for k, v in data.items() if k != "layer"}, NET_ROOT, ()):
         found.errors.append(_err(parsed, path, f"'{path[-1]}' is not a field of Caffe's NetParameter",
                                  hint=FIELD_HINTS.get(str(path[-1]))))
     for i, layer in enumerate(_as_list(data.get("layer", []))):
@@ -174,7 +174,7 @@ def check_dialect(parsed: Parsed, *, fix_dialect: bool = False) -> tuple[dict[st
             continue
         if fix_dialect and isinstance(layer.get("pooling_param"), dict) and "ceil_mode" in layer["pooling_param"]:
             _fix_ceil_mode(layer, i, parsed, name, found)
-        for path in _unknown_fields(parsed, layer, "LayerParameter", ("layer", i)):
+        for path in unknown_fields(layer, "LayerParameter", ("layer", i)):
             found.bad_layers.add(i)
             where = ".".join(str(p) for p in path[2:])
             hint = FIELD_HINTS.get(str(path[-1]))
@@ -420,7 +420,7 @@ def import_solver(path: str | os.PathLike[str]) -> CaffeSolver:
     parsed = read_prototxt(path, SOLVER_ROOT)
     diags = [_err(parsed, p, f"'{p[-1]}' is not a field of Caffe's SolverParameter",
                   hint=_close_solver_field(str(p[-1])))
-             for p in _unknown_fields(parsed, parsed.data, SOLVER_ROOT, ())]
+             for p in unknown_fields(parsed.data, SOLVER_ROOT)]
     solver = {k: v for k, v in parsed.data.items() if k not in SOLVER_NET_FIELDS}
     dropped = tuple((k, v) for k, v in parsed.data.items() if k in SOLVER_NET_FIELDS)
     if not diags:
