@@ -15,6 +15,7 @@ from typing import Mapping
 from netspec.errors import Diagnostic, NetspecError, sort_key
 from netspec.graph import Graph, Phase, build_partial
 from netspec.layers.base import Shape, count, fmt_shape
+from netspec.report import count_text, human_bytes, shape_text
 from netspec.shapes import ShapeReport, infer
 from netspec.spec import NetSpec, parse_partial, read_spec
 
@@ -81,23 +82,16 @@ def _big_blobs(report: ShapeReport) -> list[Diagnostic]:
         for i, blob in enumerate(row.blobs):
             n = count(blob.shape)
             if n > CAFFE_MAX_BLOB:
-                out.append(Diagnostic("warning", f"parameter blob {i} is {fmt_shape(blob.shape)} = {n:,} values "
-                                                 f"({_bytes(4 * n)} as float32); Caffe refuses blobs over "
+                out.append(Diagnostic("warning", f"parameter blob {i} is {shape_text(blob.shape)} = {count_text(n)} values "
+                                                 f"({human_bytes(4 * n)} as float32); Caffe refuses blobs over "
                                                  "2^31−1 values", node.layer.loc, row.name))
         for name, shape in row.tops:
             n = count(shape)
             if n > CAFFE_MAX_BLOB:
-                out.append(Diagnostic("warning", f"top '{name}' is {fmt_shape(shape)} = {n:,} values "
-                                                 f"({_bytes(4 * n)} as float32); Caffe refuses blobs over "
+                out.append(Diagnostic("warning", f"top '{name}' is {shape_text(shape)} = {count_text(n)} values "
+                                                 f"({human_bytes(4 * n)} as float32); Caffe refuses blobs over "
                                                  "2^31−1 values", node.layer.where("top"), row.name))
     return out
-
-
-def _bytes(n: int) -> str:
-    for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
-        if n >= size:
-            return f"{n / size:,.1f} {unit}" if n < 2**60 * 1000 else f"{n:.2e} bytes"
-    return f"{n:,} bytes"
 
 
 def _weights_differ(here: ShapeReport, there: ShapeReport, why: tuple[str, str], severity: str,

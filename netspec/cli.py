@@ -66,7 +66,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{n} error{'s' if n != 1 else ''}", file=sys.stderr)
         return EXIT_SPEC
     if args.json:
-        print(json.dumps({**as_json(report), "ok": True}, indent=2))
+        print(json.dumps(as_json(report), indent=2))
     else:
         print(render_table(report))
     print_diagnostics(report.diagnostics)

@@ -33,7 +33,7 @@ class Diagnostic:
 
     def format(self) -> str:
         where = f"{self.loc}: " if self.loc else ""
-        who = f"{self.layer}: " if self.layer else ""
+        who = f"{_short(self.layer)}: " if self.layer else ""
         text = f"{where}{self.severity}: {who}{self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
@@ -70,6 +70,10 @@ class NetspecError(Exception):
 
     def __str__(self) -> str:
         return self.format()
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 1]}…"
 
 
 def sort_key(d: Diagnostic) -> tuple[str, int, int]:

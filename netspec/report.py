@@ -1,13 +1,34 @@
 """ShapeReport -> the `netspec check` table and its JSON form. Pure formatting; golden files pin it.
 
-JSON form (version 1), stable for tools:
-  {"format": "netspec-check/1", "name", "file", "phase", "batch",
-   "layers": [{"name", "type", "tops": [{"name", "shape"}], "params", "state", "macs",
-               "activation_bytes", "receptive_field": {"size": [h, w], "jump": [h, w]} | null}],
-   "outputs": [blob names], "totals": {"learnable_params", "state", "macs", "flops",
-   "activation_bytes"}, "diagnostics": [{"severity", "message", "file", "line", "col", "layer", "hint"}]}
-`macs` are multiply-accumulates per input sample (FLOPs = 2 × MACs); `activation_bytes` are the
-float32 top blobs at the report's batch size, in-place tops sharing their bottom's storage.
+The table (plain text, deterministic) has one row per layer of the checked phase in execution
+order, and one more line per extra top:
+
+    layer   type         top    shape      params      MACs  RF  jump
+    conv1   Convolution  conv1  64×20×24×24   520   288,000   5     1
+
+`shape` is the full top shape, N first (`scalar` for a loss); a top marked `*` is computed in
+place and shares its bottom's storage. `params` are learnable values; `MACs` are
+multiply-accumulates per input sample (FLOPs = 2 × MACs); `RF` is the receptive field in input
+pixels and `jump` the distance in input pixels between neighbouring outputs (the effective stride,
+a fraction after upsampling), `-` where no spatial input reaches the layer. Both numeric columns
+are exact, and the totals under the table are their sums.
+
+JSON form (`netspec check --json`), stable for tools:
+  {"format": "netspec-check/1", "ok": true, "name", "file", "phase", "batch",
+   "layers": [{"name", "type",
+               "tops": [{"name", "shape": [N, C, H, W], "in_place": bool}],
+               "params", "state", "macs", "activation_bytes",
+               "blobs": [{"shape": [...], "learnable": bool}],
+               "receptive_field": {"size": [h, w], "jump": [h, w]} | null}],
+   "outputs": [blob names],
+   "totals": {"layers", "learnable_params", "state", "macs", "flops", "activation_bytes",
+              "param_bytes"},
+   "diagnostics": [{"severity", "message", "file", "line", "col", "layer", "hint", "code"}]}
+When the spec has errors: {"format": "netspec-check/1", "ok": false, "diagnostics": [...]}.
+`params`/`state` count values (BatchNorm statistics are state); `macs` are per input sample;
+`activation_bytes` are the float32 top blobs at the report's batch size, in-place tops sharing
+their bottom's storage; `param_bytes` are learnable parameters and state as float32. A jump is an
+integer, or a float after upsampling.
 """
 
 from __future__ import annotations
@@ -15,73 +36,114 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from netspec.shapes import Receptive, Row, ShapeReport
+from netspec.shapes import BYTES_PER_VALUE, Receptive, Row, ShapeReport
+
+
+def _scientific(n: int) -> str:
+    """An integer too large for a float, as 1.23e456."""
+    digits = str(abs(n))
+    sign = "-" if n < 0 else ""
+    return f"{sign}{digits[0]}.{digits[1:3].ljust(2, '0')}e{len(digits) - 1}"
+
+
+def count_text(n: int) -> str:
+    """An exact count with thousands separators; scientific only where a net is absurd (≥ 10^18)."""
+    return f"{n:,}" if abs(n) < 10**18 else _scientific(n)
 
 
 def human(n: float, unit: str = "") -> str:
-    """1234567 -> '1.23M'; exact below 10,000."""
+    """1234567 -> '1.23M'; exact below 10,000; never fails on huge integers."""
     if abs(n) < 10_000:
         return f"{int(n):,}{unit}" if float(n).is_integer() else f"{n:.3g}{unit}"
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+    if abs(n) >= 10**15:
+        return f"{_scientific(int(n))}{unit}"
+    for scale, suffix in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")):
         if abs(n) >= scale:
             return f"{n / scale:.3g}{suffix}{unit}"
     return f"{n}{unit}"
 
 
-def mib(n: int) -> str:
-    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.1f} KiB"
+def human_bytes(n: int) -> str:
+    """Bytes in binary units: '4.8 MiB'; '1.23e45 bytes' beyond PiB."""
+    if n >= 2**60:
+        return f"{_scientific(n)} bytes"
+    for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,} bytes"
 
 
 def _jump(j: Fraction) -> str:
     return str(j.numerator) if j.denominator == 1 else f"{j.numerator}/{j.denominator}"
 
 
-def rf_text(rf: Receptive | None) -> str:
+def _per_axis(values: list[str]) -> str:
+    return values[0] if len(set(values)) == 1 else "×".join(values)
+
+
+def rf_text(rf: Receptive | None) -> tuple[str, str]:
+    """(receptive field, jump) cells: '5', '2'; '3×5' where the axes differ; '-' when unknown."""
     if rf is None or not rf.size:
-        return "-"
-    size = str(rf.size[0]) if len(set(rf.size)) == 1 else "×".join(map(str, rf.size))
-    jump = _jump(rf.jump[0]) if len(set(rf.jump)) == 1 else "×".join(_jump(j) for j in rf.jump)
-    return f"{size} /{jump}"
+        return "-", "-"
+    return _per_axis([str(s) for s in rf.size]), _per_axis([_jump(j) for j in rf.jump])
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
-    return "scalar" if not shape else "×".join(str(d) for d in shape[1:]) or "1"
+    return "×".join(str(d) if d < 10**18 else _scientific(d) for d in shape) if shape else "scalar"
 
 
 def _lines(row: Row) -> list[list[str]]:
-    first = [row.name, row.type, *(["", ""] if not row.tops else [row.tops[0][0], shape_text(row.tops[0][1])]),
-             f"{row.params:,}" if row.params else "-", human(row.macs) if row.macs else "-", rf_text(row.rf)]
-    more = [["", "", name, shape_text(shape), "", "", ""] for name, shape in row.tops[1:]]
-    return [first] + more
+    tops = row.tops or (("", ()),)
+    rf, jump = rf_text(row.rf)
+    star = "*" if row.in_place else ""
+    out = []
+    for i, (name, shape) in enumerate(tops):
+        shown = shape_text(shape) if name else ""
+        if i == 0:
+            out.append([row.name, row.type, name + star, shown, count_text(row.params) if row.params else "-",
+                        count_text(row.macs) if row.macs else "-", rf, jump])
+        else:
+            out.append(["", "", name, shown, "", "", "", ""])
+    return out
+
+
+HEADER = ["layer", "type", "top", "shape", "params", "MACs", "RF", "jump"]
+_RIGHT = {4, 5, 6, 7}
 
 
 def render_table(report: ShapeReport) -> str:
     spec = report.graph.spec
-    head = ["layer", "type", "top", "shape (C×H×W)", "params", "MACs", "RF /jump"]
     body = [line for row in report.rows for line in _lines(row)]
-    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-    right = {4, 5}
+    widths = [max(len(r[i]) for r in [HEADER] + body) for i in range(len(HEADER))]
 
     def fmt(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+        return "  ".join(c.rjust(w) if i in _RIGHT else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
-    rule = "-" * len(fmt(head))
-    title = f"{spec.name or '(unnamed net)'} — {spec.file} — phase {report.graph.phase}, batch {report.batch}"
-    out = [title, "", fmt(head), rule, *(fmt(r) for r in body), rule]
+    rule = "-" * len(fmt(HEADER))
+    title = f"{spec.name or '(unnamed net)'} — {spec.file} — {report.graph.phase} net, batch {report.batch}"
+    out = [title, "", fmt(HEADER), rule, *(fmt(r) for r in body), rule]
+    if any(r.in_place for r in report.rows):
+        out.append("* computed in place: the top shares its bottom's storage")
     out += totals_lines(report)
     return "\n".join(out)
 
 
+def param_bytes(report: ShapeReport) -> int:
+    return (report.learnable_params + report.state) * BYTES_PER_VALUE
+
+
 def totals_lines(report: ShapeReport) -> list[str]:
     outputs = ", ".join(report.graph.blob_names[b] for b in report.graph.outputs) or "-"
+    state = f"{count_text(report.state)} ({human(report.state)}; BatchNorm statistics)" if report.state else "0"
     return [
-        f"learnable parameters  {report.learnable_params:,} ({human(report.learnable_params)})",
-        f"non-learnable state   {report.state:,} (BatchNorm statistics)",
-        f"multiply-adds         {report.macs:,} per sample ({human(report.macs)}; "
+        f"layers                {len(report.rows)}",
+        f"learnable parameters  {count_text(report.learnable_params)} ({human(report.learnable_params)})",
+        f"non-learnable state   {state}",
+        f"parameter memory      {human_bytes(param_bytes(report))} (float32)",
+        f"multiply-adds         {count_text(report.macs)} per sample ({human(report.macs)}; "
         f"FLOPs = 2 × MACs = {human(2 * report.macs)})",
-        f"activation memory     {mib(report.activation_bytes)} at batch {report.batch} (float32 tops, "
-        "in-place layers share storage)",
+        f"activation memory     {human_bytes(report.activation_bytes)} at batch {report.batch} (float32 tops)",
         f"net outputs           {outputs}",
     ]
 
@@ -97,20 +159,25 @@ def as_json(report: ShapeReport) -> dict[str, Any]:
     spec = report.graph.spec
     return {
         "format": "netspec-check/1",
+        "ok": True,
         "name": spec.name,
         "file": spec.file,
         "phase": report.graph.phase,
         "batch": report.batch,
         "layers": [{
             "name": r.name, "type": r.type,
-            "tops": [{"name": n, "shape": list(s)} for n, s in r.tops],
+            "tops": [{"name": n, "shape": list(s), "in_place": r.in_place and i == 0}
+                     for i, (n, s) in enumerate(r.tops)],
             "params": r.params, "state": r.state, "macs": r.macs,
-            "activation_bytes": r.activation_bytes, "receptive_field": _rf_json(r.rf),
+            "activation_bytes": r.activation_bytes,
+            "blobs": [{"shape": list(b.shape), "learnable": b.learnable} for b in r.blobs],
+            "receptive_field": _rf_json(r.rf),
         } for r in report.rows],
         "outputs": [report.graph.blob_names[b] for b in report.graph.outputs],
         "totals": {
-            "learnable_params": report.learnable_params, "state": report.state, "macs": report.macs,
-            "flops": 2 * report.macs, "activation_bytes": report.activation_bytes,
+            "layers": len(report.rows), "learnable_params": report.learnable_params, "state": report.state,
+            "macs": report.macs, "flops": 2 * report.macs, "activation_bytes": report.activation_bytes,
+            "param_bytes": param_bytes(report),
         },
         "diagnostics": [d.as_json() for d in report.diagnostics],
     }

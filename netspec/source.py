@@ -19,6 +19,7 @@ Mapping keys are always strings: the text the user wrote (`1:` is the key '1', `
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import yaml
@@ -99,13 +100,19 @@ def decode(raw: bytes, file: str) -> str:
         raise _error(msg, _offset_loc(raw, e.start, file)) from None
 
 
+# YAML 1.2 (and JSON) read `1e-3` and `2.5e4` as numbers; YAML 1.1 wants a dot and a signed
+# exponent (`1.0e-3`) and would leave them strings.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+\Z")
+
+
 def _implicit_tag(value: str) -> str:
-    """PyYAML's YAML 1.1 resolution of a plain scalar (Resolver.resolve, without the node)."""
+    """PyYAML's YAML 1.1 resolution of a plain scalar (Resolver.resolve, without the node), plus
+    YAML 1.2's exponent floats."""
     table = Resolver.yaml_implicit_resolvers
     for tag, regexp in table.get(value[:1], []) + table.get(None, []):
         if regexp.match(value):
             return tag  # type: ignore[no-any-return]
-    return _STR
+    return _FLOAT if _EXPONENT_FLOAT.match(value) else _STR
 
 
 class _Frame:
@@ -133,6 +140,7 @@ class _Builder:
     def __init__(self, file: str) -> None:
         self.file = file
         self.nodes = 0
+        self.aliased = 0  # values added by aliases
         self.anchors: dict[str, tuple[Any, int]] = {}
         self.open_anchors: set[str] = set()
         self.stack: list[_Frame] = []
@@ -146,8 +154,11 @@ class _Builder:
         return SourceLoc(self.file, mark.line + 1, mark.column + 1)
 
     def too_many(self, mark: Any) -> NetspecError:
-        return _error(f"document expands to more than {MAX_NODES:,} values (an alias bomb?); "
-                      "refusing to expand it", self.loc(mark))
+        if self.aliased:
+            return _error(f"aliases expand the document to more than {MAX_NODES:,} values (an alias "
+                          "bomb?); refusing to expand it", self.loc(mark))
+        return _error(f"the document has more than {MAX_NODES:,} values; specs this large are refused "
+                      "(ResNet-152 has about 5,000)", self.loc(mark))
 
     def run(self, parser: Any) -> Any:
         file, stack, get_event = self.file, self.stack, parser.get_event
@@ -236,6 +247,7 @@ class _Builder:
             raise _error("mapping keys must be plain scalars (field names), not aliases", loc)
         value, size = self.anchors[event.anchor]
         self.nodes += size
+        self.aliased += size
         if self.nodes > MAX_NODES:
             raise self.too_many(event.start_mark)
         self.attach(value, loc)
