@@ -35,7 +35,8 @@ from netspec.lowering.table import LOWERINGS
 from netspec.shapes import ShapeReport
 from netspec.spec import NetSpec, load_spec
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# float64 is for gradient checks (needs jax.enable_x64); float32 and bfloat16 are for use.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
 CONV_IMPLS = ("auto", "xla")
 
 
@@ -240,8 +241,10 @@ class NetModule(nn.Module):
     def _cast(self, x: Any, low: Lowering) -> Any:
         if low.cast == "none":
             return x
-        if low.cast == "float32":
-            return x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x
+        if low.cast == "float32":  # at least float32: bfloat16 goes up, float64 stays
+            if jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits < 32:
+                return x.astype(jnp.float32)
+            return x
         return x.astype(self.dtype) if x.dtype != self.dtype else x
 
     def _feed(self, inputs: Mapping[str, Any], node: Node, i: int) -> Any:

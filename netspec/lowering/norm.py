@@ -4,7 +4,7 @@ BatchNorm is Caffe's, not Flax's: normalisation only, with three state blobs (me
 kept in the `batch_stats` collection. With batch statistics (use_global_stats false, i.e. unset
 and train=True) it normalises with the batch mean and biased variance and updates
 f ← maf·f + 1, mean_sum ← maf·mean_sum + μ, var_sum ← maf·var_sum + m/(m−1)·σ²; with global
-statistics it uses μ = mean_sum/f, σ² = var_sum/f (0 when f = 0). Statistics run in float32.
+statistics it uses μ = mean_sum/f, σ² = var_sum/f (0 when f = 0). Statistics run in (at least) float32.
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def batch_norm(ctx: Ctx, x: Any) -> tuple[tuple[Any, ...], tuple[Any, ...] | Non
     c = axis_of(ctx.layout, x.ndim, 1) if x.ndim > 1 else 0
     axes = tuple(i for i in range(x.ndim) if i != c)
     bshape = tuple(x.shape[c] if i == c else 1 for i in range(x.ndim))
-    xf = x.astype(jnp.float32)
-    mean_sum, var_sum, factor = (s.astype(jnp.float32) for s in ctx.state)
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    xf = x.astype(acc)
+    mean_sum, var_sum, factor = (s.astype(acc) for s in ctx.state)
     if _uses_batch_stats(ctx):
         mu = xf.mean(axis=axes)
         centred = xf - mu.reshape(bshape)
@@ -58,7 +59,8 @@ def batch_norm(ctx: Ctx, x: Any) -> tuple[tuple[Any, ...], tuple[Any, ...] | Non
         m = math.prod(x.shape) // x.shape[c]
         correction = m / (m - 1) if m > 1 else 1.0
         maf = p.moving_average_fraction
-        new = (maf * mean_sum + mu, maf * var_sum + correction * var, maf * factor + 1)
+        new = tuple(v.astype(old.dtype) for v, old in zip(
+            (maf * mean_sum + mu, maf * var_sum + correction * var, maf * factor + 1), ctx.state))
     else:
         f = factor[0]
         inv = jnp.where(f == 0, 0.0, 1.0 / jnp.where(f == 0, 1.0, f))

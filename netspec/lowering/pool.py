@@ -48,8 +48,17 @@ def _reduce(x: Any, g: Geometry, init: float, op: Any) -> Any:
     return lax.reduce_window(x, init, op, (1, *g.kernel, 1), (1, *g.stride, 1), "VALID")
 
 
+def _empty_windows(g: Geometry, ext: list[tuple[int, int, int]]) -> bool:
+    """Whether a ceil-mode window starts past the input (possible only with pad 0): Caffe then
+    outputs its −FLT_MAX initial value for MAX and 0/0 for AVE."""
+    return any((out - 1) * s - p >= n for (out, _, _), s, p, n in zip(ext, g.stride, g.pad, g.size))
+
+
 def _max(ctx: Ctx, x: Any, g: Geometry, ext: list[tuple[int, int, int]]) -> Any:
-    return _reduce(_pad(x, ext, -jnp.inf), g, -jnp.inf, lax.max)
+    y = _reduce(_pad(x, ext, -jnp.inf), g, -jnp.inf, lax.max)
+    if _empty_windows(g, ext):
+        y = jnp.maximum(y, jnp.asarray(-jnp.finfo(jnp.float32).max, y.dtype))
+    return y
 
 
 def _ave(ctx: Ctx, x: Any, g: Geometry, ext: list[tuple[int, int, int]]) -> Any:
@@ -57,7 +66,8 @@ def _ave(ctx: Ctx, x: Any, g: Geometry, ext: list[tuple[int, int, int]]) -> Any:
     (oh, _, _), (ow, _, _) = ext
     dh = divisor(g.size[0], g.kernel[0], g.stride[0], g.pad[0], oh)
     dw = divisor(g.size[1], g.kernel[1], g.stride[1], g.pad[1], ow)
-    inv = (1.0 / np.outer(dh, dw))[None, :, :, None]
+    with np.errstate(divide="ignore"):  # empty windows (see _empty_windows) divide by 0, as in Caffe
+        inv = (1.0 / np.outer(dh, dw))[None, :, :, None]
     return total * jnp.asarray(inv, x.dtype)
 
 
@@ -95,7 +105,8 @@ def _mask(x: Any, g: Geometry, ext: list[tuple[int, int, int]]) -> Any:
     idx = jnp.broadcast_to(jnp.arange(h * w, dtype=jnp.float32).reshape(1, h, w, 1), x.shape)
     valid = _patches(jnp.ones_like(x), g, ext) > 0  # padding must never win
     first = jnp.argmax(jnp.where(valid, _patches(x, g, ext), -jnp.inf), axis=-1)
-    return jnp.take_along_axis(_patches(idx, g, ext), first[..., None], axis=-1)[..., 0]
+    chosen = jnp.take_along_axis(_patches(idx, g, ext), first[..., None], axis=-1)[..., 0]
+    return jnp.where(valid.any(-1), chosen, -1.0)  # Caffe leaves -1 for an empty window
 
 
 def pooling(ctx: Ctx, x: Any) -> tuple[Any, ...]:
