@@ -33,6 +33,7 @@ def check(spec: NetSpec | str | Path, *, phase: Phase = "TEST", input_shapes: Ma
     report, diags = _infer_all(spec, phase, input_shapes, batch, strict, spec_diags)
     if report is not None and not _errors(diags):
         diags += _big_blobs(report)
+        diags += _empty_blobs(report)
         diags += _other_phase(spec, report, input_shapes, batch)
         diags += _input_override(spec, report, input_shapes, batch)
     diags = _finish(spec, diags)
@@ -91,6 +92,20 @@ def _big_blobs(report: ShapeReport) -> list[Diagnostic]:
                 out.append(Diagnostic("warning", f"top '{name}' is {shape_text(shape)} = {count_text(n)} values "
                                                  f"({human_bytes(4 * n)} as float32); Caffe refuses blobs over "
                                                  "2^31−1 values", node.layer.where("top"), row.name))
+    return out
+
+
+def _empty_blobs(report: ShapeReport) -> list[Diagnostic]:
+    """Where a blob with no values first appears (Caffe allows 0 dimensions; it is rarely meant)."""
+    out = []
+    for row in report.rows:
+        node = report.graph.node(row.name)
+        if any(count(report.shapes[b]) == 0 for b in node.bottoms if b in report.shapes):
+            continue
+        for name, shape in row.tops:
+            if shape and count(shape) == 0:
+                out.append(Diagnostic("warning", f"top '{name}' is {shape_text(shape)}: it holds no values",
+                                      node.layer.where("top"), row.name))
     return out
 
 

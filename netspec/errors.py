@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Iterable, Literal, NamedTuple
 
 Severity = Literal["error", "warning", "note"]
 
@@ -82,13 +82,24 @@ def sort_key(d: Diagnostic) -> tuple[str, int, int]:
     return (d.loc.file, d.loc.line, d.loc.col)
 
 
-def did_you_mean(word: str, candidates: "list[str] | tuple[str, ...] | set[str]") -> str | None:
-    """A difflib suggestion, phrased for a hint, or None when nothing is close."""
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate `word` most likely misspells, or None: a case-only difference first, then a
+    close spelling (difflib ratio ≥ 0.7, ignoring case), then the one candidate it abbreviates."""
+    options = sorted(set(candidates))
+    lowered = {c.lower(): c for c in options}
+    key = word.lower()
+    if key in lowered:
+        return lowered[key]
     import difflib
 
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    if not close:
-        lowered = {c.lower(): c for c in candidates}
-        if word.lower() in lowered:
-            close = [lowered[word.lower()]]
-    return f"did you mean '{close[0]}'?" if close else None
+    close = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.7)
+    if close:
+        return lowered[close[0]]
+    prefixed = [c for c in options if len(word) >= 3 and c.lower().startswith(key)]
+    return prefixed[0] if len(prefixed) == 1 else None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """A suggestion phrased for a message ("did you mean 'x'?"), or None when nothing is close."""
+    found = closest(word, candidates)
+    return f"did you mean '{found}'?" if found is not None else None

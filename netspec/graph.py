@@ -107,7 +107,9 @@ def _rule_text(layer: LayerSpec) -> str:
 class _Wiring:
     """Blob writes in file order, and what each bottom resolves to."""
 
-    def __init__(self, layers: list[LayerSpec], skip: set[int], diags: list[Diagnostic]) -> None:
+    def __init__(self, layers: list[LayerSpec], skip: set[int], quiet: set[int], diags: list[Diagnostic]) -> None:
+        """`skip`: layers not to check (broken); `quiet`: layers whose clash with an earlier top named
+        like them is already reported as a duplicate layer name. Layers with top errors join `skip`."""
         self.layers = layers
         self.writes: dict[str, list[tuple[int, str]]] = {}
         self.tops_of: list[tuple[str, ...]] = []
@@ -116,8 +118,11 @@ class _Wiring:
             ids = []
             for t, top in enumerate(layer.top):
                 in_place = t < len(layer.bottom) and layer.bottom[t] == top
-                if i not in skip and kind is not None:
+                if i not in skip and kind is not None and not (i in quiet and top == layer.name):
+                    before = len(diags)
                     self.check_top(i, t, top, in_place, kind, diags)
+                    if len(diags) > before:
+                        skip.add(i)
                 blob_id = top if top not in self.writes else f"{top}@{layer.name}"
                 self.writes.setdefault(top, []).append((i, blob_id))
                 ids.append(blob_id)
@@ -191,8 +196,10 @@ def build_partial(spec: NetSpec, phase: Phase = "TEST", level: int | None = None
     layers = _with_defaults(present)
 
     seen: dict[str, LayerSpec] = {}
+    duplicates: set[int] = set()
     for i, layer in enumerate(layers):
         if layer.name in seen:
+            duplicates.add(i)
             first = seen[layer.name].loc
             diags.append(Diagnostic("error", f"duplicate layer name '{layer.name}'"
                                              + (f" (first at line {first.line})" if first else ""),
@@ -205,8 +212,7 @@ def build_partial(spec: NetSpec, phase: Phase = "TEST", level: int | None = None
             if len(diags) > before:
                 bad.add(i)
 
-    before = len(diags)
-    wiring = _Wiring(layers, bad, diags)
+    wiring = _Wiring(layers, bad, duplicates, diags)
     nodes: list[Node] = []
     for i, layer in enumerate(layers):
         bottoms = []
@@ -218,7 +224,7 @@ def build_partial(spec: NetSpec, phase: Phase = "TEST", level: int | None = None
                 blob = f"{name}@undefined"
             bottoms.append(blob)
         kind = _kind(layer)
-        if i not in bad and kind is not None and not any(d.layer == layer.name for d in diags[before:]):
+        if i not in bad and kind is not None:
             nodes.append(Node(layer, kind, tuple(bottoms), wiring.tops_of[i]))
 
     ordered = _toposort(nodes, diags)
@@ -226,7 +232,12 @@ def build_partial(spec: NetSpec, phase: Phase = "TEST", level: int | None = None
     consumed = {wiring.resolve(i, b) for i, l in enumerate(layers) for b in l.bottom}
     outputs = tuple(t for n in ordered for t in n.tops if t not in consumed)
     last = ordered[-1].name if ordered else None
+    # blobs that depend on a layer with errors: whether they are used is not worth a warning
+    tainted = {t for i in bad for t in wiring.tops_of[i]}
     for n in ordered:
+        if any(b in tainted for b in n.bottoms):
+            tainted.update(n.tops)
+            continue
         if n.kind.is_loss or n.kind.type_name in TERMINAL_TYPES or n.name == last or n.kind.is_input:
             continue
         for t in n.tops:

@@ -366,7 +366,12 @@ def _yaml_error(e: yaml.YAMLError, text: str, file: str) -> NetspecError:
         if "cannot start any token" in problem and at:
             return _error(f"YAML syntax: character {at!r} cannot start a value here"
                           f"{' (quote the value)' if at in '@`%' else ''}", loc)
-        context = f" ({e.context})" if e.context and e.problem else ""
+        context = ""
+        if e.context and e.problem:
+            cm = e.context_mark
+            opened = f" that opens at line {cm.line + 1}, column {cm.column + 1}" \
+                if cm is not None and cm.line != (mark.line if mark is not None else -1) else ""
+            context = f" ({e.context}{opened})"
         return _error(f"YAML syntax: {problem}{context}", loc)
     return _error(f"YAML: {e}", SourceLoc(file, 1, 1))
 

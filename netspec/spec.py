@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
-from netspec.errors import Diagnostic, NetspecError, SourceLoc, did_you_mean, sort_key
+from netspec.errors import Diagnostic, NetspecError, SourceLoc, closest, did_you_mean, sort_key
 from netspec.layers import REGISTRY, lookup
 from netspec.layers.base import LayerType, Message, Repeated
 from netspec.layers.common import BlobShape
@@ -274,7 +274,7 @@ def _describe(e: dict[str, Any], label: str) -> str:
 
 def pydantic_diagnostics(err: ValidationError, raw: Any, prefix: tuple[Any, ...], file: str,
                          layer: str | None, model: type[BaseModel] | None,
-                         section: str = "", also_known: tuple[str, ...] = ()) -> list[Diagnostic]:
+                         section: str = "") -> list[Diagnostic]:
     """Each pydantic error as a located diagnostic in the user's words.
 
     `prefix` is the data path of the validated mapping inside `raw`; `section` names it in
@@ -284,7 +284,7 @@ def pydantic_diagnostics(err: ValidationError, raw: Any, prefix: tuple[Any, ...]
     errors = err.errors(include_url=False)
 
     def known(parent: tuple[Any, ...]) -> list[str]:
-        return _fields_at(model, parent) + (list(also_known) if not parent else [])
+        return _fields_at(model, parent)
 
     unknown: dict[tuple[Any, ...], set[str]] = {}
     for e in errors:
@@ -393,6 +393,9 @@ def _all_defaults(mtype: type[Message]) -> bool:
     return not any(f.is_required() for f in mtype.model_fields.values())
 
 
+_ENVELOPE_FIELDS = tuple(LayerEnvelope.model_fields)
+
+
 class _LayerParser:
     """One layer's validation; problems go to `diags`."""
 
@@ -410,19 +413,18 @@ class _LayerParser:
         name = item.get("name") if isinstance(item.get("name"), str) and item.get("name") else None
         who = name or f"layer #{index + 1}"
         before = len(diags)
-        envelope_part = {k: v for k, v in item.items() if not k.endswith("_param")}
-        message_part = {k: v for k, v in item.items() if k.endswith("_param")}
-        env = self.envelope(envelope_part, index, who)
         ltype = item.get("type") if isinstance(item.get("type"), str) else None
         cls = lookup(ltype) if ltype else None
+        fixed = self.known_keys(item, cls, who)
+        env = self.envelope({k: v for k, v in fixed.items() if k in _ENVELOPE_FIELDS}, fixed, who)
         if ltype and cls is None:
             hint = did_you_mean(ltype, REGISTRY.keys())
             diags.append(Diagnostic("error", f"unknown layer type '{ltype}'" + (f"; {hint}" if hint else ""),
-                                    locate(raw, (key, index, "type")), who,
+                                    locate(fixed, ("type",)), who,
                                     None if hint else f"known types: {', '.join(sorted(REGISTRY))}"))
-        messages = self.messages(cls, message_part, index, who)
+        messages = self.messages(cls, fixed, who)
         if env is not None:
-            self.rules(env, index, who)
+            self.rules(env, fixed, who)
         failed = any(d.severity == "error" for d in diags[before:])
         if env is not None and cls is not None and not failed:
             return LayerSpec.model_construct(
@@ -432,62 +434,76 @@ class _LayerParser:
                 raw=item), None
         return None, self.broken(item, index, name, env, at)
 
-    def envelope(self, part: dict[str, Any], index: int, who: str) -> LayerEnvelope | None:
+    def known_keys(self, item: PosDict, cls: type[LayerType] | None, who: str) -> PosDict:
+        """The layer's mapping with every misspelt key reported, and renamed to the field it most
+        likely means when that field is not given, so that its contents are still checked."""
+        fixed = PosDict(loc=item.loc)
+        readers = list(cls.messages) if cls is not None else []
+        for k, v in item.items():
+            target = k
+            if k not in _ENVELOPE_FIELDS and k not in CAFFE_MESSAGES:
+                guess = closest(k, list(_ENVELOPE_FIELDS) + readers) or closest(k, CAFFE_MESSAGES)
+                self.diags.append(Diagnostic("error", f"unknown field '{k}'" + (f"; did you mean '{guess}'?"
+                                                                                if guess else ""),
+                                             item.key_locs.get(k, item.loc), who))
+                if guess is None or guess in item or guess in fixed:
+                    continue
+                target = guess
+            fixed[target] = v
+            fixed.key_locs[target] = item.key_locs.get(k, item.loc)  # type: ignore[assignment]
+            fixed.value_locs[target] = item.value_locs.get(k, item.loc)  # type: ignore[assignment]
+        return fixed
+
+    def envelope(self, part: dict[str, Any], fixed: PosDict, who: str) -> LayerEnvelope | None:
         try:
             return LayerEnvelope.model_validate(part)
         except ValidationError as e:
-            self.diags.extend(pydantic_diagnostics(e, self.raw, (self.key, index), self.file, who,
-                                                   LayerEnvelope, also_known=tuple(sorted(CAFFE_MESSAGES))))
+            self.diags.extend(pydantic_diagnostics(e, fixed, (), self.file, who, LayerEnvelope))
             return None
 
-    def messages(self, cls: type[LayerType] | None, part: dict[str, Any], index: int,
-                 who: str) -> dict[str, Any]:
-        key, raw, diags = self.key, self.raw, self.diags
-        for mname in part:
-            if mname not in CAFFE_MESSAGES:
-                hint = did_you_mean(mname, list(cls.messages) if cls else []) or did_you_mean(mname, CAFFE_MESSAGES)
-                diags.append(Diagnostic("error", f"unknown field '{mname}'" + (f"; {hint}" if hint else ""),
-                                        locate(raw, (key, index, mname), key=True), who))
-            elif cls is not None and mname not in cls.messages:
-                reads = ", ".join(cls.messages) or "no parameter messages"
-                diags.append(Diagnostic("warning", f"'{mname}' is ignored by {cls.type_name} layers "
-                                                   f"(they read {reads})",
-                                        locate(raw, (key, index, mname), key=True), who))
+    def messages(self, cls: type[LayerType] | None, fixed: PosDict, who: str) -> dict[str, Any]:
+        diags = self.diags
+        if cls is not None:
+            for mname in fixed:
+                if mname in CAFFE_MESSAGES and mname not in cls.messages:
+                    reads = ", ".join(cls.messages) or "no parameter messages"
+                    diags.append(Diagnostic("warning", f"'{mname}' is ignored by {cls.type_name} layers "
+                                                       f"(they read {reads})", locate(fixed, (mname,), key=True),
+                                            who))
         messages: dict[str, Any] = {}
         if cls is None:
             return messages
         for mname, mtype in cls.messages.items():
             try:
-                messages[mname] = _message(mtype, part.get(mname))
+                messages[mname] = _message(mtype, fixed.get(mname))
             except ValidationError as e:
-                diags.extend(pydantic_diagnostics(e, raw, (key, index, mname), self.file, who, mtype,
-                                                  section=mname))
+                diags.extend(pydantic_diagnostics(e, fixed, (mname,), self.file, who, mtype, section=mname))
         return messages
 
-    def rules(self, env: LayerEnvelope, index: int, who: str) -> None:
+    def rules(self, env: LayerEnvelope, fixed: PosDict, who: str) -> None:
         """Caffe's NetStateRule checks, and the `phase:` trap."""
-        key, raw, diags = self.key, self.raw, self.diags
+        diags = self.diags
         if env.include and env.exclude:
             diags.append(Diagnostic("error", "give either 'include' or 'exclude' rules, not both (Caffe "
                                              "refuses a layer with both)",
-                                    locate(raw, (key, index, "exclude"), key=True), who))
+                                    locate(fixed, ("exclude",), key=True), who))
         for field in ("include", "exclude"):
             for i, rule in enumerate(getattr(env, field)):
                 lo, hi = rule.min_level, rule.max_level
                 if lo is not None and hi is not None and lo > hi:
                     diags.append(Diagnostic("warning", f"this {field} rule never holds: min_level {lo} > "
-                                                       f"max_level {hi}", locate(raw, (key, index, field, i)),
+                                                       f"max_level {hi}", locate(fixed, (field, i)),
                                             who))
                 both = set(rule.stage) & set(rule.not_stage)
                 if both:
                     diags.append(Diagnostic("warning", f"this {field} rule never holds: stage "
                                                        f"'{sorted(both)[0]}' is both required and excluded",
-                                            locate(raw, (key, index, field, i)), who))
+                                            locate(fixed, (field, i)), who))
         if env.phase is not None:
             diags.append(Diagnostic(
                 "warning", f"'phase: {env.phase}' does not take the layer out of the other phase's net; it "
                            f"makes the layer behave as in {env.phase} in both",
-                locate(raw, (key, index, "phase"), key=True), who,
+                locate(fixed, ("phase",), key=True), who,
                 f"to keep the layer in the {env.phase} net only, write 'include: {{phase: {env.phase}}}'"))
 
     def broken(self, item: PosDict, index: int, name: str | None, env: LayerEnvelope | None,

@@ -1,0 +1,253 @@
+"""`netspec check` on realistic broken specs: exact messages at exact line:col, all in one pass."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+HEAD = ("name: t\n"
+        "layer:\n"
+        "  - {name: data, type: Input, top: data, input_param: {shape: {dim: [1, 3, 32, 32]}}}\n")
+
+CONV8 = "convolution_param: {num_output: 8, kernel_size: 3}"
+
+# (id, spec text, exact stderr)
+CASES = [
+    ("misspelt_field",
+     HEAD + "  - name: conv1\n    type: Convolution\n    convolution_param: {num_ouput: 16, kernel_size: 3}\n",
+     "net.yaml:6:25: error: conv1: unknown field 'num_ouput' in convolution_param; did you mean 'num_output'?\n"
+     "1 error\n"),
+    ("unknown_type",
+     HEAD + "  - {name: conv1, type: Convolutoin, convolution_param: {num_output: 16, kernel_size: 3}}\n",
+     "net.yaml:4:25: error: conv1: unknown layer type 'Convolutoin'; did you mean 'Convolution'?\n1 error\n"),
+    ("bottom_typo",
+     HEAD + f"  - {{name: conv1, type: Convolution, {CONV8}}}\n  - {{name: relu1, type: ReLU, bottom: cnov1}}\n",
+     "net.yaml:5:39: error: relu1: unknown bottom blob 'cnov1'; did you mean 'conv1'?\n1 error\n"),
+    ("duplicate_layer",
+     HEAD + f"  - {{name: conv1, type: Convolution, {CONV8}}}\n  - {{name: conv1, type: ReLU}}\n",
+     "net.yaml:5:12: error: conv1: duplicate layer name 'conv1' (first at line 4)\n1 error\n"),
+    ("cycle_via_forward_references",
+     HEAD + "  - {name: sum, type: Eltwise, bottom: [data, c]}\n  - {name: b, type: ReLU, bottom: sum}\n"
+            "  - {name: c, type: ReLU, bottom: b}\n",
+     "net.yaml:4:40: error: sum: the layers form a cycle: sum → b → c → sum\n"
+     "  hint: a bottom may name a blob written later in the file, but the data must still flow one way\n"
+     "1 error\n"),
+    ("kernel_larger_than_input",
+     HEAD + "  - {name: conv1, type: Convolution, convolution_param: {num_output: 8, kernel_size: 33}}\n",
+     "net.yaml:4:57: error: conv1: kernel 33 is larger than the padded input: 32+2·0 = 32 rows\n"
+     "  hint: bottom 'data' is 1×3×32×32\n1 error\n"),
+    ("concat_mismatch",
+     HEAD + f"  - {{name: a, type: Convolution, bottom: data, {CONV8}}}\n"
+            "  - {name: b, type: Convolution, bottom: data, convolution_param: {num_output: 8, kernel_size: 1}}\n"
+            "  - {name: cat, type: Concat, bottom: [a, b]}\n",
+     "net.yaml:6:5: error: cat: Concat needs bottoms of equal shape except along axis 1; got 1×8×30×30, "
+     "1×8×32×32\n  hint: bottom 'a' is 1×8×30×30; bottom 'b' is 1×8×32×32\n1 error\n"),
+    ("bad_enum",
+     HEAD + "  - {name: pool1, type: Pooling, pooling_param: {pool: MAXX, kernel_size: 2}}\n",
+     "net.yaml:4:56: error: pool1: 'pooling_param.pool' must be one of MAX, AVE, STOCHASTIC, got 'MAXX'; "
+     "did you mean 'MAX'?\n1 error\n"),
+    ("negative_kernel",
+     HEAD + "  - name: conv1\n    type: Convolution\n    convolution_param:\n      num_output: 8\n"
+            "      kernel_size: -3\n",
+     "net.yaml:8:20: error: conv1: 'convolution_param.kernel_size' must be positive, got -3\n1 error\n"),
+    ("zero_stride_in_list",
+     HEAD + "  - {name: conv1, type: Convolution, convolution_param: {num_output: 8, kernel_size: 3, "
+            "stride: [1, 0]}}\n",
+     "net.yaml:4:101: error: conv1: 'convolution_param.stride[1]' must be positive, got 0\n1 error\n"),
+    ("missing_num_output",
+     HEAD + "  - {name: conv1, type: Convolution, convolution_param: {kernel_size: 3}}\n",
+     "net.yaml:4:57: error: conv1: missing required field 'num_output' in convolution_param\n1 error\n"),
+    ("missing_message",
+     HEAD + "  - {name: conv1, type: Convolution}\n",
+     "net.yaml:4:5: error: conv1: missing required field 'num_output' in convolution_param\n1 error\n"),
+    ("legacy_input_dim_count",
+     "name: t\ninput: data\ninput_dim: [1, 3, 32]\nlayer:\n  - {name: relu, type: ReLU, bottom: data}\n",
+     "net.yaml:3:12: error: 'input_dim' needs 4 values (N, C, H, W) per input: 1 input(s) need 4, got 3\n"
+     "1 error\n"),
+    ("yaml_syntax",
+     HEAD + "  - {name: conv1, type: Convolution\n  - {name: relu1, type: ReLU}\n",
+     "net.yaml:5:5: error: YAML syntax: did not find expected ',' or '}' (while parsing a flow mapping that "
+     "opens at line 4, column 5)\n1 error\n"),
+    ("tab_indentation",
+     "name: t\nlayer:\n\t- {name: data, type: Input}\n",
+     "net.yaml:3:1: error: tab character: YAML indents with spaces only\n1 error\n"),
+    ("wrong_value_types",
+     HEAD + "  - {name: conv1, type: Convolution, convolution_param: {num_output: many, kernel_size: 3, "
+            "bias_term: maybe}}\n",
+     "net.yaml:4:70: error: conv1: 'convolution_param.num_output' must be an integer, got 'many'\n"
+     "net.yaml:4:103: error: conv1: 'convolution_param.bias_term' must be true or false, got 'maybe'\n"
+     "2 errors\n"),
+    ("number_for_a_name",
+     HEAD + "  - {name: 7, type: ReLU}\n",
+     "net.yaml:4:12: error: layer #2: 'name' must be a string, got 7 (quote it to make it a string)\n1 error\n"),
+    ("message_not_a_mapping",
+     HEAD + "  - {name: conv1, type: Convolution, convolution_param: 5}\n",
+     "net.yaml:4:57: error: conv1: 'convolution_param' must be a mapping of fields, got 5\n1 error\n"),
+    ("misspelt_message_name",
+     HEAD + "  - {name: conv1, type: Convolution, convolution_parm: {num_ouput: 8, kernel_size: 3}}\n",
+     "net.yaml:4:38: error: conv1: unknown field 'convolution_parm'; did you mean 'convolution_param'?\n"
+     "net.yaml:4:57: error: conv1: unknown field 'num_ouput' in convolution_param; did you mean 'num_output'?\n"
+     "2 errors\n"),
+    ("misspelt_envelope_field",
+     HEAD + "  - {name: relu, type: ReLU, botom: data}\n",
+     "net.yaml:4:30: error: relu: unknown field 'botom'; did you mean 'bottom'?\n1 error\n"),
+    ("include_and_exclude",
+     HEAD + "  - {name: relu, type: ReLU, include: {phase: TRAIN}, exclude: {phase: TEST}}\n",
+     "net.yaml:4:55: error: relu: give either 'include' or 'exclude' rules, not both (Caffe refuses a layer "
+     "with both)\n1 error\n"),
+    ("bottom_only_in_other_phase",
+     "name: t\nlayer:\n"
+     "  - {name: mnist, type: Data, top: [data, label], include: {phase: TRAIN}, data_param: {source: x}}\n"
+     "  - {name: data, type: Input, top: data, include: {phase: TEST}, input_param: {shape: {dim: [1, 1, 28, 28]}}}\n"
+     "  - {name: ip, type: InnerProduct, bottom: data, inner_product_param: {num_output: 10}}\n"
+     "  - {name: loss, type: SoftmaxWithLoss, bottom: [ip, label]}\n",
+     "net.yaml:6:54: error: loss: unknown bottom blob 'label' (bottom 1): layer 'mnist' makes it, but that layer "
+     "is not in the TEST net (include: {phase: TRAIN})\n"
+     "  hint: exclude 'loss' from TEST too, or give the TEST net its own 'label'\n1 error\n"),
+    ("inner_product_k_differs_between_phases",
+     "name: t\nlayer:\n"
+     "  - {name: data, type: Input, top: data, include: {phase: TRAIN}, input_param: {shape: {dim: [64, 1, 28, 28]}}}\n"
+     "  - {name: data, type: Input, top: data, include: {phase: TEST}, input_param: {shape: {dim: [1, 1, 32, 32]}}}\n"
+     "  - {name: ip, type: InnerProduct, inner_product_param: {num_output: 10}}\n",
+     "net.yaml:5:5: error: ip: input size incompatible with inner product parameters: K = 1·32·32 = 1024 in the "
+     "TEST net but 1·28·28 = 784 in the TRAIN net, so the weights would be 10×1024 and 10×784\n"
+     "  hint: Caffe's TRAIN net shares this layer's weights by name; give both phases inputs of the same size, "
+     "or rename the layer in one of them\n1 error\n"),
+    ("in_place_not_allowed",
+     HEAD + "  - {name: pool, type: Pooling, bottom: data, top: data, pooling_param: {kernel_size: 2, stride: 2}}\n",
+     "net.yaml:4:52: error: pool: Pooling cannot compute in place (top 'data' is also its bottom)\n"
+     "  hint: give the top its own name, e.g. 'pool'\n1 error\n"),
+    ("in_place_wrong_index",
+     HEAD + "  - {name: two, type: Split, bottom: data, top: [a, b]}\n"
+            "  - {name: sum, type: Eltwise, bottom: [a, b], top: b}\n",
+     "net.yaml:5:53: error: sum: top 0 'b' is the layer's bottom 1; in-place computation pairs top i with "
+     "bottom i\n1 error\n"),
+    ("top_from_two_layers",
+     HEAD + f"  - {{name: a, type: Convolution, bottom: data, top: x, {CONV8}}}\n"
+            f"  - {{name: b, type: Convolution, bottom: data, top: x, {CONV8}}}\n",
+     "net.yaml:5:53: error: b: top blob 'x' is produced by multiple sources (layers 'a' and 'b')\n"
+     "  hint: an in-place layer names the blob as both its bottom and its top; otherwise give this top its "
+     "own name\n1 error\n"),
+    ("too_few_bottoms",
+     HEAD + "  - {name: sum, type: Eltwise, bottom: data}\n",
+     "net.yaml:4:40: error: sum: Eltwise takes at least 2 bottoms, got 1\n1 error\n"),
+    ("empty_file", "", "net.yaml:1:1: error: empty spec: expected a mapping with a 'layer:' list\n1 error\n"),
+    ("not_a_mapping", "- a\n- b\n",
+     "net.yaml:1:1: error: a spec must be a mapping (name, layer, ...), not a list\n1 error\n"),
+    ("unknown_top_level_key",
+     "name: t\nlayres: []\n",
+     "net.yaml:1:1: error: the spec has no 'layer:' list\n"
+     "net.yaml:2:1: error: unknown field 'layres'; did you mean 'layers'?\n2 errors\n"),
+]
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_broken_spec_messages(check_text, text: str, expected: str) -> None:
+    r = check_text(text)
+    assert (r.rc, r.out, r.err) == (1, "", expected)
+
+
+WARNINGS = [
+    ("unused_top",
+     HEAD + f"  - {{name: a, type: Convolution, bottom: data, {CONV8}}}\n"
+            f"  - {{name: b, type: Convolution, bottom: data, {CONV8}}}\n",
+     "net.yaml:4:5: warning: a: top 'a' is never used (it becomes a net output)\n"),
+    ("lossy_conv",
+     "name: t\nlayer:\n  - {name: data, type: Input, top: data, input_param: {shape: {dim: [1, 3, 224, 224]}}}\n"
+     "  - {name: conv1, type: Convolution, convolution_param: {num_output: 64, kernel_size: 7, stride: 2, pad: 3}}\n",
+     "net.yaml:4:57: warning: conv1: (224−7+2·3)/2+1 = 112.5, floored to 112; the last input row/column is "
+     "never read\n"),
+    ("ignored_message",
+     HEAD + "  - {name: relu, type: ReLU, pooling_param: {kernel_size: 2}}\n",
+     "net.yaml:4:30: warning: relu: 'pooling_param' is ignored by ReLU layers (they read relu_param)\n"),
+    ("phase_field_trap",
+     HEAD + "  - {name: drop, type: Dropout, phase: TRAIN}\n",
+     "net.yaml:4:33: warning: drop: 'phase: TRAIN' does not take the layer out of the other phase's net; it "
+     "makes the layer behave as in TRAIN in both\n"
+     "  hint: to keep the layer in the TRAIN net only, write 'include: {phase: TRAIN}'\n"),
+    ("rule_never_holds",
+     HEAD + "  - {name: relu, type: ReLU, include: {min_level: 2, max_level: 1}}\n",
+     "net.yaml:4:39: warning: relu: this include rule never holds: min_level 2 > max_level 1\n"),
+    ("zero_dimension",
+     "name: t\nlayer:\n  - {name: data, type: Input, top: data, input_param: {shape: {dim: [1, 0, 32, 32]}}}\n",
+     "net.yaml:3:36: warning: data: top 'data' is 1×0×32×32: it holds no values\n"),
+    ("absurd_layer_is_counted",
+     HEAD + "  - {name: ip, type: InnerProduct, inner_product_param: {num_output: 1000000000}}\n",
+     "net.yaml:4:5: warning: ip: parameter blob 0 is 1000000000×3072 = 3,072,000,000,000 values (11.2 TiB as "
+     "float32); Caffe refuses blobs over 2^31−1 values\n"),
+]
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in WARNINGS], ids=[c[0] for c in WARNINGS])
+def test_warnings_do_not_fail(check_text, text: str, expected: str) -> None:
+    r = check_text(text)
+    assert (r.rc, r.err) == (0, expected)
+    assert r.out.startswith("t — net.yaml — TEST net")
+
+
+def test_strict_turns_the_lossy_conv_into_an_error(check_text) -> None:
+    text = WARNINGS[1][1]
+    r = check_text(text, "--strict")
+    assert r.rc == 1
+    assert r.err == ("net.yaml:4:57: error: conv1: (224−7+2·3)/2+1 = 112.5, floored to 112; the last input "
+                     "row/column is never read\n1 error\n")
+
+
+def test_absurd_layer_counts_without_allocating(check_text) -> None:
+    r = check_text(WARNINGS[-1][1])
+    assert "3,073,000,000,000" in r.out  # 10^9 × 3072 weights + 10^9 biases, exact
+
+
+def test_unknown_type_without_a_close_match_lists_the_known_ones(check_text) -> None:
+    r = check_text(HEAD + "  - {name: x, type: Frobnicate}\n")
+    first, hint, summary = r.err.splitlines()
+    assert first == "net.yaml:4:21: error: x: unknown layer type 'Frobnicate'"
+    assert hint.startswith("  hint: known types: AbsVal, Accuracy, BNLL, BatchNorm, ")
+    assert summary == "1 error"
+
+
+def test_every_problem_in_one_pass(check_text) -> None:
+    """Independent problems in different stages (schema, wiring, shapes) all come out together,
+    and a broken layer does not cascade into errors about its consumers."""
+    text = (HEAD +
+            "  - {name: conv1, type: Convolution, convolution_param: {num_ouput: 8, kernel_size: 3}}\n"  # 4
+            "  - {name: relu1, type: ReLU, bottom: conv1, top: conv1}\n"  # 5: reads a broken layer: quiet
+            "  - {name: pool1, type: Pooling, bottom: data, pooling_param: {pool: MAXX, kernel_size: 2}}\n"  # 6
+            "  - {name: conv2, type: Convolution, bottom: dta, convolution_param: {num_output: 8, kernel_size: 3}}\n"
+            "  - {name: conv3, type: Convolution, bottom: data, convolution_param: {num_output: 8, kernel_size: 40}}\n"
+            "  - {name: conv3, type: ReLU, bottom: data}\n")  # 9
+    r = check_text(text)
+    assert r.rc == 1
+    assert r.err.splitlines() == [
+        "net.yaml:4:58: error: conv1: unknown field 'num_ouput' in convolution_param; did you mean 'num_output'?",
+        "net.yaml:6:70: error: pool1: 'pooling_param.pool' must be one of MAX, AVE, STOCHASTIC, got 'MAXX'; "
+        "did you mean 'MAX'?",
+        "net.yaml:7:46: error: conv2: unknown bottom blob 'dta'; did you mean 'data'?",
+        "net.yaml:8:71: error: conv3: kernel 40 is larger than the padded input: 32+2·0 = 32 rows",
+        "  hint: bottom 'data' is 1×3×32×32",
+        "net.yaml:9:12: error: conv3: duplicate layer name 'conv3' (first at line 8)",
+        "5 errors",
+    ]
+
+
+def test_input_shape_that_changes_inner_product_k_is_explained(check_text) -> None:
+    text = ("name: t\nlayer:\n  - {name: data, type: Input, top: data, input_param: {shape: {dim: [1, 1, 28, 28]}}}\n"
+            "  - {name: ip, type: InnerProduct, inner_product_param: {num_output: 10}}\n")
+    r = check_text(text, "--input-shape", "data=1,1,32,32")
+    assert r.rc == 0
+    assert r.err == ("net.yaml:4:5: warning: ip: input size incompatible with inner product parameters: K = "
+                     "1·32·32 = 1024 with --input-shape data=1,1,32,32 but 1·28·28 = 784 with the spec's own "
+                     "input shape, so the weights would be 10×1024 and 10×784\n"
+                     "  hint: weights made for the spec's input size will not load into this net; a global "
+                     "pooling before this layer makes the net independent of the input size\n")
+
+
+def test_errors_as_json(check_text) -> None:
+    r = check_text(CASES[0][1], "--json")
+    assert r.rc == 1
+    doc = json.loads(r.out)
+    assert doc == {"format": "netspec-check/1", "ok": False, "diagnostics": [{
+        "severity": "error", "file": "net.yaml", "line": 6, "col": 25, "layer": "conv1", "hint": None,
+        "code": None,
+        "message": "unknown field 'num_ouput' in convolution_param; did you mean 'num_output'?"}]}
