@@ -29,7 +29,7 @@ from typing import Any
 
 MIN_RUN = 2            # a block holds at least this many items
 MAX_RUN = 64           # longest run searched (GoogLeNet's inception module is 14 layers)
-MIN_SAVING = 120       # characters a fold must save to be worth an indirection
+MIN_SAVING = 80        # characters a fold must save to be worth an indirection
 
 # Names an expression can call (netspec.blocks); an argument must not shadow them, nor the index.
 _RESERVED = frozenset({"min", "max", "abs", "len", "str", "int", "float", "letter", "i", "true", "false",

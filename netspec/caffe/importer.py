@@ -458,7 +458,7 @@ def header_lines(net: CaffeNet, *, command: str, solver: CaffeSolver | None, out
     if net.legacy_inputs:
         lines.append(f"The net-level input(s) {', '.join(net.legacy_inputs)} became the Input layer 'input' "
                      "(Caffe's UpgradeNetInput).")
-    if compact:
+    if compact and "blocks" in net_data(net, compact=True):
         lines.append("Repeated runs of layers are folded into `blocks:`; they expand to the layer list "
                      "import-caffe writes without --compact.")
     if solver is not None:
@@ -500,10 +500,16 @@ def net_data(net: CaffeNet, *, solver: CaffeSolver | None = None, compact: bool 
     doc: dict[str, Any] = {k: v for k, v in net.header.items()}
     if compact:
         from .compact import compact_layers
+        from .emit import BLOCK_LIST_KEYS, to_yaml
 
-        blocks, layers = compact_layers(layers)
-        if blocks:
-            doc["blocks"] = blocks
+        blocks, folded = compact_layers(layers)
+
+        def size(d: dict[str, Any]) -> int:
+            return len(to_yaml(d, flow_layers=True, keep_lists=BLOCK_LIST_KEYS | {"args"}))
+
+        # The fold's own estimate counts JSON; keep the blocks only if the YAML is shorter too.
+        if blocks and size({"blocks": blocks, "layer": folded}) < size({"layer": layers}):
+            doc["blocks"], layers = blocks, folded
     doc["layer"] = layers
     if solver is not None:
         doc["solver"] = solver.solver
@@ -597,10 +603,10 @@ def import_weights(spec: Any, caffemodel: str | os.PathLike[str], *,
         loaded.append(name)
     for name in blobs:
         if name not in wanted and blobs[name]:
-            warnings.append(Diagnostic("warning", f"caffemodel layer '{name}' is not a layer with blobs in this net: "
-                                                  "ignored", SourceLoc(file, 1, 1)))
+            warnings.append(Diagnostic("warning", f"{file}: layer '{name}' is not a layer with blobs in this net: "
+                                                  "ignored (as Caffe ignores it)"))
     if errors:
-        raise NetspecError(sorted(errors, key=sort_key))
+        raise NetspecError(sorted(errors + warnings, key=sort_key))
     for model in models:
         variables = model.init(seed)
         own = {info.layer for info in model.param_info.values()}
