@@ -30,7 +30,7 @@ from netspec.errors import Diagnostic, NetspecError
 from netspec.graph import Graph, Node
 from netspec.lowering.base import CODECS, Ctx, Layout, Lowering, convert, layer_seed
 from netspec.lowering.data import dummy_fill
-from netspec.lowering.fillers import fill
+from netspec.lowering.fillers import fill_many
 from netspec.lowering.table import LOWERINGS
 from netspec.shapes import ShapeReport
 from netspec.spec import NetSpec, load_spec
@@ -167,24 +167,6 @@ class NetModule(nn.Module):
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
 
-    def _owned(self, step: _Step, root: jax.Array) -> Any:
-        name = step.node.name
-
-        # Keys come from `root` and the layer name, not from flax's call-order counter, so a
-        # layer's initial values do not change when other layers are added or removed.
-        def init(_: jax.Array) -> dict[str, jax.Array]:
-            base = jax.random.fold_in(root, layer_seed(name))
-            shapes = {s.index: s.shape for s in step.slots}
-            out = {}
-            for i, filler in step.fillers:
-                if filler is None:
-                    raise ValueError(f"layer '{name}': no filler for blob {i}")
-                caffe = fill(filler, jax.random.fold_in(base, i), shapes[i])
-                out[str(i)] = CODECS[step.lowering.codec(i)][0](caffe)
-            return out
-
-        return self.param(name, init) if step.fillers else None
-
     def _stats(self, step: _Step) -> Any:
         def init() -> dict[str, jax.Array]:
             return {str(s.index): jnp.zeros(s.shape, jnp.float32) for s in step.state}
@@ -193,16 +175,28 @@ class NetModule(nn.Module):
 
     @nn.compact
     def create(self, root: jax.Array) -> None:
+        # Keys come from `root` and the layer name, not from flax's call-order counter, so a
+        # layer's initial values do not change when other layers are added or removed.
+        requests, owners = [], []
         for step in self.steps:
-            self._owned(step, root)
+            shapes = {s.index: s.shape for s in step.slots}
+            for i, filler in step.fillers:
+                if filler is None:
+                    raise ValueError(f"layer '{step.node.name}': no filler for blob {i}")
+                requests.append((layer_seed(step.node.name), i, filler, shapes[i]))
+                owners.append((step, i))
+        values: dict[str, dict[str, jax.Array]] = {}
+        for (step, i), caffe in zip(owners, fill_many(requests, root)):
+            values.setdefault(step.node.name, {})[str(i)] = CODECS[step.lowering.codec(i)][0](caffe)
+        for step in self.steps:
+            if step.node.name in values:
+                self.param(step.node.name, lambda _, v=values[step.node.name]: v)
             self._stats(step)
 
     @nn.compact
     def __call__(self, inputs: Mapping[str, Any], train: bool = False, rng: jax.Array | None = None
                  ) -> dict[str, Any]:
-        # flax shape-checks stored params against their init under eval_shape; any key will do.
-        dummy = jax.random.PRNGKey(0)
-        owned = {s.node.name: self._owned(s, dummy) for s in self.steps}
+        owned = {s.node.name: self._params(s) for s in self.steps if s.fillers}
         blobs: dict[tuple[str, Layout], Any] = {}
         layouts: dict[str, Layout] = {}
 
@@ -237,6 +231,12 @@ class NetModule(nn.Module):
                 blobs[(t, tag)] = y
                 layouts[t] = tag
         return {self.blob_names[b]: get(b, "nchw") for b in self.returns}
+
+    def _params(self, step: _Step) -> Any:
+        value = self.get_variable("params", step.node.name)
+        if value is None:
+            raise ValueError(f"variables['params'] has no entry for layer '{step.node.name}'")
+        return value
 
     def _cast(self, x: Any, low: Lowering) -> Any:
         if low.cast == "none":
@@ -280,6 +280,8 @@ class Model:
         loss_ids = tuple(t for n in graph.nodes for t in n.tops
                          if names[t] in self.loss_weights and t not in graph.outputs)
         self.module = NetModule(self._steps, dict(names), graph.outputs + loss_ids, DTYPES[dtype], conv_impl)
+        # One compiled program each: eager filler ops would compile every random op separately.
+        self._init_jit = jax.jit(self._init)
         self._apply_jit = jax.jit(self._apply, static_argnames=("train",))
         self._apply_train_jit = jax.jit(self._apply_train)
 
@@ -288,6 +290,9 @@ class Model:
     def init(self, seed_or_key: int | jax.Array) -> dict[str, Any]:
         """Fresh variables {"params": ..., "batch_stats": ...} from Caffe's fillers (both keys always present)."""
         rng = jax.random.PRNGKey(seed_or_key) if isinstance(seed_or_key, int) else seed_or_key
+        return self._init_jit(rng)
+
+    def _init(self, rng: jax.Array) -> dict[str, Any]:
         variables = self.module.init({"params": rng}, rng, method=NetModule.create)
         return {"params": dict(variables.get("params", {})), "batch_stats": dict(variables.get("batch_stats", {}))}
 
