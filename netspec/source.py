@@ -29,7 +29,7 @@ from yaml.resolver import Resolver
 from netspec.errors import Diagnostic, NetspecError, SourceLoc
 
 MAX_BYTES = 4 * 1024 * 1024  # ResNet-152 is 80 KiB
-MAX_NODES = 200_000  # values after alias expansion; ResNet-152 has about 5,000
+MAX_NODES = 100_000  # values after alias expansion; ResNet-152 has about 5,000
 MAX_DEPTH = 64
 MAX_STRING = 10_000  # characters in one scalar
 MAX_INT = 2**63 - 1  # Caffe's widest integer fields are int64
