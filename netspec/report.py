@@ -133,12 +133,18 @@ def param_bytes(report: ShapeReport) -> int:
     return (report.learnable_params + report.state) * BYTES_PER_VALUE
 
 
+def _both(n: int) -> str:
+    """'60,192,808 (60.2M)': exact, with the rounded form where it helps."""
+    return count_text(n) if abs(n) < 10_000 else f"{count_text(n)} ({human(n)})"
+
+
 def totals_lines(report: ShapeReport) -> list[str]:
     outputs = ", ".join(report.graph.blob_names[b] for b in report.graph.outputs) or "-"
-    state = f"{count_text(report.state)} ({human(report.state)}; BatchNorm statistics)" if report.state else "0"
+    n = report.state
+    state = f"{count_text(n)} ({human(n) + '; ' if n >= 10_000 else ''}running statistics)" if n else "0"
     return [
         f"layers                {len(report.rows)}",
-        f"learnable parameters  {count_text(report.learnable_params)} ({human(report.learnable_params)})",
+        f"learnable parameters  {_both(report.learnable_params)}",
         f"non-learnable state   {state}",
         f"parameter memory      {human_bytes(param_bytes(report))} (float32)",
         f"multiply-adds         {count_text(report.macs)} per sample ({human(report.macs)}; "
