@@ -99,7 +99,8 @@ def test_blocks_expanded_and_chaining_made_explicit(capsys: pytest.CaptureFixtur
     lr_mult: 1
     decay_mult: 1
   }""" in text
-    assert "    pool: AVE\n" in text and '      type: "gaussian"\n' in text and "solver" not in text.split("\n", 2)[2]
+    assert "    pool: AVE\n" in text and '      type: "gaussian"\n' in text
+    assert "solver" not in text.split("\n", 2)[2]
     assert layers[3]["convolution_param"] == {"num_output": 8, "kernel_size": [3], "pad": [1]}
 
 
@@ -136,8 +137,8 @@ def test_phase_dependent_implicit_bottom_is_refused(capsys: pytest.CaptureFixtur
 """)
     assert main(["export-caffe", "p.yaml", "-o", "p.prototxt"]) == 1
     err = capsys.readouterr().err
-    assert ("p.yaml:5:5: error: c: its implicit bottom is 'a' in TRAIN but 'b' in TEST; one Caffe layer cannot "
-            "say both\n  hint: write its `bottom:`") in err
+    assert ("p.yaml:5:5: error: c: its implicit bottom is 'a' in TRAIN but 'b' in TEST; one Caffe layer "
+            "cannot say both\n  hint: write its `bottom:`") in err
     assert not Path("p.prototxt").exists()
 
 
@@ -148,7 +149,8 @@ def test_netspec_extension_fields_are_reported() -> None:
 """)
     out = export_net(load_spec("x.yaml"))
     assert [d.format() for d in out.diagnostics] == [
-        "x.yaml:3:5: warning: drop: 'dropout_param.scale_train' is a netspec extension: BVLC Caffe will refuse it"]
+        "x.yaml:3:5: warning: drop: 'dropout_param.scale_train' is a netspec extension: BVLC Caffe will "
+        "refuse it"]
     assert "scale_train: false" in out.text
 
 

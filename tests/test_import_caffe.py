@@ -51,7 +51,8 @@ def expected_figures() -> dict[str, tuple[tuple[int, int, int], int, int]]:
             out[str(Path(file).parent / "train_val.prototxt")] = figures  # type: ignore[assignment]
         aux = re.search(r"train_val with both auxiliary heads: ([\d,]+)", cells[4])
         if aux:
-            out[str(Path(file).parent / "train_val.prototxt")] = (chw, _int(aux.group(1)), figures[2])  # type: ignore[assignment]
+            train_val = str(Path(file).parent / "train_val.prototxt")
+            out[train_val] = (chw, _int(aux.group(1)), figures[2])  # type: ignore[assignment]
     return out
 
 
@@ -78,8 +79,9 @@ def graph_signature(spec: Any, phase: str) -> list[tuple[Any, ...]]:
     for node in build(spec, phase).nodes:  # type: ignore[arg-type]
         layer = node.layer
         messages = {k: v.model_dump() for k, v in layer.messages.items()}
-        out.append((layer.name, layer.type, node.bottoms, node.tops, messages,
-                    [p.model_dump() for p in layer.param], list(layer.loss_weight), list(layer.propagate_down)))
+        params = [p.model_dump() for p in layer.param]
+        out.append((layer.name, layer.type, node.bottoms, node.tops, messages, params,
+                    list(layer.loss_weight), list(layer.propagate_down)))
     return out
 
 
@@ -106,7 +108,8 @@ def test_zoo_file_imports_and_checks_with_published_counts(path: Path, tmp_path:
     _, learnable, stats = expected_figures()[_rel(path)]
     shapes = zoo_input_shapes(path)
     out = tmp_path / "net.yaml"
-    args = [str(path), "-o", str(out)] + [f"--input-shape={k}={','.join(map(str, v))}" for k, v in shapes.items()]
+    args = [str(path), "-o", str(out)]
+    args += [f"--input-shape={k}={','.join(map(str, v))}" for k, v in shapes.items()]
     assert main(["import-caffe", *args]) == 0
     spec = load_spec(out)
     for phase in ("TEST", "TRAIN"):
@@ -127,7 +130,8 @@ def test_zoo_files_with_data_layers_need_input_shapes() -> None:
     # Faithful: the LMDB sources and both phase-specific Data layers are kept.
     data = yaml.safe_load(text)["layer"]
     assert [(x["name"], x["include"]["phase"], x["data_param"]["source"]) for x in data[:2]] == [
-        ("mnist", "TRAIN", "examples/mnist/mnist_train_lmdb"), ("mnist", "TEST", "examples/mnist/mnist_test_lmdb")]
+        ("mnist", "TRAIN", "examples/mnist/mnist_train_lmdb"),
+        ("mnist", "TEST", "examples/mnist/mnist_test_lmdb")]
     with pytest.raises(NetspecError, match="database, which check does not open"):
         check(load_spec("lenet.yaml", text=text))
 
@@ -251,7 +255,8 @@ layer { name: "up" type: "Crop" bottom: "pool" bottom: "data" top: "up" }
 """
 
 
-def test_unsupported_layers_get_one_located_error_each(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unsupported_layers_get_one_located_error_each(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "fork.prototxt"
     src.write_text(FORK)
     out = tmp_path / "fork.yaml"
@@ -262,11 +267,13 @@ def test_unsupported_layers_get_one_located_error_each(tmp_path: Path, capsys: p
     heads = [line for line in err.splitlines() if ": error: " in line]
     assert heads == [
         f"{src}:3:20: error: py: BVLC Caffe's Python layer: netspec has no such layer type",
-        f"{src}:4:20: error: dw: 'DepthwiseConvolution' is a Caffe fork's custom layer: netspec has no such layer type",
-        f"{src}:7:54: error: pool: 'pooling_param.ceil_mode' is not a field of BVLC Caffe (a fork's dialect); "
-        "netspec cannot lower it",
+        f"{src}:4:20: error: dw: 'DepthwiseConvolution' is a Caffe fork's custom layer: netspec has no such "
+        "layer type",
+        f"{src}:7:54: error: pool: 'pooling_param.ceil_mode' is not a field of BVLC Caffe (a fork's "
+        "dialect); netspec cannot lower it",
         f"{src}:8:20: error: se: 'Axpy' is a Caffe fork's custom layer: netspec has no such layer type",
-        f"{src}:9:65: error: bn: 'bn_param' is not a field of BVLC Caffe (a fork's dialect); netspec cannot lower it",
+        f"{src}:9:65: error: bn: 'bn_param' is not a field of BVLC Caffe (a fork's dialect); netspec cannot "
+        "lower it",
         f"{src}:10:20: error: up: layer type 'Crop' (BVLC Caffe) is not supported by netspec yet",
     ]
     assert "hint: `ceil_mode: false` is BVLC's `round_mode: FLOOR`; pass --fix-dialect to convert it" in err
@@ -274,7 +281,8 @@ def test_unsupported_layers_get_one_located_error_each(tmp_path: Path, capsys: p
 
 
 def test_fix_dialect_turns_ceil_mode_into_round_mode() -> None:
-    text = """layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 8 dim: 9 dim: 9 } } }
+    text = """layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 1 dim: 8 dim: 9 dim: 9 } } }
 layer { name: "floor" type: "Pooling" bottom: "data" top: "floor"
   pooling_param { pool: MAX kernel_size: 2 stride: 2 ceil_mode: false } }
 layer { name: "ceil" type: "Pooling" bottom: "data" top: "ceil"
@@ -313,10 +321,10 @@ layer { name: "bn2" type: "BatchNorm" bottom: "data" top: "data"
     assert net.layers[1]["param"] == [{"lr_mult": 0, "decay_mult": 0}] * 3
     notes = [d.format() for d in net.diagnostics if d.severity == "note"]
     assert notes == [
-        "bn.prototxt:3:3: note: bn: BatchNorm statistics are not learned: set lr_mult and decay_mult to 0 on its "
-        "three `param` entries (Caffe's UpgradeNetBatchNorm)",
-        "bn.prototxt:5:3: note: bn2: BatchNorm statistics are not learned: its three `param` entries (lr_mult 0) "
-        "are kept; they are redundant"]
+        "bn.prototxt:3:3: note: bn: BatchNorm statistics are not learned: set lr_mult and decay_mult to 0 on "
+        "its three `param` entries (Caffe's UpgradeNetBatchNorm)",
+        "bn.prototxt:5:3: note: bn2: BatchNorm statistics are not learned: its three `param` entries "
+        "(lr_mult 0) are kept; they are redundant"]
     assert net.report.state == 2 * (2 * 3 + 1) and net.report.learnable_params == 0
     assert "# Note: bn: BatchNorm statistics are not learned" in render(net, command="c", output="bn.yaml")
 
@@ -332,7 +340,7 @@ layer { name: "ip" type: "InnerProduct" top: "ip" inner_product_param { num_outp
 
 
 def test_netspec_validation_errors_point_into_the_prototxt() -> None:
-    text = """layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 5 dim: 5 } } }
+    text = """layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 } } }
 layer { name: "c" type: "Convolution" bottom: "data" top: "c"
   convolution_param { num_output: 3 kernel_size: 7 } }
 layer { name: "r" type: "ReLU" bottom: "nope" top: "r" }
@@ -348,7 +356,8 @@ def test_a_solver_given_as_the_net_and_a_missing_file_are_errors(capsys: pytest.
     assert main(["import-caffe", "s.prototxt"]) == 1
     assert main(["import-caffe", "missing.prototxt"]) == 1
     _write(Path("bad_solver.prototxt"), 'base_lr: 0.1\nlr_policy: "cosh"\nmax_itr: 3\n')
-    _write(Path("n.prototxt"), 'layer { name: "d" type: "Input" top: "d" input_param { shape { dim: 1 } } }\n')
+    _write(Path("n.prototxt"), 'layer { name: "d" type: "Input" top: "d" '
+                               'input_param { shape { dim: 1 } } }\n')
     assert main(["import-caffe", "n.prototxt", "--solver", "bad_solver.prototxt"]) == 1
     err = capsys.readouterr().err
     assert "s.prototxt:1:1: error: this is a solver prototxt, not a net\n  hint: give it as --solver" in err
@@ -402,7 +411,8 @@ _names = st.sampled_from(["conv", "res", "a/b", "x$y", "n"])
 @st.composite
 def _nets(draw: Any) -> list[dict[str, Any]]:
     """Layer lists with repeating conv/relu/pool runs, arbitrary names (some with '$') and values."""
-    layers: list[dict[str, Any]] = [{"name": "data", "type": "Input", "input_param": {"shape": {"dim": [1, 3, 8, 8]}}}]
+    data = {"name": "data", "type": "Input", "input_param": {"shape": {"dim": [1, 3, 8, 8]}}}
+    layers: list[dict[str, Any]] = [data]
     prev = "data"
     for i in range(draw(st.integers(1, 12))):
         stem = f"{draw(_names)}{i}_{draw(st.integers(0, 3))}"
@@ -411,8 +421,9 @@ def _nets(draw: Any) -> list[dict[str, Any]]:
                        "convolution_param": {"num_output": n, "kernel_size": 1}})
         layers.append({"name": f"relu_{stem}", "type": "ReLU", "bottom": stem, "top": stem})
         if draw(st.booleans()):
+            pool = draw(st.sampled_from(["MAX", "AVE"]))
             layers.append({"name": f"{stem}$p", "type": "Pooling",
-                           "pooling_param": {"pool": draw(st.sampled_from(["MAX", "AVE"])), "kernel_size": 1}})
+                           "pooling_param": {"pool": pool, "kernel_size": 1}})
             prev = f"{stem}$p"
         else:
             prev = stem
@@ -447,7 +458,8 @@ def test_compact_names_share_one_argument() -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.recursive(
     st.dictionaries(st.sampled_from(["name", "a", "b/c", "layer"]),
-                    st.text(max_size=8) | st.integers() | st.booleans() | st.floats(allow_nan=False), max_size=4),
+                    st.text(max_size=8) | st.integers() | st.booleans() | st.floats(allow_nan=False),
+                    max_size=4),
     lambda children: st.dictionaries(st.sampled_from(["x", "y", "layer", "param"]),
                                      children | st.lists(children, max_size=3), max_size=4),
     max_leaves=20))
@@ -460,10 +472,12 @@ def test_flow_layer_yaml_round_trips(data: dict[str, Any]) -> None:
 
 TINY_LAYERS = """layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
   convolution_param { num_output: 4 kernel_size: 3 pad: 1 stride: 1 } }
-layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" batch_norm_param { use_global_stats: true } }
+layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1"
+  batch_norm_param { use_global_stats: true } }
 layer { name: "sc1" type: "Scale" bottom: "conv1" top: "conv1" scale_param { bias_term: true } }
 layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
 layer { name: "fc" type: "InnerProduct" bottom: "pool1" top: "fc" inner_product_param { num_output: 5 } }
 layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
 """
@@ -474,7 +488,9 @@ def _tiny(v1: bool) -> str:
     """V1 nets (and caffemodels) predate BatchNorm and Scale: the V1 variant leaves them out."""
     if not v1:
         return TINY
-    return "\n".join(x for x in TINY.splitlines() if '"bn1"' not in x and '"sc1"' not in x) + "\n"
+    layers = ["layer {" + x for x in TINY.split("layer {")[1:]]
+    head = TINY.split("layer {")[0]
+    return head + "".join(x for x in layers if '"bn1"' not in x and '"sc1"' not in x)
 
 
 def _tiny_blobs(seed: int = 0) -> dict[str, tuple[str, list[np.ndarray]]]:
@@ -524,7 +540,8 @@ def test_weights_become_a_checkpoint_the_trainer_loads(v1: bool, capsys: pytest.
     assert main(["import-caffe", "tiny.prototxt", "--weights", "tiny.caffemodel", "-o", "tiny.yaml"]) == 0
     captured = capsys.readouterr()
     assert "tiny.caffemodel: layer 'stale' is not a layer with blobs in this net: ignored" in captured.err
-    assert f"wrote tiny.ckpt/checkpoints/0: blobs of {len(expected)} layers from tiny.caffemodel" in captured.out
+    wrote = f"wrote tiny.ckpt/checkpoints/0: blobs of {len(expected)} layers from tiny.caffemodel"
+    assert wrote in captured.out
 
     variables, _ = read_variables(Path("tiny.ckpt"))
     model = netspec.compile("tiny.yaml")
@@ -562,7 +579,8 @@ def test_weight_shape_mismatch_is_a_located_error(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     fc_line = Path("tiny.yaml").read_text().splitlines().index("  - {name: fc, type: InnerProduct, "
                                                                 "inner_product_param: {num_output: 5}}") + 1
-    assert f"tiny.yaml:{fc_line}:5: error: fc: blob shapes differ (blob 0: caffemodel (5, 63), net (5, 64))" in err
+    assert (f"tiny.yaml:{fc_line}:5: error: fc: blob shapes differ (blob 0: caffemodel (5, 63), "
+            "net (5, 64))") in err
     assert "warning: sc1: not in the caffemodel: keeps its filler initialisation" in err
     assert not Path("tiny.ckpt").exists()
 

@@ -301,7 +301,8 @@ def _as_template(value: Any) -> Any:
         return _escape(value)
     if isinstance(value, Mapping):
         if "use" in value and "with" in value:
-            return {**{k: _as_template(v) for k, v in value.items() if k != "with"}, "with": _with(value["with"])}
+            head = {k: _as_template(v) for k, v in value.items() if k != "with"}
+            return {**head, "with": _with(value["with"])}
         return {k: _as_template(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_as_template(v) for v in value]
@@ -319,9 +320,16 @@ def emit(blocks: Mapping[str, Mapping[str, Any]], items: Sequence[Any]) -> tuple
     out_blocks = {name: {"args": list(b["args"]), "layer": [_as_template(x) for x in b["layer"]]}
                   if b["args"] else {"layer": [_as_template(x) for x in b["layer"]]}
                   for name, b in blocks.items()}
-    out_items = [{**{k: v for k, v in x.items() if k != "with"}, **({"with": _with(x["with"])} if "with" in x else {})}
-                 if isinstance(x, Mapping) and "use" in x else x for x in items]
+    out_items = [_use_entry(x) if isinstance(x, Mapping) and "use" in x else x for x in items]
     return out_blocks, out_items
+
+
+def _use_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A top-level `use:` entry: only its `with:` values are templates."""
+    out = {k: v for k, v in entry.items() if k != "with"}
+    if "with" in entry:
+        out["with"] = _with(entry["with"])
+    return out
 
 
 def compact_layers(layers: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], list[Any]]:

@@ -166,7 +166,8 @@ def _yaml_mapping(d: Mapping[str, Any], indent: int, deep: bool = False) -> list
         if _fits(indent, key + " ", flow, deep):
             lines.append(f"{pad}{key} {flow}")
         elif isinstance(v, list):
-            lines += [f"{pad}{key}"] + _yaml_sequence(v, indent + 2, block_items=k in BLOCK_LIST_KEYS, deep=deep)
+            block = k in BLOCK_LIST_KEYS
+            lines += [f"{pad}{key}"] + _yaml_sequence(v, indent + 2, block_items=block, deep=deep)
         else:
             lines += [f"{pad}{key}"] + _yaml_mapping(v, indent + 2, deep)
     return lines

@@ -135,7 +135,8 @@ def export_solver(spec: Any, *, net_path: str | None, header: str | None = None)
     """The spec's `solver:` section as a Caffe SolverParameter, naming `net_path` as its `net`.
     netspec's extensions (cosine policy, warmup, max_epochs, AdamW) have no Caffe form: an error."""
     if spec.solver is None:
-        raise NetspecError([Diagnostic("error", "the spec has no `solver:` section", SourceLoc(spec.file, 1, 1))])
+        raise NetspecError([Diagnostic("error", "the spec has no `solver:` section",
+                                       SourceLoc(spec.file, 1, 1))])
     dumped = _dump(spec.solver)
     written = spec.raw.get("solver") if isinstance(spec.raw, Mapping) else None
     order = [k for k in (written or {}) if k in dumped] + [k for k in dumped if k not in (written or {})]
@@ -146,10 +147,10 @@ def export_solver(spec: Any, *, net_path: str | None, header: str | None = None)
     for path in unknown_fields(solver, SOLVER_ROOT):
         errors.append(Diagnostic("error", f"solver: '{path[0]}' is a netspec extension with no Caffe form",
                                  SourceLoc(spec.file, 1, 1), hint="remove it to export the solver"))
-    for field, value, why in (("lr_policy", "cosine", "a netspec extension"), ("type", "AdamW", "a netspec extension")):
+    for field, value in (("lr_policy", "cosine"), ("type", "AdamW")):
         if solver.get(field) == value:
-            errors.append(Diagnostic("error", f"solver: {field} '{value}' is {why}; Caffe has no such value",
-                                     SourceLoc(spec.file, 1, 1)))
+            message = f"solver: {field} '{value}' is a netspec extension; Caffe has no such value"
+            errors.append(Diagnostic("error", message, SourceLoc(spec.file, 1, 1)))
     if errors:
         raise NetspecError(errors)
     comment = "".join(f"# {line}\n" for line in (header or "").splitlines())

@@ -91,18 +91,20 @@ def read_prototxt(path: str | os.PathLike[str], expect: str) -> Parsed:
     """Parse a net (`expect` NET_ROOT) or solver (SOLVER_ROOT) prototxt; a file of the other kind,
     or one that cannot be read, is a located error."""
     file = os.fspath(path)
+    start = SourceLoc(file, 1, 1)
     try:
         text = FsPath(file).read_text(encoding="utf-8")
     except OSError as e:
-        raise NetspecError([Diagnostic("error", f"cannot read: {e.strerror or e}", SourceLoc(file, 1, 1))]) from None
+        raise NetspecError([Diagnostic("error", f"cannot read: {e.strerror or e}", start)]) from None
     except UnicodeDecodeError as e:
-        raise NetspecError([Diagnostic("error", f"not UTF-8 text (byte {e.start})", SourceLoc(file, 1, 1))]) from None
+        raise NetspecError([Diagnostic("error", f"not UTF-8 text (byte {e.start})", start)]) from None
     parsed = parse(text, file=file, message="auto")
     if parsed.message != expect:
-        what = "a solver" if parsed.message == SOLVER_ROOT else "a net"
-        option = "--solver SOLVER.prototxt" if parsed.message == SOLVER_ROOT else "the positional NET argument"
+        solver = parsed.message == SOLVER_ROOT
+        what = "a solver" if solver else "a net"
+        option = "--solver SOLVER.prototxt" if solver else "the positional NET argument"
         want = "net" if expect == NET_ROOT else "solver"
-        raise NetspecError([Diagnostic("error", f"this is {what} prototxt, not a {want}", SourceLoc(file, 1, 1),
+        raise NetspecError([Diagnostic("error", f"this is {what} prototxt, not a {want}", start,
                                        hint=f"give it as {option}")])
     return parsed
 
@@ -172,7 +174,8 @@ def check_dialect(parsed: Parsed, *, fix_dialect: bool = False) -> tuple[dict[st
             found.bad_layers.add(i)
             found.errors.append(_unsupported_type(parsed, i, kind, name))
             continue
-        if fix_dialect and isinstance(layer.get("pooling_param"), dict) and "ceil_mode" in layer["pooling_param"]:
+        pooling = layer.get("pooling_param")
+        if fix_dialect and isinstance(pooling, dict) and "ceil_mode" in pooling:
             _fix_ceil_mode(layer, i, parsed, name, found)
         for path in unknown_fields(layer, "LayerParameter", ("layer", i)):
             found.bad_layers.add(i)
@@ -206,7 +209,8 @@ def _close_field(path: Path) -> str | None:
 def _unsupported_type(parsed: Parsed, i: int, kind: str, name: str | None) -> Diagnostic:
     path = ("layer", i, "type")
     if kind in TYPE_HINTS:
-        origin = "BVLC Caffe's Python layer" if kind == "Python" else f"'{kind}' is a Caffe fork's custom layer"
+        origin = ("BVLC Caffe's Python layer" if kind == "Python"
+                  else f"'{kind}' is a Caffe fork's custom layer")
         return _err(parsed, path, f"{origin}: netspec has no such layer type", name, TYPE_HINTS[kind])
     if kind in BVLC_TYPES:
         return _err(parsed, path, f"layer type '{kind}' (BVLC Caffe) is not supported by netspec yet", name,
@@ -357,7 +361,8 @@ def import_net(path: str | os.PathLike[str], *, fix_dialect: bool = False,
         for phase in ("TRAIN", "TEST"):
             r = check(spec, phase=phase, input_shapes=given)  # type: ignore[arg-type]
             report = r if phase == "TEST" else report
-        diags += [d for d in report.diagnostics if d not in diags and d.severity != "error"]  # type: ignore[union-attr]
+        assert report is not None
+        diags += [d for d in report.diagnostics if d not in diags and d.severity != "error"]
     header = {k: v for k, v in data.items() if k not in ("layer",)}
     readers = tuple(dict.fromkeys(layer.name for layer in spec.layers if layer.type in DATA_TYPES))
     return CaffeNet(parsed.file, data.get("name"), header, tuple(layers), spec, report,
@@ -431,7 +436,8 @@ def import_solver(path: str | os.PathLike[str]) -> CaffeSolver:
                 loc = tuple(err["loc"])
                 where = parsed.loc(loc) if loc else SourceLoc(parsed.file, 1, 1)
                 field_name = ".".join(str(p) for p in loc)
-                msg = f"{field_name}: {err['msg']}" if field_name else err["msg"].removeprefix("Value error, ")
+                text = err["msg"].removeprefix("Value error, ")
+                msg = f"{field_name}: {text}" if field_name else text
                 diags.append(Diagnostic("error", msg, where))
     if diags:
         raise NetspecError(sorted(diags, key=sort_key))
@@ -477,7 +483,8 @@ def header_lines(net: CaffeNet, *, command: str, solver: CaffeSolver | None, out
         for top in net.unchecked:
             shapes.setdefault(top, ())
     for top, shape in shapes.items():
-        check_cmd += f" --input-shape {top}={_fmt_shape(shape) if shape else _batch_hint(net, top) + ',C,H,W'}"
+        dims = _fmt_shape(shape) if shape else _batch_hint(net, top) + ",C,H,W"
+        check_cmd += f" --input-shape {top}={dims}"
     lines.append(f"Check: {check_cmd}")
     return lines
 
@@ -566,7 +573,7 @@ def import_weights(spec: Any, caffemodel: str | os.PathLike[str], *,
     try:
         _, layers = read_caffemodel_layers(file)
     except OSError as e:
-        raise NetspecError([Diagnostic("error", f"cannot read: {e.strerror or e}", SourceLoc(file, 1, 1))]) from None
+        raise NetspecError([Diagnostic("error", f"cannot read {file}: {e.strerror or e}")]) from None
     except CaffemodelError as e:
         raise NetspecError(e.diagnostics) from None
     blobs = {layer.name: list(layer.blobs) for layer in layers}  # a later duplicate wins, as in Caffe
@@ -592,8 +599,8 @@ def import_weights(spec: Any, caffemodel: str | os.PathLike[str], *,
                                        layer.loc, name))
             continue
         if len(got) != len(shapes):
-            errors.append(Diagnostic("error", f"the caffemodel has {len(got)} blob(s) for this layer, the net "
-                                              f"{len(shapes)}", layer.loc, name))
+            errors.append(Diagnostic("error", f"the caffemodel has {len(got)} blob(s) for this layer, "
+                                              f"the net {len(shapes)}", layer.loc, name))
             continue
         bad = [f"blob {i}: caffemodel {tuple(g.shape)}, net {w}" for i, (g, w) in enumerate(zip(got, shapes))
                if not _blob_fits(tuple(g.shape), w)]
@@ -603,8 +610,8 @@ def import_weights(spec: Any, caffemodel: str | os.PathLike[str], *,
         loaded.append(name)
     for name in blobs:
         if name not in wanted and blobs[name]:
-            warnings.append(Diagnostic("warning", f"{file}: layer '{name}' is not a layer with blobs in this net: "
-                                                  "ignored (as Caffe ignores it)"))
+            warnings.append(Diagnostic("warning", f"{file}: layer '{name}' is not a layer with blobs in this "
+                                                  "net: ignored (as Caffe ignores it)"))
     if errors:
         raise NetspecError(sorted(errors + warnings, key=sort_key))
     for model in models:

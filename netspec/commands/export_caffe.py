@@ -14,7 +14,8 @@ from netspec.cli import EXIT_OK, print_diagnostics
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", type=Path, help="the YAML spec")
-    p.add_argument("-o", "--output", type=Path, metavar="PROTOTXT", help="the net prototxt (default: print it)")
+    p.add_argument("-o", "--output", type=Path, metavar="PROTOTXT",
+                   help="the net prototxt (default: print it)")
     p.add_argument("--solver-out", type=Path, metavar="PROTOTXT",
                    help="also write the spec's `solver:` section as a Caffe solver prototxt (its `net:` "
                         "names the -o file)")
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if args.solver_out is not None:
         net_path = str(args.output) if args.output is not None else None
         solver = export_solver(spec, net_path=net_path,
-                               header=f"Exported from the `solver:` section of {args.spec} by netspec export-caffe.")
+                               header=f"Exported from the `solver:` section of {args.spec} by netspec "
+                                      "export-caffe.")
     net = export_net(spec, header="\n".join(header))
     print_diagnostics(net.diagnostics)
     if args.output is None:

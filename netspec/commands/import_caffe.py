@@ -17,7 +17,8 @@ from netspec.errors import Diagnostic, NetspecError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("prototxt", type=Path, help="the Caffe net (deploy.prototxt, train_val.prototxt; V1 or V2)")
+    p.add_argument("prototxt", type=Path,
+                   help="the Caffe net (deploy.prototxt, train_val.prototxt; V1 or V2)")
     p.add_argument("-o", "--output", type=Path, metavar="YAML",
                    help="the spec to write (default: print it)")
     p.add_argument("--solver", type=Path, metavar="PROTOTXT",
@@ -38,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def command_line(args: argparse.Namespace) -> str:
     """The command as the user would retype it (for the YAML's header), independent of sys.argv."""
     words = ["netspec", "import-caffe", str(args.prototxt)]
-    for flag, value in (("--solver", args.solver), ("--weights", args.weights), ("--checkpoint", args.checkpoint)):
+    options = (("--solver", args.solver), ("--weights", args.weights), ("--checkpoint", args.checkpoint))
+    for flag, value in options:
         if value is not None:
             words += [flag, str(value)]
     words += [flag for flag, on in (("--compact", args.compact), ("--fix-dialect", args.fix_dialect)) if on]
@@ -112,7 +114,8 @@ def _weights(args: argparse.Namespace, spec: Any, shapes: dict[str, tuple[int, .
     weights = import_weights(spec, args.weights, input_shapes=shapes)
     print_diagnostics(weights.diagnostics)
     target = _checkpoint_dir(args)
-    folder = write_checkpoint(target, weights, meta={"caffemodel": str(args.weights), "spec": str(args.output)})
+    meta = {"caffemodel": str(args.weights), "spec": str(args.output)}
+    folder = write_checkpoint(target, weights, meta=meta)
     print(f"wrote {folder}: blobs of {len(weights.loaded)} layers from {args.weights} "
           f"(load with: netspec train {args.output} --weights {target})")
     return EXIT_OK
