@@ -15,6 +15,7 @@ left out on save and rebuilt from the target's shapes on restore.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -110,11 +111,18 @@ def read_variables(path: Path) -> tuple[dict[str, Any], str]:
     """{"params": ..., "batch_stats": ...} as numpy from a netspec checkpoint (no model needed), and a
     description of where they came from."""
     folder, step = resolve_checkpoint(path)
-    mgr = ocp.CheckpointManager(folder.absolute(), options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # Orbax warns that a read-only manager is read-only
     try:
-        got = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        mgr = ocp.CheckpointManager(folder.absolute(),
+                                    options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+        try:
+            got = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        finally:
+            mgr.close()
     finally:
-        mgr.close()
+        absl.setLevel(level)
     state = got.state
     variables = {k: jax.tree.map(np.asarray, state.get(k) or {}) for k in ("params", "batch_stats")}
     return variables, f"{folder / str(step)} (iteration {step})"

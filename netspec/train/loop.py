@@ -74,7 +74,10 @@ def resolved_spec_yaml(plan: Any, options: TrainOptions) -> str:
     raw = _plain(plan.spec.raw) if plan.spec.raw is not None else {}
     raw.pop("blocks", None)
     raw["solver"] = plan.solver.model_dump(mode="json", exclude_none=True)
-    raw["data"] = plan.data.model_dump(mode="json", exclude_none=True)
+    # Only the data fields that apply to this source (the others are errors when set), with the
+    # batch sizes and the seed the run resolved.
+    keep = plan.data.model_fields_set | {"batch_size", "test_batch_size", "seed", "shuffle", "transform_param"}
+    raw["data"] = {k: v for k, v in plan.data.model_dump(mode="json", exclude_none=True).items() if k in keep}
     header = (f"# Resolved by `netspec train` from {options.spec}: blocks expanded, solver and data with every\n"
               f"# value (flags applied). Layers added for evaluation (top-1/top-5) are not listed.\n")
     return header + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=110)

@@ -252,3 +252,47 @@ def make_plan(options: TrainOptions, devices: int = 1) -> TrainPlan:
                      feed=feed, batch_size=batch, test_batch_size=test_batch, test_iter=test_iter,
                      iters_per_epoch=iters_per_epoch, num_classes=classes, top1=top1, base_dir=base_dir,
                      notes=tuple(notes))
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    spec: NetSpec
+    data: Any
+    splits: Any
+    feed: Feed
+    batch_size: int
+    iterations: int
+    top1: str | None
+    base_dir: Path
+    notes: tuple[str, ...]
+
+
+def make_eval_plan(spec_path: Path, batch_size: int | None, iterations: int | None) -> EvalPlan:
+    """What `netspec test` evaluates: the TEST net on the spec's test data, checked before any compute."""
+    spec = load_spec(spec_path)
+    data = _data_spec(spec)
+    base_dir = Path(spec.file).parent
+    probe = check(spec, phase="TEST")
+    feed = choose_feed(probe)
+    explicit = data.model_fields_set
+    batch = batch_size or data.test_batch_size or (data.batch_size if "batch_size" in explicit else
+                                                   input_batch(probe, feed))
+    report = check(spec, phase="TEST", batch=batch)
+    found = classifier(report)
+    data = data.model_copy(update={"batch_size": batch, "test_batch_size": batch})
+    splits = load_splits(data, base_dir)
+    diags = _check_fit(splits, data, feed, report, found[1] if found else None, base_dir, "TEST")
+    full = len(splits.test) // batch
+    if full == 0:
+        diags.append(Diagnostic("error", f"the test set has {len(splits.test)} samples, fewer than one batch of "
+                                         f"{batch}", hint="use --batch-size"))
+    if diags:
+        raise NetspecError(diags)
+    notes = []
+    if iterations is None:
+        solver = spec.solver if isinstance(spec.solver, SolverSpec) else None
+        iterations = solver.test_iter[0] if solver is not None and solver.test_iter and solver.test_iter[0] else full
+        notes.append(f"testing {iterations} batches of {batch} ({min(iterations * batch, len(splits.test))} of "
+                     f"{len(splits.test)} test samples)")
+    spec, top1, added = with_topk(spec, report)
+    return EvalPlan(spec, data, splits, feed, batch, iterations, top1, base_dir, tuple(notes + added))

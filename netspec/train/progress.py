@@ -51,15 +51,18 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def output_text(name: str, value: float, loss_weights: Mapping[str, float]) -> str:
+    """`name = v`, with Caffe's `(* w = w*v loss)` for loss outputs."""
+    text = f"{name} = {fmt(value)}"
+    weight = loss_weights.get(name, 0.0)
+    if weight:
+        text += f" (* {fmt(weight)} = {fmt(weight * value)} loss)"
+    return text
+
+
 def output_lines(kind: str, outputs: Mapping[str, float], loss_weights: Mapping[str, float]) -> list[str]:
-    lines = []
-    for k, (name, value) in enumerate(outputs.items()):
-        line = f"    {kind} net output #{k}: {name} = {fmt(value)}"
-        weight = loss_weights.get(name, 0.0)
-        if weight:
-            line += f" (* {fmt(weight)} = {fmt(weight * value)} loss)"
-        lines.append(line)
-    return lines
+    return [f"    {kind} net output #{k}: {output_text(name, value, loss_weights)}"
+            for k, (name, value) in enumerate(outputs.items())]
 
 
 def train_lines(s: TrainStatus) -> list[str]:
