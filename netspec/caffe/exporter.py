@@ -44,8 +44,24 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _dump(message: Any) -> Any:
-    return plain(message.model_dump(exclude_unset=True))
+def _dump(message: Any, written: Any = None) -> Any:
+    """The fields the spec sets, in the order it writes them (a re-import then reads the same YAML)."""
+    return _written_order(plain(message.model_dump(exclude_unset=True)), written)
+
+
+def _written_order(value: Any, written: Any) -> Any:
+    if isinstance(value, dict):
+        raw = written if isinstance(written, Mapping) else {}
+        keys = [k for k in raw if k in value] + [k for k in value if k not in raw]
+        return {k: _written_order(value[k], raw.get(k)) for k in keys}
+    if isinstance(value, list):
+        raw_items = written if isinstance(written, list) else [written] * len(value)
+        return [_written_order(v, raw_items[j] if j < len(raw_items) else None) for j, v in enumerate(value)]
+    numbers = (int, float)
+    if (isinstance(written, numbers) and isinstance(value, numbers) and not isinstance(written, bool)
+            and not isinstance(value, bool) and written == value):
+        return written  # `mean: 0.0` stays 0.0, `lr_mult: 1` stays 1
+    return value
 
 
 def _chained(layers: list[Any]) -> dict[int, tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -96,10 +112,13 @@ def layer_data(layer: Any, bottom: tuple[str, ...], top: tuple[str, ...]) -> dic
     for field in _ENVELOPE[1:]:
         value = getattr(layer, field)
         if value:
-            out[field] = [_dump(v) if hasattr(v, "model_dump") else v for v in value]
+            written = raw.get(field)
+            items = written if isinstance(written, list) else [written] * len(value)
+            out[field] = [_dump(v, w) if hasattr(v, "model_dump") else _written_order(plain(v), w)
+                          for v, w in zip(value, items)]
     order = [k for k in raw if k in layer.messages] + [k for k in layer.messages if k not in raw]
     for name in order:
-        dumped = _dump(layer.messages[name])
+        dumped = _dump(layer.messages[name], raw.get(name))
         if dumped or name in raw:
             out[name] = dumped
     return out
@@ -137,10 +156,8 @@ def export_solver(spec: Any, *, net_path: str | None, header: str | None = None)
     if spec.solver is None:
         raise NetspecError([Diagnostic("error", "the spec has no `solver:` section",
                                        SourceLoc(spec.file, 1, 1))])
-    dumped = _dump(spec.solver)
     written = spec.raw.get("solver") if isinstance(spec.raw, Mapping) else None
-    order = [k for k in (written or {}) if k in dumped] + [k for k in dumped if k not in (written or {})]
-    solver = {k: dumped[k] for k in order if k not in ("net", "train_net", "test_net")}
+    solver = {k: v for k, v in _dump(spec.solver, written).items() if k not in ("net", "train_net", "test_net")}
     if net_path is not None:
         solver = {"net": net_path, **solver}
     errors = []

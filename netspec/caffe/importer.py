@@ -483,13 +483,13 @@ def header_lines(net: CaffeNet, *, command: str, solver: CaffeSolver | None, out
         for top in net.unchecked:
             shapes.setdefault(top, ())
     for top, shape in shapes.items():
-        dims = _fmt_shape(shape) if shape else _batch_hint(net, top) + ",C,H,W"
+        dims = _fmt_shape(shape) if shape else batch_hint(net, top) + ",C,H,W"
         check_cmd += f" --input-shape {top}={dims}"
     lines.append(f"Check: {check_cmd}")
     return lines
 
 
-def _batch_hint(net: CaffeNet, top: str) -> str:
+def batch_hint(net: CaffeNet, top: str) -> str:
     """The TEST-phase batch_size of the data layer producing `top` ("N" if unknown)."""
     readers = [x for x in net.spec.layers if x.top and x.top[0] == top and x.type in DATA_TYPES]
     readers.sort(key=lambda x: not x.in_phase("TEST"))

@@ -59,9 +59,12 @@ def _checkpoint_dir(args: argparse.Namespace) -> Path:
 
 
 def _summary(net: Any, layers: int) -> str:
+    from netspec.caffe.importer import batch_hint
+
     report = net.report
     if report is None:
-        return f"{layers} layers; shapes not checked (give --input-shape {net.unchecked[0]}=N,C,H,W)"
+        top = net.unchecked[0]
+        return f"{layers} layers; shapes not checked (give --input-shape {top}={batch_hint(net, top)},C,H,W)"
     return (f"{layers} layers; TEST phase: {report.learnable_params:,} learnable parameters, "
             f"{report.state:,} BatchNorm statistics")
 
