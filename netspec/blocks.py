@@ -463,7 +463,7 @@ class _Expander:
     diags: list[Diagnostic]
     blocks: dict[str, Block] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
-    budget: int = MAX_LAYERS
+    budget: int = field(default_factory=lambda: MAX_LAYERS)
     seen: set[tuple[Any, ...]] = field(default_factory=set)
     parsed: dict[str, list[Part]] = field(default_factory=dict)
     trees: dict[str, ast.expr] = field(default_factory=dict)
@@ -559,8 +559,9 @@ class _Expander:
     def spend(self, loc: SourceLoc | None, chain: tuple[Use, ...]) -> None:
         self.budget -= 1
         if self.budget < 0:
+            # Blame the top-level entry that set it off; the hint shows the chain of uses.
             self.error(f"block expansion exceeds {MAX_LAYERS} layers/instantiations; refusing to expand "
-                       "further (an expansion bomb?)", loc, chain)
+                       "further (an expansion bomb?)", chain[0].loc if chain else loc, chain)
             raise _Abort
 
     def layer_list(self, items: PosList, scope: dict[str, Any] | None, chain: tuple[Use, ...],
