@@ -194,8 +194,8 @@ class NetModule(nn.Module):
             self._stats(step)
 
     @nn.compact
-    def __call__(self, inputs: Mapping[str, Any], train: bool = False, rng: jax.Array | None = None
-                 ) -> dict[str, Any]:
+    def __call__(self, inputs: Mapping[str, Any], train: bool = False, rng: jax.Array | None = None,
+                 wanted: tuple[str, ...] | None = None) -> dict[str, Any]:
         owned = {s.node.name: self._params(s) for s in self.steps if s.fillers}
         blobs: dict[tuple[str, Layout], Any] = {}
         layouts: dict[str, Layout] = {}
@@ -230,7 +230,7 @@ class NetModule(nn.Module):
                 tag: Layout = layout if (low.wants != "nchw" and y.ndim == 4) else "nchw"
                 blobs[(t, tag)] = y
                 layouts[t] = tag
-        return {self.blob_names[b]: get(b, "nchw") for b in self.returns}
+        return {self.blob_names[b]: get(b, "nchw") for b in (self.returns if wanted is None else wanted)}
 
     def _params(self, step: _Step) -> Any:
         value = self.get_variable("params", step.node.name)
@@ -282,7 +282,9 @@ class Model:
         self.module = NetModule(self._steps, dict(names), graph.outputs + loss_ids, DTYPES[dtype], conv_impl)
         # One compiled program each: eager filler ops would compile every random op separately.
         self._init_jit = jax.jit(self._init)
-        self._apply_jit = jax.jit(self._apply, static_argnames=("train",))
+        self._apply_jit = jax.jit(self._apply, static_argnames=("train", "wanted"))
+        # A user name means its last version (after any in-place layers), as in pycaffe's net.blobs.
+        self._latest = {names[t]: t for n in graph.nodes for t in n.tops}
         self._apply_train_jit = jax.jit(self._apply_train)
 
     # -- variables ---------------------------------------------------------------------------
@@ -322,8 +324,8 @@ class Model:
         return {fed[0]: inputs}
 
     def _apply(self, variables: Mapping[str, Any], inputs: dict[str, Any], train: bool,
-               rng: jax.Array | None) -> dict[str, Any]:
-        return self.module.apply(_flax_vars(variables), inputs, train, rng)
+               rng: jax.Array | None, wanted: tuple[str, ...] | None = None) -> dict[str, Any]:
+        return self.module.apply(_flax_vars(variables), inputs, train, rng, wanted)
 
     def _apply_train(self, variables: Mapping[str, Any], inputs: dict[str, Any], rng: jax.Array | None
                      ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -331,12 +333,19 @@ class Model:
         return out, dict(mutated.get("batch_stats", variables.get("batch_stats", {})))
 
     def apply(self, variables: Mapping[str, Any], inputs: Any, *, train: bool = False,
-              rng: jax.Array | None = None) -> dict[str, Any]:
+              rng: jax.Array | None = None, blobs: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Forward pass. `inputs`: one N,C,H,W array or a dict by input blob name. Returns the net's
-        output blobs (and every top with a loss weight) by name, N,C,H,W for 4-D blobs. With
-        train=True, Dropout is active (needs rng) and BatchNorm uses batch statistics unless
-        use_global_stats says otherwise; the statistics update is discarded (see apply_train)."""
-        return self._apply_jit(variables, self._inputs(inputs), train=train, rng=rng)
+        output blobs (and every top with a loss weight) by name, N,C,H,W for 4-D blobs; or, with
+        `blobs`, those blobs instead (a name means its last in-place version). With train=True,
+        Dropout is active (needs rng) and BatchNorm uses batch statistics unless use_global_stats
+        says otherwise; the statistics update is discarded (see apply_train)."""
+        wanted = None
+        if blobs is not None:
+            unknown = [b for b in blobs if b not in self._latest]
+            if unknown:
+                raise ValueError(f"unknown blob(s) {unknown}; this net has {sorted(self._latest)}")
+            wanted = tuple(self._latest[b] for b in blobs)
+        return self._apply_jit(variables, self._inputs(inputs), train=train, rng=rng, wanted=wanted)
 
     def apply_train(self, variables: Mapping[str, Any], inputs: Any, rng: jax.Array | None = None
                     ) -> tuple[dict[str, Any], dict[str, Any]]:
