@@ -57,7 +57,8 @@ TYPE_HINTS: Mapping[str, str] = {
                             "its input channels (and num_output a multiple of them) computes the same",
     "ConvolutionDepthwise": "a fork's depthwise convolution: BVLC's Convolution with group equal to its "
                             "input channels computes the same",
-    "Axpy": "SENet's fused y = a*x + b: write it as Scale (two bottoms, axis 0) followed by Eltwise SUM",
+    "Axpy": "SENet's Axpy is a*x + y with a per-channel scale a (NxCx1x1): Flatten a to NxC, Scale with "
+            "bottoms [x, a] and axis 0, then Eltwise SUM with y",
     "ShuffleChannel": "ShuffleNet's channel shuffle has no BVLC equivalent netspec lowers",
     "Permute": "an SSD-fork layer; netspec has no axis permutation",
     "Normalize": "an SSD-fork L2 normalisation; netspec has no equivalent",
