@@ -32,11 +32,11 @@ class Diagnostic:
     code: str | None = None
 
     def format(self) -> str:
-        where = f"{self.loc}: " if self.loc else ""
-        who = f"{_short(self.layer)}: " if self.layer else ""
-        text = f"{where}{self.severity}: {who}{self.message}"
+        where = f"{printable(str(self.loc))}: " if self.loc else ""
+        who = f"{_short(printable(self.layer))}: " if self.layer else ""
+        text = f"{where}{self.severity}: {who}{printable(self.message)}"
         if self.hint:
-            text += f"\n  hint: {self.hint}"
+            text += f"\n  hint: {printable(self.hint)}"
         return text
 
     def as_json(self) -> dict[str, object]:
@@ -70,6 +70,20 @@ class NetspecError(Exception):
 
     def __str__(self) -> str:
         return self.format()
+
+
+def printable(text: str) -> str:
+    """`text` on one line: control characters and line separators a spec smuggled into a name
+    become escapes (a layer named "a\\nb" must not start a new diagnostic line)."""
+    if text.isprintable():
+        return text
+    import unicodedata
+
+    return "".join(c if c == " " or unicodedata.category(c) not in _UNPRINTABLE
+                   else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+_UNPRINTABLE = frozenset({"Cc", "Zl", "Zp", "Cs"})
 
 
 def _short(text: str, limit: int = 60) -> str:

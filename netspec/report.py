@@ -36,6 +36,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+from netspec.errors import printable
 from netspec.shapes import BYTES_PER_VALUE, Receptive, Row, ShapeReport
 
 
@@ -100,10 +101,10 @@ def _lines(row: Row) -> list[list[str]]:
     for i, (name, shape) in enumerate(tops):
         shown = shape_text(shape) if name else ""
         if i == 0:
-            out.append([row.name, row.type, name + star, shown, count_text(row.params) if row.params else "-",
+            out.append([printable(row.name), row.type, printable(name) + star, shown, count_text(row.params) if row.params else "-",
                         count_text(row.macs) if row.macs else "-", rf, jump])
         else:
-            out.append(["", "", name, shown, "", "", "", ""])
+            out.append(["", "", printable(name), shown, "", "", "", ""])
     return out
 
 
@@ -121,7 +122,8 @@ def render_table(report: ShapeReport) -> str:
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     rule = "-" * len(fmt(HEADER))
-    title = f"{spec.name or '(unnamed net)'} — {spec.file} — {report.graph.phase} net, batch {report.batch}"
+    title = printable(f"{spec.name or '(unnamed net)'} — {spec.file} — {report.graph.phase} net, "
+                      f"batch {report.batch}")
     out = [title, "", fmt(HEADER), rule, *(fmt(r) for r in body), rule]
     if any(r.in_place for r in report.rows):
         out.append("* computed in place: the top shares its bottom's storage")
@@ -139,7 +141,7 @@ def _both(n: int) -> str:
 
 
 def totals_lines(report: ShapeReport) -> list[str]:
-    outputs = ", ".join(report.graph.blob_names[b] for b in report.graph.outputs) or "-"
+    outputs = printable(", ".join(report.graph.blob_names[b] for b in report.graph.outputs)) or "-"
     n = report.state
     state = f"{count_text(n)} ({human(n) + '; ' if n >= 10_000 else ''}running statistics)" if n else "0"
     return [

@@ -20,6 +20,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="rewrite tests/golden/*.check.txt from the current netspec check output")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Hypothesis imports mypy_extensions while it reports a falsifying example; its deprecation
+    # warning, made an error by filterwarnings=error, would hide the example behind an INTERNALERROR.
+    config.addinivalue_line("filterwarnings", "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
+
+
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
