@@ -367,6 +367,16 @@ def test_a_solver_given_as_the_net_and_a_missing_file_are_errors(capsys: pytest.
     assert "Traceback" not in err
 
 
+def test_syntax_errors_and_empty_nets_are_located(capsys: pytest.CaptureFixture[str]) -> None:
+    _write(Path("bad.prototxt"), 'layer { name: "a" type: "Input" top: "a"\n')
+    _write(Path("empty.prototxt"), "# nothing\n")
+    assert main(["import-caffe", "bad.prototxt"]) == 1
+    assert main(["import-caffe", "empty.prototxt"]) == 1
+    err = capsys.readouterr().err
+    assert "bad.prototxt:1:7: error: '{' of 'layer' is never closed (reached end of file)" in err
+    assert "empty.prototxt:1:1: error: the net has no layers" in err
+
+
 def test_solver_value_errors_are_located() -> None:
     _write(Path("s.prototxt"), 'base_lr: 0.1\nlr_policy: "cosh"\n')
     with pytest.raises(NetspecError) as e:

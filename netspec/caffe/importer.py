@@ -338,6 +338,9 @@ def import_net(path: str | os.PathLike[str], *, fix_dialect: bool = False,
         raise NetspecError(e.diagnostics) from None
     data, found = check_dialect(parsed, fix_dialect=fix_dialect)
     layers = [_ordered(layer) for layer in _as_list(data.get("layer", [])) if isinstance(layer, dict)]
+    if not layers:
+        raise NetspecError([Diagnostic("error", "the net has no layers (no `layer { ... }`, `layers { ... }` "
+                                                "or net-level input)", SourceLoc(parsed.file, 1, 1))])
     data["layer"] = layers
     errors = list(found.errors) + _missing_bottoms(parsed, layers, found.bad_layers)
     spans = _layer_spans(parsed, len(layers), found.bad_layers)
