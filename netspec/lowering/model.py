@@ -353,10 +353,11 @@ class Model:
         return self._apply_train_jit(variables, self._inputs(inputs), rng)
 
     def loss(self, outputs: Mapping[str, Any]) -> jax.Array:
-        """Caffe's total loss: Σ loss_weight × sum(top), in float32."""
-        total = jnp.float32(0)
+        """Caffe's total loss: Σ loss_weight × sum(top), in float32 (float64 for dtype float64)."""
+        acc = jnp.promote_types(DTYPES[self.dtype], jnp.float32)
+        total = jnp.zeros((), acc)
         for name, w in self.loss_weights.items():
-            total = total + jnp.float32(w) * jnp.sum(outputs[name].astype(jnp.float32))
+            total = total + w * jnp.sum(outputs[name].astype(acc))
         return total
 
     def __repr__(self) -> str:
