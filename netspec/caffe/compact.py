@@ -44,6 +44,9 @@ class Tmpl:
     parts: tuple[str | tuple[str], ...]   # str = literal, (name,) = argument
 
 
+_ABSENT = object()
+
+
 @dataclass(frozen=True)
 class Hole:
     """A value that differs between occurrences: its values, and the literal text they all share."""
@@ -57,11 +60,18 @@ class Hole:
 # --------------------------------------------------------------------------------------- structure
 
 
+# A layer's `bottom` may be written or left to implicit chaining: occurrences may differ in it (the
+# argument is then the whole list, or null, which drops the key when the block expands).
+_LOOSE = "bottom"
+
+
 def signature(value: Any) -> Any:
     """What must be equal for two items to be occurrences of one template."""
     if isinstance(value, Mapping):
         fixed = {k: value[k] for k in ("type", "use") if isinstance(value.get(k), str)}
-        return ("map", tuple(sorted((k, fixed[k] if k in fixed else signature(v)) for k, v in value.items())))
+        keys = tuple(sorted((k, fixed[k] if k in fixed else signature(v))
+                            for k, v in value.items() if not (k == _LOOSE and "type" in value)))
+        return ("map", keys)
     if isinstance(value, list):
         return ("list", tuple(signature(v) for v in value))
     if isinstance(value, bool):
@@ -99,7 +109,17 @@ def _template(occurrences: Sequence[Any], holes: list[Hole]) -> Any:
     """The shared structure of the occurrences, with a Hole wherever their values differ."""
     first = occurrences[0]
     if isinstance(first, Mapping):
-        return {k: _template([o[k] for o in occurrences], holes) for k in first}
+        out = {}
+        keys = list(first) + [k for o in occurrences for k in o if k not in first]
+        for k in dict.fromkeys(keys):
+            values = [o.get(k, _ABSENT) for o in occurrences]
+            if any(v is _ABSENT for v in values) or (k == _LOOSE and len({signature(v) for v in values}) > 1):
+                hole = Hole("", "", tuple(None if v is _ABSENT else v for v in values), False)
+                holes.append(hole)
+                out[k] = hole
+            else:
+                out[k] = _template(values, holes)
+        return out
     if isinstance(first, list):
         return [_template([o[j] for o in occurrences], holes) for j in range(len(first))]
     if all(o == first and type(o) is type(first) for o in occurrences):
@@ -112,10 +132,23 @@ def _template(occurrences: Sequence[Any], holes: list[Hole]) -> Any:
 # --------------------------------------------------------------------------------------- arguments
 
 
+def _freeze(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(_freeze(v) for v in value))
+    if isinstance(value, Mapping):
+        return ("map", tuple((k, _freeze(v)) for k, v in value.items()))
+    return (type(value).__name__, value)
+
+
+def _key(hole: Hole) -> tuple[Any, ...]:
+    """Holes with equal keys share one argument (same values in every occurrence, same kind)."""
+    return (hole.is_text, _freeze(hole.middles))
+
+
 def _arg_names(template: Any, path: tuple[Any, ...], hint: dict[tuple[Any, ...], str]) -> None:
     """A readable argument name per hole, from the field it first appears in."""
     if isinstance(template, Hole):
-        key = (template.is_text, template.middles)
+        key = _key(template)
         if key not in hint:
             field = next((str(p) for p in reversed(path) if isinstance(p, str) and p != "with"), "v")
             hint[key] = "id" if field in ("name", "bottom", "top", "use") and template.is_text else field
@@ -143,7 +176,7 @@ def _unique(names: dict[tuple[Any, ...], str]) -> dict[tuple[Any, ...], str]:
 
 def _fill(template: Any, args: Mapping[tuple[Any, ...], str]) -> Any:
     if isinstance(template, Hole):
-        name = args[(template.is_text, template.middles)]
+        name = args[_key(template)]
         parts: list[str | tuple[str]] = [p for p in (template.prefix,) if p]
         parts.append((name,))
         parts += [s for s in (template.suffix,) if s]
@@ -175,7 +208,8 @@ def _fold(items: Sequence[Any], length: int, starts: Sequence[int]) -> Fold:
     _arg_names(template, (), hint)
     names = _unique(hint)
     body = _fill(template, names)
-    values = tuple({names[k]: k[1][j] for k in names} for j in range(len(starts)))
+    middles = {_key(h): h.middles for h in holes}
+    values = tuple({names[k]: middles[k][j] for k in names} for j in range(len(starts)))
     before = sum(_size(o) for o in occurrences)
     uses = sum(_size({"use": "block", "with": v}) for v in values)
     saving = before - _size(body) - _size(list(names.values())) - uses
