@@ -10,9 +10,10 @@ blocks (`netspec.blocks.expand`) gives back exactly that list. Nothing is guesse
   a = 1, 2; holes with the same values across occurrences share one argument (`conv${a}` and
   `relu${a}`), so a layer's name and the bottoms that refer to it collapse into one argument.
 - Greedy: the candidate that shortens the text most is folded first, then the search runs again over
-  the new item list, where `use:` entries are items too, so blocks nest (ResNet's conv + BatchNorm +
-  Scale + ReLU inside its bottleneck). Consecutive uses of one block at the top level merge into a
-  `with:` list.
+  the new item list, where `use:` entries are items too, so blocks nest (ResNet's bottleneck inside
+  a stage block). Consecutive uses of one block at the top level merge into a `with:` list.
+- A layer's `bottom` may be written in one occurrence and left to implicit chaining in another: its
+  argument is then the whole list, or null, which drops the key when the block expands.
 
 Strings inside a block's layer list and in `with:` values are templates, so every literal `$` is
 written `$$`; templates are kept structured (`Tmpl`) until `emit`, so nesting never re-escapes.
