@@ -74,9 +74,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from netspec.schema import json_schema
+    from netspec.schema import render
 
-    print(json.dumps(json_schema(), indent=2))
+    print(render(), end="")
     return EXIT_OK
 
 
@@ -96,7 +96,10 @@ def _add_check(sub: Any) -> None:
 
 
 def _add_schema(sub: Any) -> None:
-    p = sub.add_parser("schema", help="print the JSON Schema of the spec format (for editors)")
+    p = sub.add_parser("schema", help="print the JSON Schema of the spec format (for editors)",
+                       description="Print the JSON Schema (draft 2020-12) of the spec format. Editors with a YAML "
+                                   "language server use it for completion and checking: put "
+                                   "'# yaml-language-server: $schema=netspec.schema.json' on a spec's first line.")
     p.set_defaults(func=cmd_schema)
 
 

@@ -1,9 +1,186 @@
-"""JSON Schema of the spec format, for editors with a YAML language server (placeholder)."""
+"""JSON Schema (draft 2020-12) of the spec format, for editors with a YAML language server.
+
+Generated from the same pydantic models `netspec check` validates with: the net envelope
+(NetEnvelope), one `oneOf` branch per layer type in netspec.layers.REGISTRY (discriminated by a
+`const` on `type`, listing the envelope fields and exactly the `*_param` messages that type reads,
+`additionalProperties: false` so an editor flags unknown fields), the `solver:` and `data:`
+sections (netspec.solver_spec.SolverSpec, netspec.data.spec.DataSpec) and the `blocks:`/`use:`
+extension (netspec.blocks.BLOCKS_JSON_SCHEMA), each where that module is present.
+
+Repeated fields take a lone value or a list, as in Caffe's text format. The schema is a little
+stricter than `check` in one place: a `*_param` message the layer type does not read is an
+unknown property here, where `check` only warns.
+
+The committed copy is netspec/schema/netspec.schema.json (tools/gen_schema.py writes it); point an
+editor at it with a first-line comment: `# yaml-language-server: $schema=<path>/netspec.schema.json`.
+"""
 
 from __future__ import annotations
 
+import json
+import typing
 from typing import Any
+
+from pydantic import BaseModel, BeforeValidator
+from pydantic.json_schema import models_json_schema
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+REF = "#/$defs/{model}"
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _reachable(roots: list[type[BaseModel]]) -> list[type[BaseModel]]:
+    """Every model the roots contain, roots first, each once."""
+    seen: dict[type[BaseModel], None] = {}
+    todo = list(roots)
+    while todo:
+        model = todo.pop(0)
+        if model in seen:
+            continue
+        seen[model] = None
+        for info in model.model_fields.values():
+            todo += _models_in(info.annotation)
+    return list(seen)
+
+
+def _accepts_lone_value(model: type[BaseModel], name: str) -> bool:
+    """Whether a field takes a lone value for a one-element list: netspec's `Repeated`, or a
+    before-validator that wraps a scalar into a list (probed with a sample)."""
+    info = model.model_fields[name]
+    if any(isinstance(m, BeforeValidator) and getattr(m.func, "__name__", "") == "_listify"
+           for m in info.metadata):
+        return True
+    for dec in model.__pydantic_decorators__.field_validators.values():
+        if dec.info.mode != "before" or name not in dec.info.fields:
+            continue
+        try:
+            probe = dec.bind_to_cls(model).func
+            if probe(7) == [7] or probe(7) == (7,):
+                return True
+        except Exception:  # noqa: BLE001 - a validator that needs more context is not a lone-value one
+            continue
+    return False
+
+
+def _lone_or_list(prop: dict[str, Any]) -> dict[str, Any]:
+    """An array property that also takes its item alone."""
+    def widen(alt: dict[str, Any]) -> list[dict[str, Any]]:
+        return [alt["items"], alt] if alt.get("type") == "array" and "items" in alt else [alt]
+
+    if prop.get("type") == "array" and "items" in prop:
+        array = {k: prop[k] for k in ("type", "items", "minItems", "maxItems") if k in prop}
+        rest = {k: v for k, v in prop.items() if k not in array}
+        return {**rest, "anyOf": widen(array)}
+    if "anyOf" in prop:
+        return {**prop, "anyOf": [w for alt in prop["anyOf"] for w in widen(alt)]}
+    return prop
+
+
+def _strip_titles(node: Any) -> Any:
+    """pydantic titles every property with its capitalised name; they only add noise."""
+    if isinstance(node, dict):
+        return {k: _strip_titles(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}
+    if isinstance(node, list):
+        return [_strip_titles(v) for v in node]
+    return node
+
+
+def _extension_models() -> dict[str, type[BaseModel]]:
+    from netspec.spec import extension_model
+
+    found = {section: extension_model(section) for section in ("solver", "data")}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _blocks_schema() -> dict[str, Any] | None:
+    try:
+        from netspec.blocks import BLOCKS_JSON_SCHEMA
+    except ImportError:
+        return None
+    return BLOCKS_JSON_SCHEMA  # type: ignore[no-any-return]
 
 
 def json_schema() -> dict[str, Any]:
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object"}
+    """The whole format as one JSON Schema document."""
+    from netspec.layers import REGISTRY
+    from netspec.spec import LayerEnvelope, NetEnvelope
+
+    extensions = _extension_models()
+    types = [REGISTRY[name] for name in sorted(REGISTRY)]
+    roots: list[type[BaseModel]] = [NetEnvelope, LayerEnvelope, *extensions.values()]
+    roots += [m for cls in types for m in cls.messages.values()]
+    models = _reachable(roots)
+    refs, doc = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+    defs: dict[str, Any] = _strip_titles(doc.get("$defs", {}))
+    name_of = {m: refs[(m, "validation")]["$ref"].rsplit("/", 1)[-1] for m in models}
+    for model, name in name_of.items():
+        props = defs[name].get("properties", {})
+        for field in model.model_fields:
+            if field in props and _accepts_lone_value(model, field):
+                props[field] = _lone_or_list(props[field])
+
+    def ref(model: type[BaseModel]) -> dict[str, str]:
+        return {"$ref": REF.format(model=name_of[model])}
+
+    envelope_name = name_of[LayerEnvelope]
+    envelope = defs[envelope_name]
+    blocks = _blocks_schema()
+    branches = []
+    for cls in types:
+        # the shared fields by reference into LayerEnvelope: one copy, whatever the number of types
+        props: dict[str, Any] = {f: {"$ref": f"#/$defs/{envelope_name}/properties/{f}"} for f in envelope["properties"]}
+        props["type"] = {"const": cls.type_name, "description": cls.summary or f"a {cls.type_name} layer"}
+        required = ["name", "type"]
+        for mname, mtype in cls.messages.items():
+            props[mname] = ref(mtype)
+            if any(f.is_required() for f in mtype.model_fields.values()):
+                required.append(mname)
+        branches.append({"title": cls.type_name, "type": "object", "properties": props, "required": required,
+                         "additionalProperties": False})
+    defs["Layer"] = {"description": "A layer: the envelope fields and its type's parameter messages.",
+                     "type": "object", "required": ["name", "type"],
+                     "properties": {"type": {"enum": [cls.type_name for cls in types]}},
+                     "oneOf": branches}
+    entry: dict[str, Any] = {"$ref": "#/$defs/Layer"}
+    if blocks is not None and "use" in blocks:
+        defs["Use"] = blocks["use"]
+        entry = {"oneOf": [{"$ref": "#/$defs/Layer"}, {"$ref": "#/$defs/Use"}]}
+    defs["LayerEntry"] = entry
+    defs["LayerList"] = {"description": "The layers in order (a lone layer may stand for a one-element list).",
+                         "anyOf": [{"type": "array", "items": {"$ref": "#/$defs/LayerEntry"}},
+                                   {"$ref": "#/$defs/LayerEntry"}]}
+
+    net = defs.pop(name_of[NetEnvelope])
+    if blocks is not None and "blocks" in blocks:
+        blocks = {**blocks, "blocks": _strip_titles(blocks["blocks"])}
+    props = dict(net["properties"])
+    props["layer"] = {"$ref": "#/$defs/LayerList"}
+    props["layers"] = {"$ref": "#/$defs/LayerList", "description": "legacy spelling of 'layer'"}
+    for section in ("solver", "data"):
+        model = extensions.get(section)
+        props[section] = ref(model) if model is not None else {"type": "object"}
+    if blocks is not None and "blocks" in blocks:
+        props["blocks"] = blocks["blocks"]
+    else:
+        props.pop("blocks", None)
+    schema: dict[str, Any] = {
+        "$schema": DRAFT,
+        "title": "netspec spec",
+        "description": "A Caffe NetParameter written in YAML, with netspec's solver:, data: and blocks: "
+                       "sections. Check one with `netspec check SPEC`.",
+        "type": "object",
+        "properties": props,
+        "additionalProperties": False,
+        "$defs": dict(sorted(defs.items())),
+    }
+    return schema
+
+
+def render() -> str:
+    """The schema as the committed file holds it (and `netspec schema` prints it)."""
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
