@@ -219,7 +219,8 @@ def build_partial(spec: NetSpec, phase: Phase = "TEST", level: int | None = None
         for b, name in enumerate(layer.bottom):
             blob = wiring.resolve(i, name)
             if blob is None:
-                diags.append(_unknown_bottom(spec, layer, b, name, wiring.known_before(i), phase))
+                if name not in layer.top:  # reading its own top is reported as a top problem
+                    diags.append(_unknown_bottom(spec, layer, b, name, wiring.known_before(i), phase))
                 bad.add(i)
                 blob = f"{name}@undefined"
             bottoms.append(blob)

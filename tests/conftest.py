@@ -39,12 +39,15 @@ class CliResult:
 
 
 def run_cli(args: Sequence[str]) -> CliResult:
-    """`netspec ARGS` in this process, with stdout and stderr captured."""
+    """`netspec ARGS` in this process, with stdout and stderr captured (argparse's exits included)."""
     from netspec import cli
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main(list(args))
+        try:
+            rc = cli.main(list(args))
+        except SystemExit as e:  # argparse: --help (0) and usage errors (2)
+            rc = e.code if isinstance(e.code, int) else 1
     return CliResult(rc, out.getvalue(), err.getvalue())
 
 

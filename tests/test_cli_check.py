@@ -1,0 +1,118 @@
+"""`netspec check` and `netspec schema` as commands: exit codes, options, the internal-error
+catch-all, and what checking imports (never JAX) and costs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+LENET = ROOT / "tests" / "fixtures" / "check" / "lenet_train_test.yaml"
+RESNET152 = ROOT / "specs" / "resnet152.yaml" if (ROOT / "specs" / "resnet152.yaml").exists() else \
+    ROOT / "tests" / "fixtures" / "resnet152.yaml"
+
+SMALL = "name: t\nlayer:\n  - {name: data, type: Input, input_param: {shape: {dim: [8, 1, 28, 28]}}}\n" \
+        "  - {name: ip, type: InnerProduct, inner_product_param: {num_output: 10}}\n"
+
+
+def test_ok_prints_the_table(check_text) -> None:
+    r = check_text(SMALL)
+    assert (r.rc, r.err) == (0, "")
+    assert r.out.splitlines()[0] == "t — net.yaml — TEST net, batch 8"
+
+
+def test_batch_and_input_shape_options(check_text) -> None:
+    r = check_text(SMALL, "--batch", "2")
+    assert "ip     InnerProduct  ip    2×10" in r.out and "batch 2" in r.out.splitlines()[0]
+    r = check_text(SMALL, "--input-shape", "data=4,1,14,14")
+    assert r.rc == 0 and "4×1×14×14" in r.out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--input-shape", "data=4,y"], "argument --input-shape: expected NAME=N,C,H,W (e.g. data=64,1,28,28), got 'data=4,y'"),
+    (["--input-shape", "4,1,28,28"], "argument --input-shape: expected NAME=N,C,H,W (e.g. data=64,1,28,28), got '4,1,28,28'"),
+    (["--batch", "0"], "argument --batch: expected a positive integer, got '0'"),
+    (["--phase", "DEPLOY"], "argument --phase: invalid choice: 'DEPLOY' (choose from 'TRAIN', 'TEST')"),
+])
+def test_usage_errors_exit_2(check_text, args: list[str], message: str) -> None:
+    r = check_text(SMALL, *args)
+    assert (r.rc, r.out) == (2, "")
+    assert r.err.startswith("usage: netspec check [-h]") and r.err.endswith(f"error: {message}\n")
+
+
+def test_unreadable_file_is_a_located_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = run_cli(["check", "missing.yaml"])
+    assert (r.rc, r.out) == (1, "")
+    assert r.err == "missing.yaml:1:1: error: cannot read spec: No such file or directory\n1 error\n"
+
+
+def test_json_success(check_text) -> None:
+    r = check_text(SMALL, "--json")
+    doc = json.loads(r.out)
+    assert (r.rc, doc["ok"], doc["batch"], doc["totals"]["learnable_params"]) == (0, True, 8, 7850)
+
+
+def test_unexpected_exception_is_a_one_line_internal_error(check_text, monkeypatch: pytest.MonkeyPatch) -> None:
+    check_module = sys.modules["netspec.check"]  # `netspec.check` is the re-exported function
+
+    def boom(*args: object, **kw: object) -> None:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(check_module, "check", boom)
+    r = check_text(SMALL)
+    assert (r.rc, r.out) == (1, "")
+    assert re.fullmatch(r"netspec: internal error: RuntimeError: boom second line \(at cli\.py:\d+ in cmd_check\); "
+                        r"please report it\n", r.err), r.err
+    monkeypatch.setenv("NETSPEC_TRACEBACK", "1")
+    with pytest.raises(RuntimeError):
+        check_text(SMALL)
+
+
+def test_help_lists_the_commands() -> None:
+    r = run_cli(["--help"])
+    assert r.rc == 0
+    assert re.search(r"check\s+validate a spec", r.out) and re.search(r"schema\s+print the JSON Schema", r.out)
+
+
+_PROBE = """
+import sys
+from netspec import cli
+import contextlib, io
+with contextlib.redirect_stdout(io.StringIO()):
+    rc = cli.main(["check", sys.argv[1]])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "jaxlib", "flax", "optax", "orbax", "torch")
+               or m.startswith("netspec.commands.") or m.startswith("netspec.lowering"))
+print(rc, heavy)
+"""
+
+
+@pytest.mark.parametrize("spec", [LENET, RESNET152], ids=["lenet", "resnet152"])
+def test_check_never_imports_jax(spec: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", _PROBE, str(spec)], capture_output=True, text=True, cwd=ROOT,
+                          check=False)
+    assert done.stdout.strip() == "0 []", done.stderr
+
+
+def test_resnet152_checks_in_well_under_a_second_of_cpu() -> None:
+    """A loose guard against gross slowdowns (tools/bench_check.py measures properly): CPU time of a
+    fresh `python -m netspec.cli check`, which a busy machine stretches much less than wall time."""
+    times = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        done = subprocess.run([sys.executable, "-m", "netspec.cli", "check", str(RESNET152)],
+                              capture_output=True, text=True, cwd=ROOT, check=False,
+                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        assert done.returncode == 0, done.stderr
+        times.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    assert sorted(times)[1] < 1.0, times
