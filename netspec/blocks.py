@@ -673,9 +673,13 @@ class _Expander:
         count = 1
         if "repeat" in entry:
             at = _loc_of(entry, "repeat")
+            before = self.failures
             count = self.substitute(entry["repeat"], scope, at, chain)
+            if self.failures > before:
+                return None
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                self.error(f"'repeat' needs a count >= 0, got {count!r}", at, chain)
+                shown = "null" if count is None or count is _DROP else repr(count)
+                self.error(f"'repeat' needs a count >= 0, got {shown}", at, chain)
                 return None
             if count > MAX_LAYERS:
                 self.error(f"'repeat: {count}' exceeds the limit of {MAX_LAYERS}", at, chain)
@@ -686,6 +690,7 @@ class _Expander:
              chain: tuple[Use, ...]) -> dict[str, Any] | None:
         args: dict[str, Any] = {}
         ok = True
+        before = self.failures
         for key, value in argset.items():
             if block.arg(key) is None:
                 ok = False
@@ -702,13 +707,13 @@ class _Expander:
             self.error(f"block '{block.name}' needs argument{'s' if len(missing) > 1 else ''} {names}", at, chain,
                        f"'{block.name}' is defined at {block.loc}" if block.loc else None)
             return None
-        if not ok:
-            return None
+        if not ok or self.failures > before:
+            return None  # reported; expanding with a broken argument would only add follow-on errors
         for a in block.args:
             if a.name not in args:
                 v = self.substitute(a.default, dict(args), a.loc, chain)
                 args[a.name] = None if v is _DROP else v
-        return args
+        return None if self.failures > before else args
 
     # -- substitution ---------------------------------------------------------------------------
 
