@@ -577,6 +577,28 @@ def test_weights_become_a_checkpoint_the_trainer_loads(v1: bool, capsys: pytest.
 
 
 @pytest.mark.slow
+def test_reimporting_replaces_its_checkpoint_but_never_a_training_run(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from netspec.caffe import write_caffemodel
+
+    _write(Path("tiny.prototxt"), TINY)
+    write_caffemodel("tiny.caffemodel", "tiny", _tiny_blobs(0))
+    args = ["import-caffe", "tiny.prototxt", "--weights", "tiny.caffemodel", "-o", "tiny.yaml"]
+    assert main(args) == 0
+    write_caffemodel("tiny.caffemodel", "tiny", _tiny_blobs(1))
+    assert main(args) == 0  # the same command again: the new blobs replace the old
+    from netspec.train.checkpoint import read_variables
+
+    variables, _ = read_variables(Path("tiny.ckpt"))
+    np.testing.assert_array_equal(variables["params"]["sc1"]["0"], _tiny_blobs(1)["sc1"][1][0])
+    Path("run/checkpoints/100").mkdir(parents=True)
+    capsys.readouterr()
+    assert main([*args[:-2], "--checkpoint", "run", "-o", "other.yaml"]) == 1
+    assert "error: run already holds checkpoints that import-caffe did not write" in capsys.readouterr().err
+    assert not Path("other.yaml").exists()
+
+
+@pytest.mark.slow
 def test_weight_shape_mismatch_is_a_located_error(capsys: pytest.CaptureFixture[str]) -> None:
     from netspec.caffe import write_caffemodel
 
@@ -599,3 +621,42 @@ def test_weights_need_an_output(capsys: pytest.CaptureFixture[str]) -> None:
     _write(Path("tiny.prototxt"), TINY)
     assert main(["import-caffe", "tiny.prototxt", "--weights", "w.caffemodel"]) == 2
     assert "--weights writes a checkpoint beside the spec: give -o" in capsys.readouterr().err
+
+
+MNIST_LINEAR = """name: "mnist-linear"
+layer { name: "data" type: "Input" top: "data" top: "label"
+  input_param { shape { dim: 100 dim: 1 dim: 28 dim: 28 } shape { dim: 100 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 10 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+layer { name: "accuracy" type: "Accuracy" bottom: "ip" bottom: "label" top: "accuracy"
+  include { phase: TEST } }
+"""
+
+
+@pytest.mark.slow
+def test_imported_weights_give_netspec_test_the_numpy_accuracy(capsys: pytest.CaptureFixture[str]) -> None:
+    """End to end: a linear MNIST classifier fitted in NumPy, saved as a .caffemodel, imported, and
+    evaluated by `netspec test --weights` on the vendored test digits: the same accuracy."""
+    from netspec.caffe import write_caffemodel
+    from netspec.data.mnist import load_mnist
+
+    splits = load_mnist()
+    x = splits.train.images.reshape(len(splits.train.images), -1) / 256.0
+    xa = np.hstack([x, np.ones((len(x), 1))])
+    w = np.linalg.solve(xa.T @ xa + np.eye(xa.shape[1]), xa.T @ np.eye(10)[splits.train.labels])
+    weight, bias = w[:-1].T.astype(np.float32), w[-1].astype(np.float32)
+    xt = splits.test.images.reshape(len(splits.test.images), -1).astype(np.float32) / 256
+    correct = int(((xt @ weight.T + bias).argmax(1) == splits.test.labels).sum())
+    assert correct > 0.8 * len(xt)  # a real classifier, so a wrong mapping could not pass by chance
+
+    _write(Path("m.prototxt"), MNIST_LINEAR)
+    write_caffemodel("m.caffemodel", "mnist-linear", {"ip": ("InnerProduct", [weight, bias])})
+    assert main(["import-caffe", "m.prototxt", "--weights", "m.caffemodel", "-o", "m.yaml"]) == 0
+    with open("m.yaml", "a") as fh:
+        fh.write("data: {source: mnist, transform_param: {scale: 0.00390625}}\n")
+    capsys.readouterr()
+    assert main(["test", "m.yaml", "--weights", "m.ckpt", "--quiet", "--batch-size", "100"]) == 0
+    out = capsys.readouterr().out
+    got = float(re.search(r"^accuracy = ([0-9.]+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    # float32 sums in another order may flip a borderline digit or two, never more.
+    assert len(xt) == 2000 and abs(got * len(xt) - correct) <= 2

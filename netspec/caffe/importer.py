@@ -639,14 +639,45 @@ def _phases_with_own_layers(spec: Any) -> tuple[str, ...]:
     return ("TEST", "TRAIN") if train - test else ("TEST",)
 
 
+def checkpoint_in_the_way(directory: str | os.PathLike[str]) -> Diagnostic | None:
+    """An error when DIR holds checkpoints import-caffe did not write (a training run's): those are
+    never replaced. An earlier import's checkpoint is replaced."""
+    folder = FsPath(directory) / "checkpoints"
+    steps = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if not steps:
+        return None
+    if steps == ["0"] and _imported_meta(folder):
+        return None
+    return Diagnostic("error", f"{directory} already holds checkpoints that import-caffe did not write",
+                      hint="give another folder with --checkpoint")
+
+
+def _imported_meta(folder: FsPath) -> bool:
+    import json
+
+    try:
+        meta = json.loads((folder / "0" / "meta" / "metadata").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "caffemodel" in meta
+
+
 def write_checkpoint(directory: str | os.PathLike[str], weights: ImportedWeights, *,
                      meta: Mapping[str, Any]) -> FsPath:
     """A netspec checkpoint (iteration 0) holding the variables, which `netspec train --weights DIR`
-    and `netspec test --weights DIR` load; returns its folder (DIR/checkpoints/0)."""
+    and `netspec test --weights DIR` load; returns its folder (DIR/checkpoints/0). An earlier
+    import's checkpoint there is replaced (see `checkpoint_in_the_way`)."""
+    import shutil
+
     from netspec.train.checkpoint import Checkpointer
 
     root = FsPath(directory)
     folder = root / "checkpoints"
+    problem = checkpoint_in_the_way(root)
+    if problem is not None:
+        raise NetspecError([problem])
+    if (folder / "0").exists():
+        shutil.rmtree(folder / "0")
     ckpt = Checkpointer(folder)
     try:
         ckpt.save(0, weights.variables, {"iteration": 0, **meta})

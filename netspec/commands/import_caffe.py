@@ -86,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
             solver = import_solver(args.solver)
         except NetspecError as e:
             problems += e.diagnostics
+    if args.weights is not None:
+        from netspec.caffe.importer import checkpoint_in_the_way
+
+        problem = checkpoint_in_the_way(_checkpoint_dir(args))
+        problems += [problem] if problem is not None else []
     if problems or net is None:
         return _fail(problems)
     output = str(args.output) if args.output is not None else "net.yaml"
@@ -119,7 +124,8 @@ def _weights(args: argparse.Namespace, spec: Any, shapes: dict[str, tuple[int, .
     target = _checkpoint_dir(args)
     meta = {"caffemodel": str(args.weights), "spec": str(args.output)}
     folder = write_checkpoint(target, weights, meta=meta)
-    print(f"wrote {folder}: blobs of {len(weights.loaded)} layers from {args.weights} "
+    n = len(weights.loaded)
+    print(f"wrote {folder}: blobs of {n} layer{'s' if n != 1 else ''} from {args.weights} "
           f"(load with: netspec train {args.output} --weights {target})")
     return EXIT_OK
 
