@@ -186,3 +186,34 @@ def test_global_pooling_and_its_checks() -> None:
         Pooling.infer(pool_layer(1, 1, 1), ((1, 1, 4, 4),))
     with pytest.raises(ShapeError, match="does not fit"):
         Pooling.infer(pool_layer(5, 2, 0), ((1, 1, 2, 2),))
+
+
+# ----------------------------------------------------------------------------------------------
+# Scale's second bottom (squeeze-and-excitation): broadcast from `axis` over the remaining axes
+
+
+def scale_layer(axis: int, bottoms: int = 2) -> LayerSpec:
+    from netspec.layers.norm import ScaleParameter
+
+    return LayerSpec(name="s", type="Scale", bottom=("x", "w")[:bottoms], top=("s",),
+                     messages={"scale_param": ScaleParameter(axis=axis)})
+
+
+@pytest.mark.parametrize("x, w, axis, ok", [
+    ((8, 64, 7, 7), (8, 64), 0, True),         # SE: N×C channel weights, flattened, on axis 0
+    ((8, 64, 7, 7), (8, 64, 1, 1), 0, False),  # N×C×1×1 straight from the 1x1 conv: Caffe refuses it too
+    ((8, 64, 7, 7), (64,), 1, True),           # one weight per channel, shared over the batch
+    ((8, 64, 7, 7), (64, 7, 7), 1, True),
+    ((8, 64, 7, 7), (64, 7, 7, 1), 1, False),  # runs past the input's last axis
+    ((8, 64, 7, 7), (), 1, True),              # a scalar bottom ignores the axis
+])
+def test_scale_second_bottom_broadcast(x: tuple[int, ...], w: tuple[int, ...], axis: int, ok: bool) -> None:
+    from netspec.layers.norm import Scale
+
+    layer = scale_layer(axis)
+    if ok:
+        assert Scale.infer(layer, (x, w)) == (x,)
+        assert Scale.blobs(layer, (x, w)) == ()  # the second bottom replaces the learned scale
+    else:
+        with pytest.raises(ShapeError, match="does not match"):
+            Scale.blobs(layer, (x, w))
