@@ -87,10 +87,24 @@ class Plan:
     forward: Formulation
     input_grad: Formulation
     weight_grad: Formulation
+    batch_chunk: int = 0  # images per loop step of the matmul formulations; 0 = the whole batch at once
 
 
 def _out_len(size: int, k: int, s: int, pad: Pair, d: int) -> int:
     return (size + pad[0] + pad[1] - d * (k - 1) - 1) // s + 1
+
+
+# Bytes of one per-tap window (or output-gradient slab) per loop step of the matmul formulations.
+_CHUNK_BYTES = 1 << 20
+
+
+def batch_chunk(geom: ConvGeometry) -> int:
+    """Images per loop step for the matmul formulations (0: the whole batch in one step)."""
+    ho, wo = geom.out_size
+    per_image = max(ho * wo * max(geom.in_channels, geom.out_channels),
+                    geom.height * geom.width * geom.in_channels)
+    chunk = max(1, _CHUNK_BYTES // (per_image * np.dtype(geom.dtype).itemsize))
+    return 0 if chunk >= geom.batch else chunk
 
 
 def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
@@ -99,11 +113,13 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
         # cuDNN / the TPU convolution emitter already run convolutions and their gradients near matmul
         # speed; the matmul rewrites only add copies there.
         return Plan("xla", "xla", "xla")
-    return Plan("xla", "xla", "taps")
+    return Plan("xla", "xla", "taps", batch_chunk(geom))
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Grouped matmuls on channel-last operands. ``a`` is (..., G*Ci), ``g`` is (..., G*Co), ``b`` is (Ci, G*Co).
+# XLA:CPU wants a dot's lhs contracted on its minor axis and its rhs on its major axis; any other layout
+# costs a transposing copy of the operand, which for the big (rows, channels) windows is as slow as the dot.
 
 
 def _acc_type(*xs: jax.Array, preferred: Any) -> Any:
@@ -147,21 +163,25 @@ def _mm_dx(g: jax.Array, b: jax.Array, groups: int, acc: Any) -> jax.Array:
     return out.reshape(*lead, groups * ci)
 
 
-def _mm_dw(a: jax.Array, g: jax.Array, groups: int, acc: Any) -> jax.Array:
-    """sum over leading axes of (..., G*Ci)^T (..., G*Co) -> (Ci, G*Co)."""
-    lead_axes = tuple(range(a.ndim - 1))
-    if groups == 1:
-        return lax.dot_general(a, g, ((lead_axes, lead_axes), ((), ())), preferred_element_type=acc)
-    lead = a.shape[:-1]
-    ci = a.shape[-1] // groups
+def _dw_operand(g: jax.Array, groups: int, ci: int) -> jax.Array:
+    """Lay out the output gradient (N, Ho, Wo, G*Co) once for all the ``_mm_dw`` calls that share it."""
     co = g.shape[-1] // groups
-    a5 = a.reshape(*lead, groups, ci)
-    g5 = g.reshape(*lead, groups, co)
-    if ci == 1:
-        out = jnp.sum(a5.astype(acc) * g5.astype(acc), axis=lead_axes)[None]
-    else:
-        out = jnp.einsum("...gc,...go->cgo", a5, g5, preferred_element_type=acc)
-    return out.reshape(ci, groups * co)
+    rows = g.reshape(-1, groups, co)
+    if ci == 1 and groups > 1:
+        return rows  # depthwise: elementwise products, no transpose wanted
+    return rows.transpose(1, 2, 0)  # (G, Co, rows): contracted on its minor axis as a dot lhs
+
+
+def _mm_dw(a: jax.Array, gt: jax.Array, groups: int, acc: Any) -> jax.Array:
+    """sum over rows of (rows, G*Ci)^T (rows, G*Co) -> (Ci, G*Co); ``gt`` comes from ``_dw_operand``."""
+    rows = a.reshape(-1, groups, a.shape[-1] // groups)
+    ci = rows.shape[-1]
+    if ci == 1 and groups > 1:
+        out = jnp.sum(rows.astype(acc) * gt.astype(acc), axis=0)[None]  # (1, G, Co)
+        return out.reshape(1, -1)
+    # (G, Co, rows) x (rows, G, Ci) -> (G, Co, Ci); the result is tiny, so transposing it is free.
+    out = lax.dot_general(gt, rows, (((2,), (0,)), ((0,), (1,))), preferred_element_type=acc)
+    return out.transpose(2, 0, 1).reshape(ci, -1)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -227,7 +247,42 @@ def _patches(x: jax.Array, kernel: Pair, out: Pair, spec: _Spec) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The three passes in each formulation. Each takes (spec, x or its shape, w or its shape, y or dy).
+# Batch chunking. The matmul formulations materialise kh*kw windows (or kh*kw*C patch columns) per image;
+# running them over a few images at a time inside a loop keeps those copies in cache and bounds the
+# temporary buffer XLA allocates (and page-faults in) per call.
+
+
+def _batch_map(fn: Callable[..., jax.Array], arrays: tuple[jax.Array, ...], chunk: int) -> jax.Array:
+    """``fn`` over batch chunks of ``arrays``, outputs concatenated; a remainder chunk runs on its own."""
+    n = arrays[0].shape[0]
+    if chunk <= 0 or chunk >= n:
+        return fn(*arrays)
+    steps, tail = divmod(n, chunk)
+    head = tuple(a[: steps * chunk].reshape(steps, chunk, *a.shape[1:]) for a in arrays)
+    out = lax.map(lambda xs: fn(*xs), head)
+    out = out.reshape(steps * chunk, *out.shape[2:])
+    if tail:
+        out = jnp.concatenate([out, fn(*(a[steps * chunk:] for a in arrays))])
+    return out
+
+
+def _batch_sum(fn: Callable[..., jax.Array], arrays: tuple[jax.Array, ...], chunk: int) -> jax.Array:
+    """Sum of ``fn`` over batch chunks of ``arrays`` (a scan carrying the running sum)."""
+    n = arrays[0].shape[0]
+    if chunk <= 0 or chunk >= n:
+        return fn(*arrays)
+    steps, tail = divmod(n, chunk)
+    head = tuple(a[: steps * chunk].reshape(steps, chunk, *a.shape[1:]) for a in arrays)
+    zero = jax.eval_shape(fn, *(a[:chunk] for a in arrays))
+    total, _ = lax.scan(lambda acc, xs: (acc + fn(*xs), None), jnp.zeros(zero.shape, zero.dtype), head)
+    if tail:
+        total = total + fn(*(a[steps * chunk:] for a in arrays))
+    return total
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The three passes in each formulation. Forward: (spec, x, w) -> y. Input grad: (spec, x_shape, w, dy) -> dx.
+# Weight grad: (spec, x, w_shape, dy) -> dw. The matmul ones chunk the batch by ``spec.plan.batch_chunk``.
 
 
 def _xla_conv(x: jax.Array, w: jax.Array, spec: _Spec) -> jax.Array:
@@ -241,22 +296,28 @@ def _fwd_xla(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
 
 
 def _fwd_taps(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
-    out = _out_shape(x.shape, w.shape, spec)[1:3]
     acc = _acc_type(x, w, preferred=spec.preferred_element_type)
-    xp = _pad_input(x, spec)
-    y = sum(_mm_fwd(_window(xp, oi, oj, out, spec.stride), w[i, j], spec.groups, acc)
-            for i, j, oi, oj in _taps(w.shape[:2], spec))
-    return y.astype(_out_dtype(x, w, spec))
+
+    def chunk(xc: jax.Array) -> jax.Array:
+        out = _out_shape(xc.shape, w.shape, spec)[1:3]
+        xp = _pad_input(xc, spec)
+        return sum(_mm_fwd(_window(xp, oi, oj, out, spec.stride), w[i, j], spec.groups, acc)
+                   for i, j, oi, oj in _taps(w.shape[:2], spec))
+
+    return _batch_map(chunk, (x,), spec.plan.batch_chunk).astype(_out_dtype(x, w, spec))
 
 
 def _fwd_im2col(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
     kh, kw, ci, co = w.shape
-    out = _out_shape(x.shape, w.shape, spec)[1:3]
     acc = _acc_type(x, w, preferred=spec.preferred_element_type)
-    cols = _patches(x, (kh, kw), out, spec)
     # HWIO -> (kh*kw*Ci, Co): rows ordered (tap, channel), matching each group's block of _patches.
-    y = _mm_fwd(cols, w.reshape(kh * kw * ci, co), spec.groups, acc)
-    return y.astype(_out_dtype(x, w, spec))
+    wm = w.reshape(kh * kw * ci, co)
+
+    def chunk(xc: jax.Array) -> jax.Array:
+        out = _out_shape(xc.shape, w.shape, spec)[1:3]
+        return _mm_fwd(_patches(xc, (kh, kw), out, spec), wm, spec.groups, acc)
+
+    return _batch_map(chunk, (x,), spec.plan.batch_chunk).astype(_out_dtype(x, w, spec))
 
 
 def _dx_xla(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
@@ -265,24 +326,34 @@ def _dx_xla(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Ar
 
 
 def _dx_taps(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
+    dy = dy.astype(jnp.result_type(x_shape.dtype, w))
     acc = _acc_type(dy, w, preferred=None)
     padded = _padded_size(x_shape.shape, spec)
-    dxp = sum(_scatter_window(_mm_dx(dy, w[i, j], spec.groups, acc), oi, oj, padded, spec.stride)
-              for i, j, oi, oj in _taps(w.shape[:2], spec))
-    return _unpad(dxp, spec).astype(x_shape.dtype)
+
+    def chunk(dyc: jax.Array) -> jax.Array:
+        dxp = sum(_scatter_window(_mm_dx(dyc, w[i, j], spec.groups, acc), oi, oj, padded, spec.stride)
+                  for i, j, oi, oj in _taps(w.shape[:2], spec))
+        return _unpad(dxp, spec)
+
+    return _batch_map(chunk, (dy,), spec.plan.batch_chunk).astype(x_shape.dtype)
 
 
 def _dx_im2col(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
+    dy = dy.astype(jnp.result_type(x_shape.dtype, w))
     kh, kw, ci, co = w.shape
     acc = _acc_type(dy, w, preferred=None)
     g = spec.groups
-    cols = _mm_dx(dy, w.reshape(kh * kw * ci, co), g, acc)  # (N, Ho, Wo, G * T * Ci)
-    n, ho, wo, _ = cols.shape
-    cols = cols.reshape(n, ho, wo, g, kh * kw, ci)
     padded = _padded_size(x_shape.shape, spec)
-    dxp = sum(_scatter_window(cols[:, :, :, :, t].reshape(n, ho, wo, g * ci), oi, oj, padded, spec.stride)
-              for t, (_, _, oi, oj) in enumerate(_taps((kh, kw), spec)))
-    return _unpad(dxp, spec).astype(x_shape.dtype)
+    wm = w.reshape(kh * kw * ci, co)
+
+    def chunk(dyc: jax.Array) -> jax.Array:
+        n, ho, wo, _ = dyc.shape
+        cols = _mm_dx(dyc, wm, g, acc).reshape(n, ho, wo, g, kh * kw, ci)  # col2im below
+        dxp = sum(_scatter_window(cols[:, :, :, :, t].reshape(n, ho, wo, g * ci), oi, oj, padded, spec.stride)
+                  for t, (_, _, oi, oj) in enumerate(_taps((kh, kw), spec)))
+        return _unpad(dxp, spec)
+
+    return _batch_map(chunk, (dy,), spec.plan.batch_chunk).astype(x_shape.dtype)
 
 
 def _dw_xla(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Array) -> jax.Array:
@@ -292,19 +363,29 @@ def _dw_xla(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Ar
 
 def _dw_taps(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Array) -> jax.Array:
     kh, kw, ci, co = w_shape.shape
+    dy = dy.astype(jnp.result_type(x, w_shape.dtype))
     acc = _acc_type(x, dy, preferred=None)
-    out = dy.shape[1:3]
-    xp = _pad_input(x, spec)
-    slices = [_mm_dw(_window(xp, oi, oj, out, spec.stride), dy, spec.groups, acc)
-              for _, _, oi, oj in _taps((kh, kw), spec)]
-    return jnp.stack(slices).reshape(kh, kw, ci, co).astype(w_shape.dtype)
+
+    def chunk(xc: jax.Array, dyc: jax.Array) -> jax.Array:
+        gt = _dw_operand(dyc, spec.groups, ci)
+        xp = _pad_input(xc, spec)
+        return jnp.stack([_mm_dw(_window(xp, oi, oj, dyc.shape[1:3], spec.stride), gt, spec.groups, acc)
+                          for _, _, oi, oj in _taps((kh, kw), spec)])
+
+    dw = _batch_sum(chunk, (x, dy), spec.plan.batch_chunk)
+    return dw.reshape(kh, kw, ci, co).astype(w_shape.dtype)
 
 
 def _dw_im2col(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Array) -> jax.Array:
     kh, kw, ci, co = w_shape.shape
+    dy = dy.astype(jnp.result_type(x, w_shape.dtype))
     acc = _acc_type(x, dy, preferred=None)
-    cols = _patches(x, (kh, kw), dy.shape[1:3], spec)
-    dw = _mm_dw(cols, dy, spec.groups, acc)  # (T * Ci, Co)
+
+    def chunk(xc: jax.Array, dyc: jax.Array) -> jax.Array:
+        cols = _patches(xc, (kh, kw), dyc.shape[1:3], spec)
+        return _mm_dw(cols, _dw_operand(dyc, spec.groups, kh * kw * ci), spec.groups, acc)  # (T*Ci, Co)
+
+    dw = _batch_sum(chunk, (x, dy), spec.plan.batch_chunk)
     return dw.reshape(kh, kw, ci, co).astype(w_shape.dtype)
 
 
@@ -347,39 +428,49 @@ def _planned_conv_bwd(spec: _Spec, res: tuple[jax.Array, jax.Array],
     x, w = res
     x_shape = jax.ShapeDtypeStruct(x.shape, x.dtype)
     w_shape = jax.ShapeDtypeStruct(w.shape, w.dtype)
-    # Transposes see dy in the output dtype; cast so that the linear maps stay in the inputs' dtypes.
-    dx = _INPUT_GRAD[spec.plan.input_grad](spec, x_shape, w, dy.astype(jnp.result_type(x, w)))
-    dw = _WEIGHT_GRAD[spec.plan.weight_grad](spec, x, w_shape, dy.astype(jnp.result_type(x, w)))
+    dx = _INPUT_GRAD[spec.plan.input_grad](spec, x_shape, w, dy)
+    dw = _WEIGHT_GRAD[spec.plan.weight_grad](spec, x, w_shape, dy)
     return dx, dw
 
 
 _planned_conv.defvjp(_planned_conv_fwd, _planned_conv_bwd)
 
 
-def _check(x: jax.Array, w: jax.Array, stride: Pair, padding: tuple[Pair, Pair], dilation: Pair, groups: int,
-           impl: str) -> list[str]:
-    """Every problem with the arguments, so they are reported together."""
+def _normalize(stride: Any, padding: Any, dilation: Any, groups: Any, x: jax.Array, w: jax.Array,
+               impl: str) -> _Spec:
+    """Normalise the static arguments to ints, or raise one ValueError listing every problem."""
     problems = []
     if impl not in IMPLS:
         problems.append(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
-    if x.ndim != 4 or w.ndim != 4:
-        return [*problems, f"x must be NHWC and w HWIO (4-D each), got shapes {x.shape} and {w.shape}"]
-    if len(stride) != 2 or min(stride) < 1:
-        problems.append(f"stride must be two positive ints, got {stride}")
-    if len(dilation) != 2 or min(dilation) < 1:
-        problems.append(f"dilation must be two positive ints, got {dilation}")
-    if len(padding) != 2 or any(len(p) != 2 for p in padding):
+
+    def pair(name: str, v: Any, lowest: int) -> Pair:
+        t = tuple(int(e) for e in v)
+        if len(t) != 2 or min(t) < lowest:
+            problems.append(f"{name} must be two ints >= {lowest}, got {v}")
+            return (1, 1)
+        return t[0], t[1]
+
+    st, dl = pair("stride", stride, 1), pair("dilation", dilation, 1)
+    pads = tuple(tuple(int(e) for e in p) for p in padding)
+    if len(pads) != 2 or any(len(p) != 2 for p in pads):
         problems.append(f"padding must be ((top, bottom), (left, right)), got {padding}")
-    if groups < 1 or x.shape[3] % groups or w.shape[3] % groups:
-        problems.append(f"groups={groups} must divide Cin={x.shape[3]} and Cout={w.shape[3]}")
-    elif w.shape[2] * groups != x.shape[3]:
-        problems.append(f"w has {w.shape[2]} input channels per group but x has {x.shape[3]} / {groups}")
+        pads = ((0, 0), (0, 0))
+    pd = ((pads[0][0], pads[0][1]), (pads[1][0], pads[1][1]))
+    g = int(groups)
+    if x.ndim != 4 or w.ndim != 4:
+        problems.append(f"x must be NHWC and w HWIO (4-D each), got shapes {x.shape} and {w.shape}")
+    elif g < 1 or x.shape[3] % g or w.shape[3] % g:
+        problems.append(f"groups={g} must divide Cin={x.shape[3]} and Cout={w.shape[3]}")
+    elif w.shape[2] * g != x.shape[3]:
+        problems.append(f"w has {w.shape[2]} input channels per group but x has {x.shape[3]} / {g}")
+    spec = _Spec(st, pd, dl, g, None, Plan("xla", "xla", "xla"))
     if not problems:
-        spec = _Spec(stride, padding, dilation, groups, None, Plan("xla", "xla", "xla"))
         _, ho, wo, _ = _out_shape(x.shape, w.shape, spec)
         if ho < 1 or wo < 1:
             problems.append(f"output would be {ho}x{wo}: the dilated kernel does not fit the padded input")
-    return problems
+    if problems:
+        raise ValueError("conv2d: " + "; ".join(problems))
+    return spec
 
 
 def conv2d(x: jax.Array, w: jax.Array, *, stride: Pair = (1, 1),
@@ -391,7 +482,7 @@ def conv2d(x: jax.Array, w: jax.Array, *, stride: Pair = (1, 1),
       x: input, (N, H, W, Cin).
       w: kernel, (kh, kw, Cin // groups, Cout).
       stride: (sh, sw).
-      padding: ((top, bottom), (left, right)) zero padding.
+      padding: ((top, bottom), (left, right)) zero padding (negative crops, as in lax).
       dilation: (dh, dw) kernel dilation.
       groups: feature groups; Cin == Cout == groups with w of shape (kh, kw, 1, Cout) is depthwise.
       impl: "auto" (per-pass fastest formulation, see ``choose_plan``), "xla", "taps" or "im2col".
@@ -399,23 +490,44 @@ def conv2d(x: jax.Array, w: jax.Array, *, stride: Pair = (1, 1),
 
     Returns:
       (N, Ho, Wo, Cout) in ``preferred_element_type`` or the promoted input dtype.
+
+    Raises:
+      ValueError: listing every inconsistent argument.
     """
-    stride = (int(stride[0]), int(stride[1]))
-    dilation = (int(dilation[0]), int(dilation[1]))
-    padding = ((int(padding[0][0]), int(padding[0][1])), (int(padding[1][0]), int(padding[1][1])))
-    problems = _check(x, w, stride, padding, dilation, groups, impl)
-    if problems:
-        raise ValueError("conv2d: " + "; ".join(problems))
-    pet = None if preferred_element_type is None else np.dtype(preferred_element_type)
+    spec = _normalize(stride, padding, dilation, groups, x, w, impl)
+    geom = geometry(x.shape, w.shape, spec.stride, spec.padding, spec.dilation, spec.groups,
+                    jnp.result_type(x, w))
     if impl == "auto":
-        n, h, wd, cin = x.shape
-        kh, kw, _, cout = w.shape
-        geom = ConvGeometry(n, h, wd, cin, cout, (kh, kw), stride, padding, dilation, groups,
-                            str(jnp.result_type(x, w)))
         plan = choose_plan(jax.default_backend(), geom)
     else:
-        plan = Plan(impl, impl, impl)
-    spec = _Spec(stride, padding, dilation, groups, pet, plan)
-    if plan == Plan("xla", "xla", "xla"):
+        plan = Plan(impl, impl, impl, 0 if impl == "xla" else batch_chunk(geom))  # type: ignore[arg-type]
+    return _run(dataclasses.replace(spec, preferred_element_type=_dtype_or_none(preferred_element_type),
+                                    plan=plan), x, w)
+
+
+def conv2d_planned(x: jax.Array, w: jax.Array, plan: Plan, *, stride: Pair = (1, 1),
+                   padding: tuple[Pair, Pair] = ((0, 0), (0, 0)), dilation: Pair = (1, 1), groups: int = 1,
+                   preferred_element_type: Any = None) -> jax.Array:
+    """``conv2d`` with an explicit ``Plan`` instead of ``impl`` (benchmarks, tests, experiments)."""
+    spec = _normalize(stride, padding, dilation, groups, x, w, "auto")
+    return _run(dataclasses.replace(spec, preferred_element_type=_dtype_or_none(preferred_element_type),
+                                    plan=plan), x, w)
+
+
+def geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Pair = (1, 1),
+             padding: tuple[Pair, Pair] = ((0, 0), (0, 0)), dilation: Pair = (1, 1), groups: int = 1,
+             dtype: Any = "float32") -> ConvGeometry:
+    """The ``ConvGeometry`` of a conv2d call with these operand shapes (NHWC, HWIO)."""
+    n, h, wd, cin = x_shape
+    kh, kw, _, cout = w_shape
+    return ConvGeometry(n, h, wd, cin, cout, (kh, kw), stride, padding, dilation, groups, np.dtype(dtype).name)
+
+
+def _dtype_or_none(dtype: Any) -> Any:
+    return None if dtype is None else np.dtype(dtype)
+
+
+def _run(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
+    if spec.plan.forward == spec.plan.input_grad == spec.plan.weight_grad == "xla":
         return _xla_conv(x, w, spec)
     return _planned_conv(spec, x, w)

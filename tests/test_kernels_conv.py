@@ -1,0 +1,231 @@
+"""netspec.kernels.conv: every formulation of conv2d and of its two gradients equals lax's convolution."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from jax import lax
+
+from netspec.kernels import conv as kconv
+from netspec.kernels.conv import ConvGeometry, Plan, choose_plan, conv2d, conv2d_planned
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    n: int
+    h: int
+    w: int
+    cin_g: int
+    cout_g: int
+    groups: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
+    dilation: tuple[int, int] = (1, 1)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+
+    def operands(self, seed: int, dtype: Any) -> tuple[jax.Array, jax.Array]:
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((self.n, self.h, self.w, self.cin_g * self.groups))
+        w = rng.standard_normal((*self.kernel, self.cin_g, self.cout_g * self.groups))
+        return jnp.asarray(x, dtype), jnp.asarray(w, dtype)
+
+    def out_size(self) -> tuple[int, int]:
+        g = ConvGeometry(self.n, self.h, self.w, self.cin_g * self.groups, self.cout_g * self.groups,
+                         self.kernel, self.stride, self.padding, self.dilation, self.groups)
+        return g.out_size
+
+
+def _lax_conv(case: Case) -> Any:
+    return lambda x, w: lax.conv_general_dilated(x, w, case.stride, case.padding, rhs_dilation=case.dilation,
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                                 feature_group_count=case.groups)
+
+
+def _value_and_grads(run: Any, x: jax.Array, w: jax.Array, dy: jax.Array) -> tuple[jax.Array, ...]:
+    y, vjp = jax.vjp(run, x, w)
+    return (y, *vjp(dy))
+
+
+def _assert_matches(case: Case, run: Any, dtype: Any = jnp.float32, rtol: float = 1e-5, seed: int = 0) -> None:
+    """y, dx and dw of ``run`` equal lax's (the definition) to ``rtol`` of the magnitude of the summed terms.
+
+    The magnitude is lax's computation on |x|, |w|, |dy|: an elementwise bound on the rounding error of a
+    sum that stays meaningful where the signed result cancels to ~0. One jit per case keeps compiles few.
+    """
+    x, w = case.operands(seed, dtype)
+    dy = jnp.asarray(np.random.default_rng(seed + 1).standard_normal((case.n, *case.out_size(),
+                                                                     w.shape[3])), dtype)
+    ref = _lax_conv(case)
+
+    @jax.jit
+    def all_three(x: jax.Array, w: jax.Array, dy: jax.Array) -> tuple[tuple[jax.Array, ...], ...]:
+        return (_value_and_grads(run, x, w, dy), _value_and_grads(ref, x, w, dy),
+                _value_and_grads(ref, jnp.abs(x), jnp.abs(w), jnp.abs(dy)))
+
+    got, want, scale = all_three(x, w, dy)
+    for name, g, r, s in zip(("y", "dx", "dw"), got, want, scale, strict=True):
+        assert g.shape == r.shape and g.dtype == r.dtype, (name, g.shape, g.dtype, r.shape, r.dtype)
+        err = np.abs(np.asarray(g, np.float64) - np.asarray(r, np.float64))
+        bound = rtol * np.asarray(s, np.float64) + 1e-30
+        worst = np.unravel_index(np.argmax(err / bound), err.shape)
+        assert np.all(err <= bound), f"{name}: error {err[worst]:.3g} > {bound[worst]:.3g} at {worst} ({case})"
+
+
+def _conv_with(case: Case, impl: str) -> Any:
+    return lambda x, w: conv2d(x, w, impl=impl, **case.kwargs)  # type: ignore[arg-type]
+
+
+def _conv_with_plan(case: Case, plan: Plan) -> Any:
+    return lambda x, w: conv2d_planned(x, w, plan, **case.kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Random shapes: every formulation, with and without batch chunking, against lax.
+
+_PLANS = [Plan(f, f, f, c) for f in ("taps", "im2col") for c in (0, 1, 2)] + [
+    Plan("taps", "im2col", "taps", 2), Plan("im2col", "xla", "im2col", 1), Plan("xla", "taps", "im2col", 0)]
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = tuple((draw(st.integers(-1, 5)), draw(st.integers(-1, 5))) for _ in range(2))
+    # The padded input must hold the dilated kernel: draw the size above that minimum.
+    h = max(1, dilation[0] * (kernel[0] - 1) + 1 - sum(padding[0])) + draw(st.integers(0, 5))
+    w = max(1, dilation[1] * (kernel[1] - 1) + 1 - sum(padding[1])) + draw(st.integers(0, 5))
+    return Case(n=draw(st.integers(1, 3)), h=h, w=w, cin_g=draw(st.integers(1, 3)),
+                cout_g=draw(st.integers(1, 3)), groups=draw(st.sampled_from([1, 1, 2, 3])), kernel=kernel,
+                stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                padding=padding, dilation=dilation)  # type: ignore[arg-type]
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=cases(), plan=st.sampled_from(_PLANS))
+@example(case=Case(2, 7, 9, 3, 2, 1, (3, 3), (2, 2), ((1, 1), (1, 1))), plan=_PLANS[1])
+@example(case=Case(3, 6, 6, 1, 1, 4, (3, 3), (1, 1), ((1, 1), (1, 1))), plan=_PLANS[4])
+def test_planned_conv_matches_lax(case: Case, plan: Plan) -> None:
+    _assert_matches(case, _conv_with_plan(case, plan))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Named shapes through the public impls.
+
+EXPLICIT = {
+    "stride2_odd": Case(2, 9, 7, 3, 4, 1, (3, 3), (2, 2), ((1, 1), (1, 1))),
+    "stride2_asym_pad": Case(2, 8, 11, 2, 3, 1, (3, 2), (2, 3), ((0, 2), (3, 1))),
+    "dilation2": Case(2, 10, 9, 3, 4, 1, (3, 3), (1, 1), ((2, 2), (2, 2)), (2, 2)),
+    "depthwise": Case(2, 8, 8, 1, 1, 6, (3, 3), (1, 1), ((1, 1), (1, 1))),
+    "depthwise_multiplier2_stride2": Case(2, 9, 9, 1, 2, 5, (3, 3), (2, 2), ((1, 1), (1, 1))),
+    "grouped_alexnet_conv4_like": Case(2, 7, 7, 4, 5, 2, (3, 3), (1, 1), ((1, 1), (1, 1))),
+    "pad_larger_than_kernel": Case(2, 5, 6, 2, 3, 1, (2, 3), (1, 2), ((4, 5), (6, 3))),
+    "one_by_one": Case(3, 6, 5, 4, 7, 1, (1, 1)),
+    "one_by_one_stride2": Case(3, 7, 5, 4, 7, 1, (1, 1), (2, 2)),
+    "kernel_covers_input": Case(2, 4, 3, 3, 2, 1, (4, 3)),
+    "cin1_lenet_conv1_like": Case(4, 8, 8, 1, 5, 1, (3, 3)),
+    "negative_pad": Case(2, 8, 8, 2, 2, 1, (3, 3), (1, 1), ((-1, 2), (1, -2))),
+}
+
+
+@pytest.mark.parametrize("impl", ["auto", "taps", "im2col"])
+@pytest.mark.parametrize("name", sorted(EXPLICIT))
+def test_named_shapes(name: str, impl: str) -> None:
+    _assert_matches(EXPLICIT[name], _conv_with(EXPLICIT[name], impl))
+
+
+def test_lenet_conv2_5x5_mixed_plan() -> None:
+    """A 5x5 kernel (25 taps) once, with each pass in a different formulation and batch chunking."""
+    case = Case(3, 8, 8, 4, 3, 1, (5, 5), padding=((2, 2), (2, 2)))
+    _assert_matches(case, _conv_with_plan(case, Plan("taps", "im2col", "taps", 2)))
+
+
+def test_batch_chunk_remainder() -> None:
+    """5 images in loop steps of 2: two steps in the scan plus a remainder step outside it."""
+    case = Case(5, 6, 7, 3, 4, 1, (3, 3), (2, 1), ((1, 1), (0, 2)))
+    for form in ("taps", "im2col"):
+        _assert_matches(case, _conv_with_plan(case, Plan(form, form, form, 2)))  # type: ignore[arg-type]
+
+
+def test_float64() -> None:
+    case = EXPLICIT["stride2_asym_pad"]
+    with jax.enable_x64(True):
+        for form in ("taps", "im2col"):
+            plan = Plan(form, form, form, 1)  # type: ignore[arg-type]
+            _assert_matches(case, _conv_with_plan(case, plan), dtype=jnp.float64, rtol=1e-13)
+
+
+def test_bfloat16_with_float32_accumulation() -> None:
+    case = EXPLICIT["grouped_alexnet_conv4_like"]
+    x, w = case.operands(0, jnp.bfloat16)
+    dy = jnp.ones((case.n, *case.out_size(), w.shape[3]), jnp.float32)
+
+    def run(plan: Plan) -> Any:
+        return lambda x, w: conv2d_planned(x, w, plan, preferred_element_type=jnp.float32, **case.kwargs)
+
+    @jax.jit
+    def both(x: jax.Array, w: jax.Array, dy: jax.Array) -> tuple[tuple[jax.Array, ...], ...]:
+        return tuple(_value_and_grads(run(p), x, w, dy) for p in (
+            Plan("xla", "xla", "xla"), Plan("taps", "im2col", "taps", 1), Plan("im2col", "taps", "im2col", 0)))
+
+    (ref_y, *ref_grads), *others = both(x, w, dy)
+    for y, *grads in others:
+        assert y.dtype == jnp.float32
+        # Same bf16 products, both accumulated in float32: only the summation order differs.
+        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-4)
+        for g, r in zip(grads, ref_grads, strict=True):
+            assert g.dtype == jnp.bfloat16
+            np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(r, np.float32), rtol=2e-2, atol=0.1)
+
+
+def test_jit_grad_and_vmap() -> None:
+    """The custom VJP composes with jit, grad of a scalar loss, and vmap."""
+    case = EXPLICIT["stride2_odd"]
+    x, w = case.operands(3, jnp.float32)
+
+    def loss(impl: str) -> Any:
+        return jax.jit(jax.grad(lambda w: jnp.sum(jnp.tanh(conv2d(x, w, impl=impl, **case.kwargs)))))
+
+    np.testing.assert_allclose(loss("taps")(w), loss("xla")(w), rtol=1e-5, atol=1e-5)
+    batched = jax.vmap(lambda xi: conv2d(xi, w, impl="im2col", **case.kwargs))(x[:, None])
+    np.testing.assert_allclose(batched[:, 0], conv2d(x, w, impl="xla", **case.kwargs), rtol=1e-5, atol=1e-5)
+
+
+def test_bad_arguments_are_reported_together() -> None:
+    x, w = EXPLICIT["one_by_one"].operands(0, jnp.float32)
+    with pytest.raises(ValueError) as err:
+        conv2d(x, w, stride=(0, 1), groups=3, impl="fast")  # type: ignore[arg-type]
+    msg = str(err.value)
+    assert "impl must be one of auto, xla, taps, im2col" in msg
+    assert "stride must be two ints >= 1" in msg
+    assert "groups=3 must divide Cin=4" in msg
+    with pytest.raises(ValueError, match="does not fit the padded input"):
+        conv2d(x, jnp.zeros((7, 1, 4, 2)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The policy is pure: pin its decisions.
+
+
+def test_policy_uses_xla_off_cpu() -> None:
+    geom = ConvGeometry(128, 16, 16, 128, 128, (3, 3), padding=((1, 1), (1, 1)))
+    for backend in ("gpu", "tpu", "cuda", "rocm"):
+        assert choose_plan(backend, geom) == Plan("xla", "xla", "xla")
+
+
+def test_batch_chunk_bounds_window_bytes() -> None:
+    geom = ConvGeometry(128, 32, 32, 64, 64, (3, 3), padding=((1, 1), (1, 1)))
+    chunk = kconv.batch_chunk(geom)
+    assert 1 <= chunk < 128
+    assert chunk * 32 * 32 * 64 * 4 <= max(kconv._CHUNK_BYTES, 32 * 32 * 64 * 4)
+    assert kconv.batch_chunk(dataclasses.replace(geom, batch=1)) == 0

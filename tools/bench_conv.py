@@ -1,0 +1,191 @@
+"""Benchmark netspec.kernels.conv2d: forward, input-grad and weight-grad time of impl="xla" vs impl="auto".
+
+    python tools/bench_conv.py                 # xla vs auto side by side, plus the matmul peak
+    python tools/bench_conv.py --formulations  # every formulation of every pass (the basis of choose_plan)
+    python tools/bench_conv.py --only lenet    # shapes whose name contains "lenet"
+
+Times are medians of --repeats runs after a compile and a warm-up call, each ended by block_until_ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from netspec.kernels import conv as kconv
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    geom: kconv.ConvGeometry
+
+
+def _sym(p: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    return ((p, p), (p, p))
+
+
+G = kconv.ConvGeometry
+CASES: tuple[Case, ...] = (
+    Case("lenet conv1 1->20 5x5 28x28 b64", G(64, 28, 28, 1, 20, (5, 5))),
+    Case("lenet conv2 20->50 5x5 12x12 b64", G(64, 12, 12, 20, 50, (5, 5))),
+    Case("lenet conv2 20->50 5x5 12x12 b256", G(256, 12, 12, 20, 50, (5, 5))),
+    Case("resnet18 3x3 3->64 32x32 b128 (stem)", G(128, 32, 32, 3, 64, (3, 3), padding=_sym(1))),
+    Case("resnet18 3x3 64->64 32x32 b128", G(128, 32, 32, 64, 64, (3, 3), padding=_sym(1))),
+    Case("resnet18 3x3 128->128 16x16 b128", G(128, 16, 16, 128, 128, (3, 3), padding=_sym(1))),
+    Case("resnet18 3x3 128->128 16x16 s2 b128", G(128, 16, 16, 128, 128, (3, 3), (2, 2), _sym(1))),
+    Case("resnet18 3x3 256->256 8x8 b128", G(128, 8, 8, 256, 256, (3, 3), padding=_sym(1))),
+    Case("resnet18 1x1 64->128 32x32 s2 b128", G(128, 32, 32, 64, 128, (1, 1), (2, 2))),
+    Case("resnet 7x7 s2 3->64 224x224 b16", G(16, 224, 224, 3, 64, (7, 7), (2, 2), _sym(3))),
+    Case("alexnet conv2 5x5 g2 96->256 27x27 b16", G(16, 27, 27, 96, 256, (5, 5), padding=_sym(2), groups=2)),
+    Case("dilated 3x3 d2 64->64 32x32 b32", G(32, 32, 32, 64, 64, (3, 3), padding=_sym(2), dilation=(2, 2))),
+    Case("depthwise 3x3 128 16x16 b128", G(128, 16, 16, 128, 128, (3, 3), padding=_sym(1), groups=128)),
+    Case("tiny 3x3 8->8 8x8 b4", G(4, 8, 8, 8, 8, (3, 3), padding=_sym(1))),
+)
+
+PASSES = ("forward", "input_grad", "weight_grad")
+
+
+STATS: dict[str, Callable[[list[float]], float]] = {"median": statistics.median, "min": min}
+
+
+def _interleaved(fns: dict[str, Callable[..., jax.Array]], args: tuple[jax.Array, ...], repeats: int,
+                 stat: str = "median") -> dict[str, float]:
+    """Seconds per call of each function (median or min of ``repeats``); the runs alternate so that load
+    from other processes hits all candidates alike."""
+    for fn in fns.values():
+        jax.block_until_ready(fn(*args))  # compile
+        jax.block_until_ready(fn(*args))  # warm caches and thread pools
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[k].append(time.perf_counter() - t0)
+    return {k: STATS[stat](v) for k, v in times.items()}
+
+
+def _operands(geom: kconv.ConvGeometry, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array, jax.Array]:
+    rng = np.random.default_rng(0)
+    kh, kw = geom.kernel
+    ho, wo = geom.out_size
+    x = jnp.asarray(rng.standard_normal((geom.batch, geom.height, geom.width, geom.in_channels)), dtype)
+    w = jnp.asarray(rng.standard_normal((kh, kw, geom.in_channels // geom.groups, geom.out_channels)), dtype)
+    dy = jnp.asarray(rng.standard_normal((geom.batch, ho, wo, geom.out_channels)), dtype)
+    return x, w, dy
+
+
+def _conv_kwargs(geom: kconv.ConvGeometry) -> dict[str, object]:
+    return dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation, groups=geom.groups)
+
+
+def impl_fns(geom: kconv.ConvGeometry, impl: str) -> dict[str, Callable[..., jax.Array]]:
+    """The three passes as users see them: conv2d and jax.vjp (jit drops the unused primal)."""
+    kw = _conv_kwargs(geom)
+
+    def conv(x: jax.Array, w: jax.Array) -> jax.Array:
+        return kconv.conv2d(x, w, impl=impl, **kw)  # type: ignore[arg-type]
+
+    return {
+        "forward": jax.jit(lambda x, w, dy: conv(x, w)),
+        "input_grad": jax.jit(lambda x, w, dy: jax.vjp(conv, x, w)[1](dy)[0]),
+        "weight_grad": jax.jit(lambda x, w, dy: jax.vjp(conv, x, w)[1](dy)[1]),
+    }
+
+
+def formulation_fns(geom: kconv.ConvGeometry, form: str, chunk: int) -> dict[str, Callable[..., jax.Array]]:
+    """The three passes with every pass in one formulation (conv2d_planned under jax.vjp, like impl_fns)."""
+    plan = kconv.Plan(form, form, form, chunk)  # type: ignore[arg-type]
+    kw = _conv_kwargs(geom)
+
+    def conv(x: jax.Array, w: jax.Array) -> jax.Array:
+        return kconv.conv2d_planned(x, w, plan, **kw)  # type: ignore[arg-type]
+
+    return {
+        "forward": jax.jit(lambda x, w, dy: conv(x, w)),
+        "input_grad": jax.jit(lambda x, w, dy: jax.vjp(conv, x, w)[1](dy)[0]),
+        "weight_grad": jax.jit(lambda x, w, dy: jax.vjp(conv, x, w)[1](dy)[1]),
+    }
+
+
+def matmul_peak(repeats: int, dtype: jnp.dtype) -> tuple[int, float]:
+    n = 2048
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.standard_normal((n, n)), dtype)
+    b = jnp.asarray(rng.standard_normal((n, n)), dtype)
+    t = _interleaved({"mm": jax.jit(jnp.matmul)}, (a, b), repeats, "min")["mm"]
+    return n, 2 * n**3 / t / 1e9
+
+
+def _row(name: str, cells: list[str]) -> str:
+    return f"{name:<42}" + "".join(f"{c:>16}" for c in cells)
+
+
+def compare(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, stat: str) -> None:
+    backend = jax.default_backend()
+    print(_row("shape / pass  (ms, GFLOP/s)", ["xla", "auto", "xla/auto", "auto plan"]))
+    for case in cases:
+        geom = dataclasses.replace(case.geom, dtype=jnp.dtype(dtype).name)
+        plan = kconv.choose_plan(backend, geom)
+        print(f"{case.name}   [{geom.flops / 1e9:.3f} GFLOP per pass]")
+        ops = _operands(geom, dtype)
+        fns = {impl: impl_fns(geom, impl) for impl in ("xla", "auto")}
+        for p in PASSES:
+            t = _interleaved({impl: fns[impl][p] for impl in fns}, ops, repeats, stat)
+            cells = [f"{t[i] * 1e3:8.2f} {geom.flops / t[i] / 1e9:6.1f}" for i in fns]
+            print(_row(f"  {p}", [*cells, f"{t['xla'] / t['auto']:.2f}x", getattr(plan, p)]), flush=True)
+
+
+def formulations(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, chunks: list[int], stat: str) -> None:
+    """Chunk -1 means the one choose_plan picks."""
+    names = [f"{f}/{c}" if f != "xla" else f for f in kconv.FORMULATIONS for c in (chunks if f != "xla" else [0])]
+    print(_row("shape / pass  (ms)", names))
+    for case in cases:
+        geom = dataclasses.replace(case.geom, dtype=jnp.dtype(dtype).name)
+        planned = kconv.choose_plan("cpu", geom).batch_chunk
+        print(f"{case.name}   [{geom.flops / 1e9:.3f} GFLOP per pass, planned chunk {planned}]")
+        ops = _operands(geom, dtype)
+        fns = {}
+        for name in names:
+            form, _, c = name.partition("/")
+            fns[name] = formulation_fns(geom, form, planned if c == "-1" else int(c or 0))
+        for p in PASSES:
+            t = _interleaved({k: v[p] for k, v in fns.items()}, ops, repeats, stat)
+            best = min(t, key=t.__getitem__)
+            cells = [f"{t[k] * 1e3:8.2f}{'*' if k == best else ' '}" for k in fns]
+            print(_row(f"  {p}", cells), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--formulations", action="store_true", help="time every formulation of every pass")
+    ap.add_argument("--only", default="", help="run only the shapes whose name contains this text")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--chunks", default="-1", help="with --formulations: comma-separated images per loop step "
+                    "for the matmul formulations (0 = whole batch, -1 = what choose_plan picks)")
+    ap.add_argument("--stat", default="median", choices=sorted(STATS),
+                    help="min is steadier than median when other processes share the cores")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    args = ap.parse_args()
+    dtype = jnp.dtype(args.dtype)
+    cases = tuple(c for c in CASES if args.only in c.name)
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.devices()[0].device_kind}, "
+          f"{os.cpu_count()} cpus, dtype {dtype.name}, {args.stat} of {args.repeats} interleaved runs")
+    n, peak = matmul_peak(args.repeats, dtype)
+    print(f"matmul peak: {n}x{n}x{n} {dtype.name} = {peak:.1f} GFLOP/s (best run)")
+    if args.formulations:
+        formulations(cases, args.repeats, dtype, [int(c) for c in args.chunks.split(",")], args.stat)
+    else:
+        compare(cases, args.repeats, dtype, args.stat)
+
+
+if __name__ == "__main__":
+    main()
