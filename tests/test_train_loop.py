@@ -116,3 +116,33 @@ def test_bfloat16_compute_keeps_float32_state(tmp_path: Path, capsys: pytest.Cap
     variables, _ = read_variables(tmp_path / "run")
     assert {a.dtype for blobs in variables["params"].values() for a in blobs.values()} == {np.dtype("float32")}
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["precision"] == "bfloat16"
+
+
+@pytest.mark.slow
+def test_lenet_learns_the_bundled_mnist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The one real training run of the suite: specs/lenet.yaml, 300 of its 2,500 iterations."""
+    spec = Path(__file__).parents[1] / "specs" / "lenet.yaml"
+    code, out, _ = _run(capsys, spec, "-o", tmp_path / "run", "--max-iter", "300", "--seed", "1",
+                        "--test-interval", "300")
+    assert code == 0
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r["loss"] for r in rows if r["kind"] == "train"]
+    tests = [r["outputs"] for r in rows if r["kind"] == "test"]
+    assert train[0] > 2.0 and train[-1] < 0.3
+    assert tests[0]["accuracy"] < 0.3 and tests[-1]["accuracy"] >= 0.94  # 20 x 100 held-out digits
+    assert tests[-1]["top-5"] >= 0.99
+    assert re.match(r"test accuracy (9\d\.\d)% \(top-1\)", out.splitlines()[-1])
+
+
+def test_average_loss_smooths_the_displayed_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def displayed(run: str, average: str) -> list[float]:
+        spec = tmp_path / f"{run}.yaml"
+        spec.write_text((FIXTURES / "plain.yaml").read_text().replace("display: 5", f"display: 1, average_loss: {average}"))
+        assert _run(capsys, spec, "-o", tmp_path / run, "--max-iter", "6")[0] == 0
+        rows = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in rows if r["kind"] == "train"]
+
+    raw, smooth = displayed("raw", "1"), displayed("smooth", "3")
+    assert len(raw) == len(smooth) == 6
+    expected = [np.mean(raw[max(0, i - 2): i + 1]) for i in range(6)]  # Caffe: the mean of the last 3
+    np.testing.assert_allclose(smooth, expected, rtol=1e-6)

@@ -143,3 +143,17 @@ def test_metrics_files_and_resume_truncation(tmp_path: Path) -> None:
 
 def test_solver_spec_type_is_the_shared_one(tmp_path: Path) -> None:
     assert isinstance(load_spec(_spec(tmp_path)).solver, SolverSpec)
+
+
+def test_plan_resolves_epochs_batches_and_the_top5_output() -> None:
+    from netspec.train.config import TrainOptions
+    from netspec.train.plan import make_plan
+
+    tiny = Path(__file__).parent / "fixtures" / "train" / "tiny.yaml"
+    plan = make_plan(TrainOptions(spec=tiny, solver_overrides={"max_epochs": 2}))
+    assert plan.solver.max_iter == 2 * 8000 // 16 and plan.iters_per_epoch == 500
+    assert (plan.batch_size, plan.test_batch_size, plan.test_iter) == (16, 16, 4)
+    assert plan.feed.names == ("data", "label") and plan.num_classes == 10 and plan.top1 == "accuracy"
+    assert [lay.name for lay in plan.spec.layers][-1] == "top-5"
+    plan = make_plan(TrainOptions(spec=tiny, batch_size=32, solver_overrides={"iter_size": 2, "max_epochs": 1}))
+    assert plan.solver.max_iter == 8000 // 64 and plan.data.batch_size == 32

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from netspec.data import BatchIterator, make_transformer
     from netspec.lowering import compile as lower
     from netspec.train.evaluate import evaluate, load_for_test
+    from netspec.train.loop import TEST_ORDER_SEED
     from netspec.train.plan import make_eval_plan
 
     plan = make_eval_plan(args.spec, args.batch_size, args.iterations)
@@ -46,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     for note in plan.notes:
         print(f"note: {note}")
     transform = make_transformer(plan.data.transform_param, plan.splits.test.images.shape[1:], plan.base_dir)
-    batches = BatchIterator(plan.splits.test, plan.batch_size, names=plan.feed.names, train=False, shuffle=False,
-                            drop_remainder=True, transform=transform, prefetch=2)
+    # The order `netspec train` tests in: fixed-shuffled, so a partial pass samples every class.
+    batches = BatchIterator(plan.splits.test, plan.batch_size, names=plan.feed.names, train=False, shuffle=True,
+                            seed=TEST_ORDER_SEED, drop_remainder=True, transform=transform, prefetch=2)
 
     def show(i: int, values: dict[str, float]) -> None:
         if not args.quiet:

@@ -33,6 +33,9 @@ from netspec.train.progress import Display, EvalStatus, PlainDisplay, Tee, Train
 from netspec.train.run_folder import MetricColumns, RunFolder, choose_run_dir, plot_curves
 
 
+TEST_ORDER_SEED = 0
+
+
 @dataclass
 class RunResult:
     ok: bool
@@ -142,12 +145,6 @@ class _Trainer:
                     "error", f"the TEST net has blobs the TRAIN net does not train (or with other shapes): "
                     f"{', '.join(missing)}", hint="Caffe shares parameters between the phases by layer name")])
 
-    def _outputs(self, model: Any) -> list[str]:
-        shapes = model.report.shapes
-        ids = {model.graph.blob_names[b]: b for b in model.graph.outputs}
-        return [n for n in model.output_names if n in ids and shapes[ids[n]] == ()] + \
-            [n for n in model.loss_weights if n not in ids]
-
     def _initial_state(self) -> Any:
         import jax
 
@@ -172,9 +169,11 @@ class _Trainer:
         p = self.plan
         ds = p.splits.train if train else p.splits.test
         transform = make_transformer(p.data.transform_param, ds.images.shape[1:], p.base_dir)
+        # Test passes read the test set in one fixed shuffled order (seed 0): a pass over part of it
+        # then still samples every class (stored test sets are often sorted by label).
         return BatchIterator(ds, p.batch_size if train else p.test_batch_size, names=p.feed.names, train=train,
-                             shuffle=p.data.shuffle if train else False, drop_remainder=True, transform=transform,
-                             seed=p.data.seed, prefetch=2, state=state)
+                             shuffle=p.data.shuffle if train else True, drop_remainder=True, transform=transform,
+                             seed=p.data.seed if train else TEST_ORDER_SEED, prefetch=2, state=state)
 
     def _compile_steps(self, state: Any) -> None:
         import jax
@@ -278,8 +277,10 @@ class _Trainer:
         from netspec.train.checkpoint import Checkpointer
 
         self._compile_models()
-        self.train_names = self._outputs(self.model)
-        self.test_names = self._outputs(self.test_model) if self.test_model is not None else []
+        from netspec.train.evaluate import scalar_names
+
+        self.train_names = scalar_names(self.model)
+        self.test_names = scalar_names(self.test_model) if self.test_model is not None else []
         self.folder = RunFolder(self.run_dir, MetricColumns(tuple(self.train_names), tuple(self.test_names)))
         self.display = Tee(self.terminal, PlainDisplay(self.folder.log))
         try:
