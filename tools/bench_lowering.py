@@ -1,0 +1,255 @@
+"""netspec-compiled nets vs hand-written Flax (and PyTorch CPU when importable), in one process.
+
+    python tools/bench_lowering.py [--quick] [--json out.json]
+
+For Caffe's LeNet at batch 64 and 256 and CIFAR ResNet-18 at batch 128: the jitted SGD-momentum train
+step and the jitted inference forward (median of several runs after warm-up), compile time (first
+call), the netspec/Flax ratio (netspec = conv_impl "auto", ns-xla = conv_impl "xla", i.e. the same
+lax convolution as the Flax model, which isolates the lowering's own overhead), and the achieved FLOP/s of a training step (3 × the forward FLOPs that
+`netspec check` counts) against the machine's measured float32 matmul peak. Also one measurement
+behind the layout decision: a ResNet-18 stage's conv train step in NHWC vs NCHW under XLA:CPU.
+The hand-written Flax models are the ones tests/test_lowering_nets.py checks for identical logits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import netspec  # noqa: E402
+from test_lowering_nets import FlaxLeNet, FlaxResNet18  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures" / "lowering"
+
+
+def timeit(fn: Callable[[], Any], iters: int) -> tuple[float, float]:
+    """(first-call seconds, median seconds of `iters` later calls)."""
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+    return first, statistics.median(times)
+
+
+def matmul_peak(n: int = 2048, iters: int = 5) -> float:
+    a = jnp.asarray(np.random.RandomState(0).randn(n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    _, t = timeit(lambda: f(a), iters)
+    return 2 * n ** 3 / t
+
+
+# --- netspec ---------------------------------------------------------------------------------------
+
+def netspec_steps(path: Path, batch: int, classes: int, shape: tuple[int, ...],
+                  conv_impl: str = "auto") -> dict[str, Any]:
+    model = netspec.compile(path, "TRAIN", batch=batch, conv_impl=conv_impl)
+    test = netspec.compile(path, "TEST", batch=batch, conv_impl=conv_impl)
+    v = model.init(0)
+    tx = optax.sgd(0.01, momentum=0.9)
+    opt = tx.init(v["params"])
+    rs = np.random.RandomState(0)
+    x = jnp.asarray(rs.randn(batch, *shape), jnp.float32)
+    y = jnp.asarray(rs.randint(0, classes, batch))
+
+    @jax.jit
+    def step(params: Any, stats: Any, opt: Any, x: Any, y: Any) -> Any:
+        def loss(p: Any) -> Any:
+            out, new = model.apply_train({"params": p, "batch_stats": stats}, {"data": x, "label": y})
+            return model.loss(out), new
+
+        (l, new), g = jax.value_and_grad(loss, has_aux=True)(params)
+        upd, opt = tx.update(g, opt, params)
+        return optax.apply_updates(params, upd), new, opt, l
+
+    logits = "ip2" if "ip2" in test._latest else "fc10"
+    fwd = jax.jit(lambda v, x: test.apply(v, {"data": x, "label": y}, blobs=(logits,))[logits])
+    state = {"p": v["params"], "s": v["batch_stats"], "o": opt}
+
+    def train() -> Any:
+        state["p"], state["s"], state["o"], l = step(state["p"], state["s"], state["o"], x, y)
+        return l
+
+    return {"train": train, "infer": lambda: fwd(v, x), "macs": model.report.macs * batch}
+
+
+# --- hand-written Flax ------------------------------------------------------------------------------
+
+def flax_steps(module: Any, batch: int, classes: int, shape: tuple[int, ...]) -> dict[str, Any]:
+    rs = np.random.RandomState(0)
+    x = jnp.asarray(rs.randn(batch, *shape).transpose(0, 2, 3, 1), jnp.float32)
+    y = jnp.asarray(rs.randint(0, classes, batch))
+    v = module.init(jax.random.PRNGKey(0), x[:1])
+    tx = optax.sgd(0.01, momentum=0.9)
+    opt = tx.init(v["params"])
+    has_bn = "batch_stats" in v
+
+    @jax.jit
+    def step(params: Any, stats: Any, opt: Any, x: Any, y: Any) -> Any:
+        def loss(p: Any) -> Any:
+            if has_bn:
+                logits, new = module.apply({"params": p, "batch_stats": stats}, x, train=True,
+                                           mutable=["batch_stats"])
+                new = new["batch_stats"]
+            else:
+                logits, new = module.apply({"params": p}, x), stats
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new
+
+        (l, new), g = jax.value_and_grad(loss, has_aux=True)(params)
+        upd, opt = tx.update(g, opt, params)
+        return optax.apply_updates(params, upd), new, opt, l
+
+    fwd = jax.jit(lambda v, x: module.apply(v, x))
+    state = {"p": v["params"], "s": v.get("batch_stats", {}), "o": opt}
+
+    def train() -> Any:
+        state["p"], state["s"], state["o"], l = step(state["p"], state["s"], state["o"], x, y)
+        return l
+
+    return {"train": train, "infer": lambda: fwd(v, x)}
+
+
+# --- PyTorch (optional) ------------------------------------------------------------------------------
+
+def torch_steps(name: str, batch: int, classes: int, shape: tuple[int, ...]) -> dict[str, Any] | None:
+    try:
+        import torch
+        from torch import nn as tnn
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    if name == "lenet":
+        net: Any = tnn.Sequential(tnn.Conv2d(1, 20, 5), tnn.MaxPool2d(2, 2), tnn.Conv2d(20, 50, 5),
+                                  tnn.MaxPool2d(2, 2), tnn.Flatten(), tnn.Linear(800, 500), tnn.ReLU(),
+                                  tnn.Linear(500, 10))
+    else:
+        def block(cin: int, c: int, s: int) -> Any:
+            class B(tnn.Module):
+                def __init__(self) -> None:
+                    super().__init__()
+                    self.a = tnn.Sequential(tnn.Conv2d(cin, c, 3, s, 1, bias=False), tnn.BatchNorm2d(c), tnn.ReLU(),
+                                            tnn.Conv2d(c, c, 3, 1, 1, bias=False), tnn.BatchNorm2d(c))
+                    self.p = (tnn.Sequential(tnn.Conv2d(cin, c, 1, s, bias=False), tnn.BatchNorm2d(c))
+                              if s != 1 or cin != c else tnn.Identity())
+
+                def forward(self, x: Any) -> Any:
+                    return torch.relu(self.a(x) + self.p(x))
+            return B()
+        layers: list[Any] = [tnn.Conv2d(3, 64, 3, 1, 1, bias=False), tnn.BatchNorm2d(64), tnn.ReLU()]
+        cin = 64
+        for stage, c in enumerate((64, 128, 256, 512)):
+            for b in range(2):
+                layers.append(block(cin, c, 2 if stage and not b else 1))
+                cin = c
+        layers += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(512, 10)]
+        net = tnn.Sequential(*layers)
+    x = torch.randn(batch, *shape)
+    y = torch.randint(0, classes, (batch,))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    lossf = tnn.CrossEntropyLoss()
+
+    def train() -> Any:
+        net.train()
+        opt.zero_grad()
+        loss = lossf(net(x), y)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    def infer() -> Any:
+        net.eval()
+        with torch.no_grad():
+            return net(x)
+
+    return {"train": train, "infer": infer, "version": torch.__version__}
+
+
+# --- layout ------------------------------------------------------------------------------------------
+
+def layout_probe(iters: int) -> dict[str, float]:
+    """One ResNet-18 stage-2 conv (128 ch, 16×16, batch 128, 3×3): XLA fwd+bwd in NHWC vs NCHW."""
+    rs = np.random.RandomState(0)
+    out = {}
+    for dn, xs, ws in (("NHWC", (128, 16, 16, 128), (3, 3, 128, 128)), ("NCHW", (128, 128, 16, 16), (128, 128, 3, 3))):
+        x = jnp.asarray(rs.randn(*xs), jnp.float32)
+        w = jnp.asarray(rs.randn(*ws), jnp.float32)
+        nums = ("NHWC", "HWIO", "NHWC") if dn == "NHWC" else ("NCHW", "OIHW", "NCHW")
+
+        def loss(x: Any, w: Any) -> Any:
+            return jnp.sum(jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=nums) ** 2)
+
+        g = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        out[dn] = timeit(lambda: g(x, w), iters)[1]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer iterations")
+    ap.add_argument("--json", type=Path, help="also write the numbers here")
+    ap.add_argument("--no-torch", action="store_true")
+    args = ap.parse_args()
+    small, big = (3, 2) if args.quick else (10, 3)
+    print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}), "
+          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    peak = matmul_peak()
+    print(f"float32 matmul peak (2048³, jit): {peak / 1e9:.1f} GFLOP/s")
+    results: dict[str, Any] = {"peak_flops": peak, "jax": jax.__version__, "cases": []}
+    cases = [("lenet", FIXTURES / "lenet.yaml", FlaxLeNet(), 64, (1, 28, 28), small),
+             ("lenet", FIXTURES / "lenet.yaml", FlaxLeNet(), 256, (1, 28, 28), small),
+             ("resnet18", FIXTURES / "resnet18_cifar.yaml", FlaxResNet18(), 128, (3, 32, 32), big)]
+    head = (f"{'net':9} {'batch':>5} {'impl':8} {'train ms':>9} {'img/s':>8} {'infer ms':>9} {'img/s':>8} "
+            f"{'compile s':>9} {'train/flax':>10} {'%peak':>6}")
+    print(head)
+    for name, path, module, batch, shape, iters in cases:
+        ns = netspec_steps(path, batch, 10, shape)
+        impls = {"netspec": ns, "ns-xla": netspec_steps(path, batch, 10, shape, "xla"),
+                 "flax": flax_steps(module, batch, 10, shape)}
+        if not args.no_torch:
+            t = torch_steps(name, batch, 10, shape)
+            if t is not None:
+                impls["torch"] = t
+            results["torch"] = t["version"] if t else None
+        row: dict[str, Any] = {"net": name, "batch": batch, "flops_train": 6 * ns["macs"]}
+        for impl, fns in impls.items():
+            c_train, train = timeit(fns["train"], iters)
+            c_inf, infer = timeit(fns["infer"], iters)
+            row[impl] = {"train_s": train, "infer_s": infer, "compile_s": c_train - train + c_inf - infer}
+        for impl in impls:
+            r = row[impl]
+            ratio = r["train_s"] / row["flax"]["train_s"]
+            pct = 100 * row["flops_train"] / r["train_s"] / peak
+            comp = f"{r['compile_s']:9.2f}" if impl != "torch" else f"{'-':>9}"
+            print(f"{name:9} {batch:5d} {impl:8} {1e3 * r['train_s']:9.1f} {batch / r['train_s']:8.0f} "
+                  f"{1e3 * r['infer_s']:9.1f} {batch / r['infer_s']:8.0f} {comp} {ratio:10.2f} {pct:6.1f}")
+        results["cases"].append(row)
+    lay = layout_probe(small)
+    results["layout"] = lay
+    print(f"layout probe (3×3 conv 128→128 @16×16, batch 128, fwd+bwd, XLA): NHWC {1e3 * lay['NHWC']:.1f} ms, "
+          f"NCHW {1e3 * lay['NCHW']:.1f} ms")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
