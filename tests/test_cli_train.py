@@ -124,4 +124,3 @@ def test_netspec_time_reports_every_layer_and_the_whole_net(capsys: pytest.Captu
     for prefix in ("Average Forward pass: ", "Average Backward pass: ", "Average Forward-Backward: ",
                    "Total Time: "):
         assert any(x.startswith(prefix) for x in lines), prefix
-    del jax

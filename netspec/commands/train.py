@@ -106,4 +106,4 @@ def run(args: argparse.Namespace) -> int:
     display = make_display(options.progress, sys.stdout)
     result = train(options, display)
     print(result.summary_line)
-    return 0 if result.ok else 1
+    return result.exit_code

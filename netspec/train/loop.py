@@ -40,6 +40,7 @@ TEST_ORDER_SEED = 0
 class RunResult:
     ok: bool
     summary_line: str
+    exit_code: int
     run_dir: Path
     iterations: int
     final_test: dict[str, float] = field(default_factory=dict)
@@ -368,6 +369,9 @@ class _Trainer:
         self.display.start(start, max_iter, title)
         if start:
             self.display.note(f"resumed from iteration {start} ({self.folder.checkpoints / str(start)})")
+            if start >= max_iter:
+                self.display.note(f"the run is already complete ({start} of {max_iter} iterations); raise "
+                                  "--max-iter to train on")
         if self.transfer is not None:
             for line in self.transfer.lines():
                 self.display.note(line)
@@ -460,7 +464,7 @@ class _Trainer:
         except Exception:  # the step was cut off mid-dispatch and its state is gone
             it = max(self.last_saved, 0)
             why = f"interrupted; the last checkpoint is at iteration {it}; continue with --resume"
-        return self._finish(it, ok=False, why=why)
+        return self._finish(it, ok=False, why=why, interrupted=True)
 
     def _nonfinite(self, state: Any) -> RunResult:
         import jax
@@ -495,9 +499,11 @@ class _Trainer:
             "last_checkpoint": last})
         return self._finish(bad, ok=False, why=message)
 
-    def _finish(self, it: int, ok: bool, why: str | None = None) -> RunResult:
+    def _finish(self, it: int, ok: bool, why: str | None = None, interrupted: bool = False) -> RunResult:
         elapsed = self._elapsed()
         rows = self.folder.read_metrics()
+        if not self.last_test:  # a resumed run that had nothing left to do: its last test pass
+            self.last_test = next((r["outputs"] for r in reversed(rows) if r.get("kind") == "test"), {})
         try:
             plot_curves(rows, self.run_dir / "curves.png", f"{self.plan.spec.name} ({self.options.dtype})")
         except Exception as e:  # a plot must never cost the run its summary
@@ -527,4 +533,5 @@ class _Trainer:
         }
         self.folder.write_json("summary.json", summary)
         self.folder.log(line)
-        return RunResult(ok, line, self.run_dir, it, dict(test), summary)
+        code = 0 if ok else (130 if interrupted else 1)
+        return RunResult(ok, line, code, self.run_dir, it, dict(test), summary)
