@@ -140,7 +140,7 @@ def load_splits(data: Any, base_dir: Path) -> Any:
     try:
         return load_dataset(data, base_dir)
     except DataError as e:
-        raise NetspecError([Diagnostic("error", f"data: {p}", SourceLoc(e.where, 1, 1)) for p in e.problems]) from None
+        raise NetspecError([Diagnostic("error", f"data: {e.where}: {p}") for p in e.problems]) from None
 
 
 def _check_fit(splits: Any, data: Any, feed: Feed, report: ShapeReport, classes: int | None, base_dir: Path,
@@ -158,7 +158,7 @@ def _check_fit(splits: Any, data: Any, feed: Feed, report: ShapeReport, classes:
         try:
             transform = make_transformer(data.transform_param, ds.images.shape[1:], base_dir)
         except DataError as e:
-            diags.extend(Diagnostic("error", f"data: {p}", SourceLoc(e.where, 1, 1)) for p in e.problems)
+            diags.extend(Diagnostic("error", f"data: {e.where}: {p}") for p in e.problems)
             continue
         want = tuple(report.shapes[_blob_id(report, feed.image)][1:])
         got = tuple(transform.output_shape)
