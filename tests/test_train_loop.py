@@ -84,6 +84,7 @@ def test_nonfinite_loss_names_the_first_bad_layer(tmp_path: Path, capsys: pytest
     assert "no checkpoint was written before it" in last
     record = json.loads((tmp_path / "run" / "nonfinite.json").read_text())
     assert (record["iteration"], record["layer"], record["type"]) == (0, "sqrt", "Power")
+    assert (tmp_path / "run" / "curves.png").is_file() and "could not draw" not in out
     assert "Traceback" not in err
 
 

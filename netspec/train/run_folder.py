@@ -168,7 +168,8 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") 
     ax_loss.set_ylabel("loss")
     ax_loss.set_yscale("log")
     ax_loss.grid(True, alpha=0.3)
-    ax_loss.legend(fontsize=8)
+    if ax_loss.get_legend_handles_labels()[0]:
+        ax_loss.legend(fontsize=8)
     acc_names = _names(test, lambda n: "loss" not in n)
     for name in acc_names:
         pts = [(r["iter"], r["outputs"][name]) for r in test if name in r["outputs"]]
@@ -176,7 +177,7 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") 
     ax_acc.set_xlabel("iteration")
     ax_acc.set_ylabel("accuracy")
     ax_acc.grid(True, alpha=0.3)
-    if acc_names:
+    if ax_acc.get_legend_handles_labels()[0]:
         ax_acc.legend(fontsize=8)
     if title:
         fig.suptitle(title)
