@@ -53,6 +53,7 @@ class TrainOptions:
     devices: int | None = None
     check_every: int = 100
     argv: tuple[str, ...] = ()
+    cluster: Any = None  # netspec.train.distributed.Cluster: how to join a multi-process run
 
 
 def default_cache_dir() -> Path:

@@ -1,0 +1,480 @@
+"""Scale-out: which devices a run uses, how several processes join one run, and failing fast.
+
+One process (the default): a 1-D `data` mesh over the local devices (all of them, or the first
+`--devices N`). The train step is a plain `jax.jit` over it with the state replicated and every
+batch sharded along its batch axis, so XLA inserts the all-reduces: gradients, and BatchNorm's
+batch mean and variance, come out as over the global batch, as on one device.
+
+Several processes (`--coordinator HOST:PORT --num-processes P --process-id I`, or a Slurm / Open MPI
+/ TPU job that `jax.distributed.initialize` detects by itself): the mesh spans the first `--devices`
+(default: all) devices of every process, process by process. Process i reads only its block of rows
+of each global batch (BatchIterator's `process_index` slicing) and hands them to
+`jax.make_array_from_process_local_data`. Process 0 writes the run folder and prints the log; all
+processes take part in Orbax's checkpoint writes (Orbax coordinates shards and the final commit),
+so every process must see the same run folder (a shared file system on several hosts).
+
+Failing fast. JAX's distributed runtime notices a dead peer (the coordinator at once, any other
+process after `--peer-timeout` seconds without a heartbeat) and then ends the survivors with an
+absl FATAL: SIGABRT and a C++ stack trace. Without it a survivor blocked in a collective would wait
+on its gloo/NCCL socket forever. So a multi-process `netspec train` trains in a child process and
+supervises it: it passes the child's output through, drops the stack trace, and turns that ending
+into one error that names the failure, the last checkpoint and the command to resume with. The child
+ends itself when its supervisor disappears.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Mapping, Sequence
+
+from netspec.errors import Diagnostic, NetspecError
+from netspec.train.run_folder import MetricColumns, RunFolder
+
+#: Set in the supervised child (to the supervisor's pid): that process trains instead of supervising.
+WORKER_ENV = "NETSPEC_DISTRIBUTED_WORKER"
+#: Prefix of the stderr lines a worker sends to its supervisor (not shown to the user).
+MARK = "netspec-worker: "
+DEFAULT_PEER_TIMEOUT = 60
+DEFAULT_INIT_TIMEOUT = 300
+
+
+def _err(message: str, hint: str | None = None) -> NetspecError:
+    return NetspecError([Diagnostic("error", message, hint=hint)])
+
+
+# ---------------------------------------------------------------------------------------------
+# what the command line asked for (jax-free)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """How this process joins a multi-process run. All three of coordinator / num_processes /
+    process_id, or none of them (then a Slurm, Open MPI or TPU environment is detected by JAX)."""
+
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    peer_timeout: int = DEFAULT_PEER_TIMEOUT  # seconds without a heartbeat before a peer counts as dead
+    init_timeout: int = DEFAULT_INIT_TIMEOUT  # seconds to wait for every process to join
+
+    @property
+    def explicit(self) -> bool:
+        return any(v is not None for v in (self.coordinator, self.num_processes, self.process_id))
+
+
+def detected_launcher(environ: Mapping[str, str]) -> str | None:
+    """The multi-process launcher this environment shows (one whose process count JAX can read), if any.
+
+    Only launchers that start more than one process count: a one-task Slurm job trains alone.
+    """
+    def count(name: str) -> int:
+        try:
+            return int(environ.get(name, "1").split("(")[0])
+        except ValueError:
+            return 1
+
+    if environ.get("JAX_COORDINATOR_ADDRESS") and environ.get("JAX_NUM_PROCESSES"):
+        return "JAX_COORDINATOR_ADDRESS"
+    if "SLURM_JOB_ID" in environ and max(count("SLURM_NTASKS"), count("SLURM_NPROCS")) > 1:
+        return "Slurm"
+    if count("OMPI_COMM_WORLD_SIZE") > 1:
+        return "Open MPI"
+    if "," in environ.get("TPU_WORKER_HOSTNAMES", "") or environ.get("MEGASCALE_COORDINATOR_ADDRESS"):
+        return "TPU"
+    return None
+
+
+def wants_processes(cluster: Cluster | None, environ: Mapping[str, str]) -> bool:
+    """Whether this run joins other processes (flags given, or a multi-process launcher detected)."""
+    return (cluster is not None and cluster.explicit) or detected_launcher(environ) is not None
+
+
+def check_cluster(cluster: Cluster) -> list[Diagnostic]:
+    """Problems with the multi-process flags, all of them, before anything starts."""
+    diags: list[Diagnostic] = []
+    given = {"--coordinator": cluster.coordinator, "--num-processes": cluster.num_processes,
+             "--process-id": cluster.process_id}
+    missing = [k for k, v in given.items() if v is None]
+    if cluster.explicit and missing:
+        diags.append(Diagnostic("error", f"{', '.join(missing)} missing: a multi-process run needs --coordinator, "
+                                         "--num-processes and --process-id together",
+                                hint="under Slurm, Open MPI or on a TPU pod give none of them; JAX reads them "
+                                     "from the environment"))
+    if cluster.coordinator is not None:
+        host, sep, port = cluster.coordinator.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            diags.append(Diagnostic("error", f"--coordinator {cluster.coordinator!r}: expected HOST:PORT "
+                                             "(process 0's address and a free port, e.g. 10.0.0.1:12345)"))
+    if cluster.num_processes is not None and cluster.num_processes < 1:
+        diags.append(Diagnostic("error", f"--num-processes {cluster.num_processes}: must be at least 1"))
+    if cluster.process_id is not None and cluster.num_processes is not None and \
+            not 0 <= cluster.process_id < cluster.num_processes:
+        diags.append(Diagnostic("error", f"--process-id {cluster.process_id}: must be in 0..{cluster.num_processes - 1}"
+                                         f" for --num-processes {cluster.num_processes}"))
+    if cluster.peer_timeout < 1:
+        diags.append(Diagnostic("error", f"--peer-timeout {cluster.peer_timeout}: must be at least 1 second"))
+    return diags
+
+
+def split_hint(batch: int, devices: int, processes: int) -> str:
+    """What to change when a global batch of `batch` does not split over `devices` (over `processes`)."""
+    per = devices // max(processes, 1)
+    fits = [n for n in range(per, 0, -1) if batch % (n * processes) == 0]
+    larger = math.ceil(batch / devices) * devices
+    alt = f" or --devices {fits[0]}" + (" (per process)" if processes > 1 else "") if fits else ""
+    return f"use --batch-size {larger} (a multiple of {devices}){alt}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the JAX side: joining, the mesh, global batches
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The devices a run computes on and this process's place among them.
+
+    `data_index` is this process's block of every global batch (rows data_index * B/P ... ): the
+    position of its devices in the mesh, which is normally (always on CPU and GPU) its process index.
+    """
+
+    mesh: Any
+    process_index: int = 0
+    process_count: int = 1
+    data_index: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.process_index == 0
+
+    @property
+    def multi(self) -> bool:
+        return self.process_count > 1
+
+    def global_shape(self, local: Sequence[int], axis: int = 0) -> tuple[int, ...]:
+        """The global shape of a batch of which this process holds `local` (sharded along `axis`)."""
+        return tuple(d * self.process_count if i == axis else d for i, d in enumerate(local))
+
+    def describe(self) -> str:
+        n = self.mesh.size
+        where = f"{n} device{'s' if n != 1 else ''}"
+        return f"{where} in {self.process_count} processes" if self.multi else where
+
+
+def initialize(cluster: Cluster | None) -> None:
+    """Join the other processes of this run (jax.distributed), with netspec's timeouts. Must come
+    before anything touches a JAX backend."""
+    import jax
+
+    if jax.distributed.is_initialized():
+        return
+    cluster = cluster or Cluster()
+    # gloo gives the CPU backend cross-process collectives (GPUs use NCCL, TPUs their own links); it
+    # must be chosen before the backend starts, and is harmless where the CPU only hosts.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(
+            coordinator_address=cluster.coordinator, num_processes=cluster.num_processes,
+            process_id=cluster.process_id, initialization_timeout=cluster.init_timeout,
+            heartbeat_timeout_seconds=cluster.peer_timeout, shutdown_timeout_seconds=cluster.peer_timeout)
+    except Exception as e:  # XlaRuntimeError (unreachable coordinator, timeout), ValueError (no launcher)
+        where = f" at {cluster.coordinator}" if cluster.coordinator else ""
+        raise _err(f"could not join the run's other processes{where}: {_first_line(e)}",
+                   hint=f"start all {cluster.num_processes or 'N'} processes within {cluster.init_timeout} s of "
+                        "each other, with the same --coordinator (process 0's reachable address)") from None
+
+
+def shutdown() -> None:
+    """Leave the run (a barrier: returns once every process has finished, or after the peer timeout)."""
+    import jax
+
+    if jax.distributed.is_initialized():
+        jax.distributed.shutdown()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def make_mesh(devices_per_process: int | None = None) -> Any:
+    """The 1-D `data` mesh: the first `devices_per_process` (default all) devices of every process,
+    process 0's first, so that process i's devices hold block i of every batch."""
+    import jax
+
+    count = jax.process_count()
+    by_process = [sorted((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)
+                  for p in range(count)]
+    local = len(by_process[jax.process_index()])
+    n = local if devices_per_process is None else devices_per_process
+    if not 1 <= n <= min(len(ds) for ds in by_process):
+        per = " per process" if count > 1 else ""
+        raise _err(f"--devices {n}: this machine has {local} {jax.default_backend()} device(s){per}",
+                   hint=f"use --devices {local}{per} or fewer" if local else None)
+    chosen = [d for ds in by_process for d in ds[:n]]
+    return jax.make_mesh((len(chosen),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=chosen)
+
+
+def data_block(mesh: Any) -> int:
+    """Which block of a global batch this process's devices hold along the `data` axis."""
+    import jax
+
+    me = jax.process_index()
+    positions = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == me]
+    n = len(positions)
+    if not positions or positions != list(range(positions[0], positions[0] + n)) or positions[0] % n:
+        raise _err(f"the device mesh interleaves this process's devices with other processes' ({positions}); "
+                   "netspec feeds each process one contiguous block of every batch")
+    return positions[0] // n
+
+
+def start(cluster: Cluster | None, devices: int | None) -> Topology:
+    """Join the other processes (when asked to) and build the mesh."""
+    if wants_processes(cluster, os.environ):
+        initialize(cluster)
+    import jax
+
+    mesh = make_mesh(devices)
+    return Topology(mesh, jax.process_index(), jax.process_count(), data_block(mesh))
+
+
+class PeerRunFolder(RunFolder):
+    """The run folder as a process other than 0 sees it: the same paths (checkpoints are written by all),
+    but the log, metrics and JSON files are process 0's to write."""
+
+    def __init__(self, path: Path, columns: MetricColumns) -> None:
+        self.path, self.columns = path, columns
+
+    def write_json(self, name: str, data: Mapping[str, Any]) -> None:
+        pass
+
+    def write_text(self, name: str, text: str) -> None:
+        pass
+
+    def log(self, line: str) -> None:
+        pass
+
+    def start_metrics(self, resume_from: int | None) -> None:
+        pass
+
+    def record(self, record: Mapping[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def folder_class(topology: Topology) -> type[RunFolder]:
+    return RunFolder if topology.is_main else PeerRunFolder
+
+
+def global_batch(host: Mapping[str, Any], sharding: Any) -> dict[str, Any]:
+    """One global array per input from this process's rows (all rows when it is the only process)."""
+    import jax
+    import numpy as np
+
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in host.items()}
+
+
+def agree(topology: Topology, text: str) -> str:
+    """Process 0's `text`, on every process (a run folder or seed each process chose on its own)."""
+    if not topology.multi:
+        return text
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    raw = text.encode()
+    size = np.asarray(multihost_utils.broadcast_one_to_all(np.int32(len(raw))))
+    padded = np.frombuffer(raw.ljust(int(size), b"\0")[: int(size)], np.uint8) if topology.is_main else \
+        np.zeros(int(size), np.uint8)
+    got = np.asarray(multihost_utils.broadcast_one_to_all(padded))
+    return bytes(got.astype(np.uint8)).decode()
+
+
+def agree_seed(topology: Topology, spec: Path, solver_file: Path | None,
+               overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The flag overrides with process 0's random seed when the solver leaves it to the clock."""
+    out = dict(overrides)
+    if not topology.multi or out.get("seed") is not None:
+        return out
+    from netspec.spec import load_spec
+    from netspec.train.config import resolve_solver
+
+    seed = resolve_solver(load_spec(spec), solver_file, out).random_seed
+    out["seed"] = int(agree(topology, str(seed)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the supervisor (parent) and the worker (child) of a multi-process run
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a worker died, from what its stderr said."""
+
+    status: str  # JAX's status text, one line
+    peer_lost: bool  # another process died or became unreachable
+
+
+_FATAL = "Terminating process because the JAX distributed service detected fatal errors"
+
+
+def _is_noise(line: str) -> bool:
+    """C++ stack frames and gloo's connection chatter, which say nothing to a user."""
+    s = line.strip()
+    return (s.startswith("@ 0x") or s.startswith("@     0x") or s == "*** Check failure stack trace: ***"
+            or s.startswith("[Gloo] Rank"))
+
+
+def explain(lines: Sequence[str]) -> Failure | None:
+    """The failure a dying worker reported on stderr (JAX's FATAL), if any."""
+    text = "\n".join(lines)
+    at = text.find(_FATAL)
+    if at < 0:
+        return None
+    body = text[at:]
+    status = body.split("absl::Status:", 1)[1] if "absl::Status:" in body else body[len(_FATAL):]
+    for stop in ("\nRPC:", "\nAdditional GRPC", "*** Check failure"):
+        status = status.split(stop, 1)[0]
+    status = " ".join(status.replace("[type.googleapis.com/tensorflow.CoordinationServiceError='']", "").split())
+    return Failure(status=status, peer_lost=True)
+
+
+def failure_message(failure: Failure | None, rc: int, process: str, run_dir: Path | None,
+                    peer_timeout: int) -> str:
+    """The one error a supervisor prints when its worker ended abnormally."""
+    if failure is not None and "stopped sending heartbeats" in failure.status:
+        what = (f"another process of this run stopped responding (no heartbeat for {peer_timeout} s): "
+                f"{failure.status}")
+    elif failure is not None and ("leader task" in failure.status or "coordination service" in failure.status):
+        what = f"lost the coordinator (process 0), which died or became unreachable: {failure.status}"
+    elif failure is not None:
+        what = f"the JAX distributed service stopped the run: {failure.status}"
+    else:
+        sig = -rc
+        name = signal.Signals(sig).name if rc < 0 and sig in signal.Signals._value2member_map_ else f"exit {rc}"
+        what = f"the training process ended abruptly ({name})"
+    last = latest_checkpoint(run_dir) if run_dir is not None else None
+    if last is not None:
+        resume = (f"the last checkpoint is iteration {last} ({run_dir / 'checkpoints' / str(last)}); "
+                  f"start every process again with --resume -o {run_dir}")
+    else:
+        resume = "no checkpoint was written; start every process again"
+    return f"error: {process}: {what}\n  hint: {resume}"
+
+
+def latest_checkpoint(run_dir: Path) -> int | None:
+    folder = run_dir / "checkpoints"
+    try:
+        steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir()]
+    except OSError:
+        return None
+    return max(steps) if steps else None
+
+
+def supervise(args: Any, cluster: Cluster, stderr: IO[str]) -> int:
+    """Run `netspec train` (the parsed `args`) as a worker child; return the exit status to report.
+
+    The child inherits stdout; its stderr passes through here, minus stack traces and the worker's
+    own notes to us. SIGINT reaches the child directly (same process group); SIGTERM is forwarded.
+    """
+    import pickle
+
+    env = {**os.environ, WORKER_ENV: str(os.getpid())}
+    child = subprocess.Popen([sys.executable, "-m", "netspec.train.distributed"], stdin=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env)
+    assert child.stdin is not None and child.stderr is not None
+    child.stdin.write(pickle.dumps(args))
+    child.stdin.close()
+    seen: list[str] = []
+    run_dir: list[Path] = []
+
+    def pump() -> None:
+        assert child.stderr is not None
+        for raw in child.stderr:
+            line = raw.decode("utf-8", "replace")
+            if line.startswith(MARK):
+                key, _, value = line[len(MARK):].rstrip("\n").partition("=")
+                if key == "run_dir":
+                    run_dir.append(Path(value))
+                continue
+            seen.append(line.rstrip("\n"))
+            del seen[:-400]
+            if not _is_noise(line) and _FATAL not in line:
+                stderr.write(line)
+                stderr.flush()
+
+    reader = threading.Thread(target=pump, name="netspec-worker-stderr", daemon=True)
+    reader.start()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child gets Ctrl-C itself and checkpoints
+    signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+    try:
+        rc = child.wait()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        reader.join(timeout=5)
+    failure = explain(seen)
+    if rc == 0 or (rc > 0 and failure is None):
+        return rc  # done, or a netspec error the worker already printed
+    process = f"process {cluster.process_id}" if cluster.process_id is not None else "this process"
+    stderr.write(failure_message(failure, rc, process, run_dir[0] if run_dir else None, cluster.peer_timeout)
+                 + "\n")
+    stderr.flush()
+    return 1
+
+
+def announce_run_dir(path: Path) -> None:
+    """Tell the supervisor (if any) where the run folder is, for its error messages."""
+    if os.environ.get(WORKER_ENV):
+        sys.stderr.write(f"{MARK}run_dir={path.absolute()}\n")
+        sys.stderr.flush()
+
+
+def _watch_supervisor(parent: int, poll: float = 0.5) -> None:
+    """End this worker when its supervisor is gone (killed: nobody would report or stop us)."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(poll)
+
+    threading.Thread(target=watch, name="netspec-supervisor-watch", daemon=True).start()
+
+
+def worker_main() -> int:
+    """The child of `supervise`: read the parsed arguments from stdin and train, mapping errors as the CLI does."""
+    import pickle
+
+    parent = int(os.environ[WORKER_ENV])
+    _watch_supervisor(parent)
+    args = pickle.load(sys.stdin.buffer)
+    from netspec.cli import EXIT_SPEC, _internal_error, print_diagnostics
+
+    try:
+        return int(args.func(args))
+    except NetspecError as e:
+        print_diagnostics(e.diagnostics)
+        return EXIT_SPEC
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI's promise: no traceback
+        if os.environ.get("NETSPEC_TRACEBACK"):
+            raise
+        sys.stderr.write(_internal_error(e) + "\n")
+        return EXIT_SPEC
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())
