@@ -29,8 +29,8 @@ from typing import Any, Mapping
 
 from netspec.errors import Diagnostic, NetspecError
 from netspec.train.config import TrainOptions, cache_disabled
-from netspec.train.progress import Display, EvalStatus, PlainDisplay, Tee, TrainStatus
-from netspec.train.run_folder import MetricColumns, RunFolder, choose_run_dir, plot_curves
+from netspec.train.progress import Display, EvalStatus, NullDisplay, PlainDisplay, Tee, TrainStatus
+from netspec.train.run_folder import MetricColumns, choose_run_dir, plot_curves
 
 
 TEST_ORDER_SEED = 0
@@ -104,25 +104,31 @@ def train(options: TrainOptions, display: Display) -> RunResult:
         compile_cache.enable(options.compile_cache)
     import jax
 
+    from netspec.train import distributed
     from netspec.train.plan import make_plan
-    from netspec.train.step import make_mesh
 
-    try:
-        mesh = make_mesh(options.devices)
-    except ValueError as e:
-        raise NetspecError([Diagnostic("error", str(e))]) from None
-    plan = make_plan(options, devices=mesh.size)
+    topology = distributed.start(options.cluster, options.devices)
+    if topology.multi:  # each process chose a run folder and seed by itself; process 0's count
+        run_dir = Path(distributed.agree(topology, str(run_dir))) if run_dir is not None else None
+        options = TrainOptions(**{**options.__dict__, "solver_overrides": distributed.agree_seed(
+            topology, options.spec, options.solver_file, options.solver_overrides)})
+    plan = make_plan(options, devices=topology.mesh.size)
     if run_dir is None:
-        run_dir = choose_run_dir(name, options.runs_root, options.output, resume=False)
-    return _Trainer(options, plan, mesh, run_dir, display, jax.default_backend()).run()
+        run_dir = Path(distributed.agree(topology, str(choose_run_dir(name, options.runs_root, options.output,
+                                                                         resume=False))))
+    distributed.announce_run_dir(run_dir)
+    return _Trainer(options, plan, topology.mesh, run_dir, display, jax.default_backend(), topology).run()
 
 
 class _Trainer:
     def __init__(self, options: TrainOptions, plan: Any, mesh: Any, run_dir: Path, display: Display,
-                 backend: str) -> None:
+                 backend: str, topology: Any = None) -> None:
+        from netspec.train.distributed import Topology
+
         self.options, self.plan, self.mesh, self.run_dir, self.backend = options, plan, mesh, run_dir, backend
+        self.topology = topology or Topology(mesh)
         self.solver = plan.solver
-        self.terminal = display
+        self.terminal = display if self.topology.is_main else NullDisplay()  # process 0 logs for the run
         self.notes: list[str] = list(plan.notes)
 
     # ------------------------------------------------------------------ setup
@@ -174,7 +180,8 @@ class _Trainer:
         # then still samples every class (stored test sets are often sorted by label).
         return BatchIterator(ds, p.batch_size if train else p.test_batch_size, names=p.feed.names, train=train,
                              shuffle=p.data.shuffle if train else True, drop_remainder=True, transform=transform,
-                             seed=p.data.seed if train else TEST_ORDER_SEED, prefetch=2, state=state)
+                             seed=p.data.seed if train else TEST_ORDER_SEED, prefetch=2, state=state,
+                             process_index=self.topology.data_index, process_count=self.topology.process_count)
 
     def _compile_steps(self, state: Any) -> None:
         import jax
@@ -187,7 +194,7 @@ class _Trainer:
         self.batch_sharding = batch_sharding(self.mesh, stacked)
         rep = replicated(self.mesh)
         sample = self._data_iterator(True).batch(0, 0)
-        shape = {n: ((k,) if stacked else ()) + a.shape for n, a in sample.items()}
+        shape = {n: ((k,) if stacked else ()) + self.topology.global_shape(a.shape) for n, a in sample.items()}
         abstract_batch = {n: jax.ShapeDtypeStruct(shape[n], sample[n].dtype, sharding=self.batch_sharding)
                           for n in sample}
         step = jax.jit(make_train_step(self.model, self.tx, k), in_shardings=(rep, self.batch_sharding),
@@ -198,7 +205,8 @@ class _Trainer:
         if self.test_model is not None:
             test_sharding = batch_sharding(self.mesh, False)
             tsample = self._data_iterator(False).batch(0, 0)
-            tbatch = {n: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=test_sharding) for n, a in tsample.items()}
+            tbatch = {n: jax.ShapeDtypeStruct(self.topology.global_shape(a.shape), a.dtype, sharding=test_sharding)
+                      for n, a in tsample.items()}
             test_vars = jax.eval_shape(lambda: self.test_model.init(0))  # type: ignore[union-attr]
             keys = {c: {layer: list(b) for layer, b in test_vars[c].items()} for c in ("params", "batch_stats")}
 
@@ -222,22 +230,23 @@ class _Trainer:
     # ------------------------------------------------------------------ pieces of the loop
 
     def _place(self, batches: list[Mapping[str, Any]]) -> Any:
-        import jax
-
+        from netspec.train.distributed import global_batch
         from netspec.train.step import stack_micro_batches
 
         host = stack_micro_batches(batches) if len(batches) > 1 else batches[0]
-        return jax.device_put(host, self.batch_sharding)
+        return global_batch(host, self.batch_sharding)
 
     def _test(self, state: Any, it: int) -> dict[str, float]:
         import jax
+
+        from netspec.train.distributed import global_batch
 
         assert self.eval_step is not None and self.test_model is not None
         sums = self.zero_sums
         batches = self._data_iterator(False)
         try:
             for _ in range(self.plan.test_iter):
-                sums = self.eval_step(state.params, state.batch_stats, jax.device_put(next(batches), self.test_sharding),
+                sums = self.eval_step(state.params, state.batch_stats, global_batch(next(batches), self.test_sharding),
                                       sums)
         finally:
             batches.close()
@@ -282,7 +291,10 @@ class _Trainer:
 
         self.train_names = scalar_names(self.model)
         self.test_names = scalar_names(self.test_model) if self.test_model is not None else []
-        self.folder = RunFolder(self.run_dir, MetricColumns(tuple(self.train_names), tuple(self.test_names)))
+        from netspec.train.distributed import folder_class
+
+        self.folder = folder_class(self.topology)(self.run_dir, MetricColumns(tuple(self.train_names),
+                                                                               tuple(self.test_names)))
         self.display = Tee(self.terminal, PlainDisplay(self.folder.log))
         try:
             return self._run(Checkpointer)
@@ -505,7 +517,8 @@ class _Trainer:
         if not self.last_test:  # a resumed run that had nothing left to do: its last test pass
             self.last_test = next((r["outputs"] for r in reversed(rows) if r.get("kind") == "test"), {})
         try:
-            plot_curves(rows, self.run_dir / "curves.png", f"{self.plan.spec.name} ({self.options.dtype})")
+            if self.topology.is_main:
+                plot_curves(rows, self.run_dir / "curves.png", f"{self.plan.spec.name} ({self.options.dtype})")
         except Exception as e:  # a plot must never cost the run its summary
             self.display.note(f"note: could not draw curves.png: {e}")
         test = self.last_test
@@ -526,6 +539,7 @@ class _Trainer:
             "compile_cache": {"hits": self.compile_stats.hits, "misses": self.compile_stats.misses,
                               "dir": None if cache_disabled(self.options.compile_cache) else str(self.options.compile_cache)},
             "precision": self.options.dtype, "backend": self.backend, "devices": self.mesh.size,
+            "processes": self.topology.process_count,
             "final_test": test, "best": self.best, "checkpoints": self.checkpointer.all_steps(),
             "images_per_s": round((it - (self._first_iter if hasattr(self, "_first_iter") else 0))
                                   * self.plan.batch_size * self.solver.iter_size / max(elapsed, 1e-9), 1),
