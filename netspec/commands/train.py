@@ -76,7 +76,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", type=_positive, default=3, metavar="N", help="checkpoints kept besides the best (default 3)")
     p.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto",
                    help="live display: rich on a terminal, plain Caffe-style lines otherwise (default auto)")
-    p.add_argument("--devices", type=_positive, metavar="N", help="use the first N devices (default all)")
+    p.add_argument("--devices", type=_positive, metavar="N",
+                   help="use the first N devices (of each process; default all)")
+    m = p.add_argument_group("several processes, e.g. one per host (docs/scale-out.md)")
+    m.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address and a free port, the same for all")
+    m.add_argument("--num-processes", type=_positive, metavar="P", help="how many processes train together")
+    m.add_argument("--process-id", type=_non_negative, metavar="I", help="this process's index, 0 .. P-1")
+    m.add_argument("--peer-timeout", type=_positive, default=60, metavar="S",
+                   help="stop the run S seconds after a process stops responding (default 60)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -84,6 +91,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace) -> Any:
     from netspec.cli import UsageError
     from netspec.train.config import SOLVER_FLAGS, TrainOptions, default_cache_dir
+    from netspec.train.distributed import DEFAULT_PEER_TIMEOUT, Cluster
 
     if args.resume and args.weights:
         raise UsageError("give --resume to continue a run or --weights to fine-tune, not both")
@@ -95,15 +103,30 @@ def options_from_args(args: argparse.Namespace) -> Any:
         weights=args.weights, dtype=args.dtype, batch_size=args.batch_size, solver_overrides=overrides,
         keep_last=args.keep, progress=args.progress,
         compile_cache=args.compile_cache if args.compile_cache is not None else default_cache_dir(),
-        devices=args.devices, argv=tuple(sys.argv))
+        devices=args.devices, argv=tuple(sys.argv),
+        cluster=Cluster(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
+                        getattr(args, "process_id", None), getattr(args, "peer_timeout", DEFAULT_PEER_TIMEOUT)))
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    from netspec.errors import NetspecError
+    from netspec.train import distributed
     from netspec.train.loop import train
     from netspec.train.progress import make_display
 
     options = options_from_args(args)
+    problems = distributed.check_cluster(options.cluster)
+    if problems:
+        raise NetspecError(problems)
+    several = distributed.wants_processes(options.cluster, os.environ)
+    if several and not os.environ.get(distributed.WORKER_ENV):
+        # Train in a supervised child: a dead peer then ends this run with one clear error.
+        return distributed.supervise(args, options.cluster, sys.stderr)
     display = make_display(options.progress, sys.stdout)
     result = train(options, display)
+    if several:
+        distributed.shutdown()
     print(result.summary_line)
     return result.exit_code
