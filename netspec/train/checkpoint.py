@@ -116,9 +116,15 @@ def read_variables(path: Path) -> tuple[dict[str, Any], str]:
     absl.setLevel(logging.ERROR)  # Orbax warns that a read-only manager is read-only
     try:
         mgr = ocp.CheckpointManager(folder.absolute(),
-                                    options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+                                    options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+                                    item_handlers={"state": ocp.StandardCheckpointHandler()})
         try:
-            got = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+            # Onto this process's first device: a run on 8 devices (or hosts) is read back on any machine,
+            # where Orbax would otherwise insist on the writer's devices.
+            here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
+                                  mgr.item_metadata(step)["state"])
+            got = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         finally:
             mgr.close()
     finally:
