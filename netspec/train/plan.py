@@ -8,7 +8,6 @@ labels outside the classifier's classes, a batch the devices cannot split.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from netspec.check import check
 from netspec.errors import Diagnostic, NetspecError, SourceLoc
 from netspec.layers.loss import AccuracyParameter
 from netspec.shapes import ShapeReport
-from netspec.solver_spec import SolverSpec, resolve_epochs
+from netspec.solver_spec import SolverSpec, ignored_settings, resolve_epochs
 from netspec.spec import LayerSpec, NetSpec, NetStateRule, load_spec
 from netspec.train.config import TrainOptions, resolve_solver
 
@@ -177,13 +176,15 @@ def _check_fit(splits: Any, data: Any, feed: Feed, report: ShapeReport, classes:
     return diags
 
 
-def make_plan(options: TrainOptions, devices: int = 1) -> TrainPlan:
+def make_plan(options: TrainOptions, devices: int = 1, processes: int = 1) -> TrainPlan:
     """Load, resolve and cross-check everything; raise every problem found, before any compute."""
     spec = load_spec(options.spec)
     solver = resolve_solver(spec, options.solver_file, options.solver_overrides)
     data = _data_spec(spec)
     base_dir = Path(spec.file).parent
-    notes: list[str] = []
+    notes: list[str] = [f"solver field '{name}' is ignored: {why}" for name, why in ignored_settings(solver)]
+    if solver.snapshot_prefix is not None:
+        notes.append("solver field 'snapshot_prefix' is ignored: checkpoints go to the run folder's checkpoints/")
     probe = check(spec, phase="TRAIN")
     feed = choose_feed(probe)
     explicit = data.model_fields_set
@@ -193,9 +194,10 @@ def make_plan(options: TrainOptions, devices: int = 1) -> TrainPlan:
     classes = found[1] if found else None
     diags: list[Diagnostic] = []
     if batch % devices:
+        from netspec.train.distributed import split_hint
+
         diags.append(Diagnostic("error", f"the batch of {batch} does not split over {devices} devices",
-                                hint=f"use --batch-size {math.ceil(batch / devices) * devices} or --devices "
-                                     f"{math.gcd(batch, devices)}"))
+                                hint=split_hint(batch, devices, processes)))
     test_iter_given = solver.test_iter[0] if solver.test_iter else None
     if len(solver.test_iter) > 1:
         notes.append(f"only the first test net is run: test_iter {solver.test_iter[0]} (of {solver.test_iter})")
