@@ -112,7 +112,7 @@ def train(options: TrainOptions, display: Display) -> RunResult:
         run_dir = Path(distributed.agree(topology, str(run_dir))) if run_dir is not None else None
         options = TrainOptions(**{**options.__dict__, "solver_overrides": distributed.agree_seed(
             topology, options.spec, options.solver_file, options.solver_overrides)})
-    plan = make_plan(options, devices=topology.mesh.size)
+    plan = make_plan(options, devices=topology.mesh.size, processes=topology.process_count)
     if run_dir is None:
         run_dir = Path(distributed.agree(topology, str(choose_run_dir(name, options.runs_root, options.output,
                                                                          resume=False))))
