@@ -84,6 +84,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--process-id", type=_non_negative, metavar="I", help="this process's index, 0 .. P-1")
     m.add_argument("--peer-timeout", type=_positive, default=60, metavar="S",
                    help="stop the run S seconds after a process stops responding (default 60)")
+    m.add_argument("--join-timeout", type=_positive, default=300, metavar="S",
+                   help="give up if the other processes have not all started within S seconds (default 300)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -91,7 +93,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace) -> Any:
     from netspec.cli import UsageError
     from netspec.train.config import SOLVER_FLAGS, TrainOptions, default_cache_dir
-    from netspec.train.distributed import DEFAULT_PEER_TIMEOUT, Cluster
+    from netspec.train.distributed import DEFAULT_INIT_TIMEOUT, DEFAULT_PEER_TIMEOUT, Cluster
 
     if args.resume and args.weights:
         raise UsageError("give --resume to continue a run or --weights to fine-tune, not both")
@@ -105,7 +107,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
         compile_cache=args.compile_cache if args.compile_cache is not None else default_cache_dir(),
         devices=args.devices, argv=tuple(sys.argv),
         cluster=Cluster(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
-                        getattr(args, "process_id", None), getattr(args, "peer_timeout", DEFAULT_PEER_TIMEOUT)))
+                        getattr(args, "process_id", None), getattr(args, "peer_timeout", DEFAULT_PEER_TIMEOUT),
+                        getattr(args, "join_timeout", DEFAULT_INIT_TIMEOUT)))
 
 
 def run(args: argparse.Namespace) -> int:
