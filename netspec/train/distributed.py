@@ -187,8 +187,8 @@ def initialize(cluster: Cluster | None) -> None:
     except Exception as e:  # XlaRuntimeError (unreachable coordinator, timeout), ValueError (no launcher)
         where = f" at {cluster.coordinator}" if cluster.coordinator else ""
         raise _err(f"could not join the run's other processes{where}: {_first_line(e)}",
-                   hint=f"start all {cluster.num_processes or 'N'} processes within {cluster.init_timeout} s of "
-                        "each other, with the same --coordinator (process 0's reachable address)") from None
+                   hint="give --coordinator, --num-processes and --process-id, or run under Slurm, Open MPI "
+                        "or on a TPU pod") from None
 
 
 def shutdown() -> None:
@@ -318,10 +318,10 @@ def agree_seed(topology: Topology, spec: Path, solver_file: Path | None,
 
 @dataclass(frozen=True)
 class Failure:
-    """Why a worker died, from what its stderr said."""
+    """Why a worker died, from what JAX's FATAL line on its stderr said."""
 
-    status: str  # JAX's status text, one line
-    peer_lost: bool  # another process died or became unreachable
+    status: str  # JAX's status, one line
+    rpc: str | None  # the coordination-service call that failed, e.g. RegisterTask
 
 
 _FATAL = "Terminating process because the JAX distributed service detected fatal errors"
@@ -330,8 +330,7 @@ _FATAL = "Terminating process because the JAX distributed service detected fatal
 def _is_noise(line: str) -> bool:
     """C++ stack frames and gloo's connection chatter, which say nothing to a user."""
     s = line.strip()
-    return (s.startswith("@ 0x") or s.startswith("@     0x") or s == "*** Check failure stack trace: ***"
-            or s.startswith("[Gloo] Rank"))
+    return s.startswith("@ ") or s == "*** Check failure stack trace: ***" or s.startswith("[Gloo] Rank")
 
 
 def explain(lines: Sequence[str]) -> Failure | None:
@@ -340,19 +339,29 @@ def explain(lines: Sequence[str]) -> Failure | None:
     at = text.find(_FATAL)
     if at < 0:
         return None
-    body = text[at:]
+    body = text[at:].split("*** Check failure", 1)[0]
+    rpc = None
+    for marker in ("RPC: /xla.coordination.CoordinationService/", "while calling /xla.coordination.CoordinationService/"):
+        if marker in body:
+            rpc = body.split(marker, 1)[1].split()[0].rstrip(":")
+            break
     status = body.split("absl::Status:", 1)[1] if "absl::Status:" in body else body[len(_FATAL):]
-    for stop in ("\nRPC:", "\nAdditional GRPC", "*** Check failure"):
+    for stop in ("\nRPC:", "\nAdditional GRPC"):
         status = status.split(stop, 1)[0]
     status = " ".join(status.replace("[type.googleapis.com/tensorflow.CoordinationServiceError='']", "").split())
-    return Failure(status=status, peer_lost=True)
+    return Failure(status, rpc)
 
 
-def failure_message(failure: Failure | None, rc: int, process: str, run_dir: Path | None,
-                    peer_timeout: int) -> str:
+def failure_message(failure: Failure | None, rc: int, process: str, run_dir: Path | None, cluster: Cluster) -> str:
     """The one error a supervisor prints when its worker ended abnormally."""
-    if failure is not None and "stopped sending heartbeats" in failure.status:
-        what = (f"another process of this run stopped responding (no heartbeat for {peer_timeout} s): "
+    hint = None
+    if failure is not None and failure.rpc in ("RegisterTask", "Connect"):
+        where = f" at {cluster.coordinator}" if cluster.coordinator else ""
+        what = f"could not join the run: no answer from the coordinator{where} ({failure.status})"
+        hint = (f"start all {cluster.num_processes or 'the'} processes within --join-timeout "
+                f"({cluster.init_timeout} s) of each other, with --coordinator set to process 0's reachable address")
+    elif failure is not None and "stopped sending heartbeats" in failure.status:
+        what = (f"another process of this run stopped responding (no heartbeat for {cluster.peer_timeout} s): "
                 f"{failure.status}")
     elif failure is not None and ("leader task" in failure.status or "coordination service" in failure.status):
         what = f"lost the coordinator (process 0), which died or became unreachable: {failure.status}"
@@ -362,13 +371,12 @@ def failure_message(failure: Failure | None, rc: int, process: str, run_dir: Pat
         sig = -rc
         name = signal.Signals(sig).name if rc < 0 and sig in signal.Signals._value2member_map_ else f"exit {rc}"
         what = f"the training process ended abruptly ({name})"
-    last = latest_checkpoint(run_dir) if run_dir is not None else None
-    if last is not None:
-        resume = (f"the last checkpoint is iteration {last} ({run_dir / 'checkpoints' / str(last)}); "
-                  f"start every process again with --resume -o {run_dir}")
-    else:
-        resume = "no checkpoint was written; start every process again"
-    return f"error: {process}: {what}\n  hint: {resume}"
+    if hint is None:
+        last = latest_checkpoint(run_dir) if run_dir is not None else None
+        hint = (f"the last checkpoint is iteration {last} ({run_dir / 'checkpoints' / str(last)}); start every "
+                f"process again with --resume -o {run_dir}") if run_dir is not None and last is not None else \
+            "no checkpoint was written; start every process again"
+    return f"error: {process}: {what}\n  hint: {hint}"
 
 
 def latest_checkpoint(run_dir: Path) -> int | None:
@@ -427,8 +435,7 @@ def supervise(args: Any, cluster: Cluster, stderr: IO[str]) -> int:
     if rc == 0 or (rc > 0 and failure is None):
         return rc  # done, or a netspec error the worker already printed
     process = f"process {cluster.process_id}" if cluster.process_id is not None else "this process"
-    stderr.write(failure_message(failure, rc, process, run_dir[0] if run_dir else None, cluster.peer_timeout)
-                 + "\n")
+    stderr.write(failure_message(failure, rc, process, run_dir[0] if run_dir else None, cluster) + "\n")
     stderr.flush()
     return 1
 
