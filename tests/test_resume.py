@@ -78,3 +78,28 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path: Path) -> None:
     # The logs continue where the checkpoint left off: same losses, lrs and test outputs throughout.
     assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
     assert len(json.loads((tmp_path / "b" / "run.json").read_text())["resumed"]) == 1
+
+
+def test_ctrl_c_checkpoints_where_the_run_is_and_exits_130(tmp_path: Path) -> None:
+    run = tmp_path / "c"
+    proc = subprocess.Popen(_train(tmp_path, "c", "--max-iter", "100000", "--snapshot", "0", "--test-interval", "0"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text().count('"train"') >= 3:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    last = out.splitlines()[-1]
+    assert last.startswith("interrupted at iteration ") and last.endswith("; continue with --resume")
+    stopped = int(last.split()[3].rstrip(";"))
+    assert stopped >= 20
+    assert sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == [stopped]
+    assert _final_state(run, stopped)["meta"]["iteration"] == stopped

@@ -409,10 +409,16 @@ class _Trainer:
             return bool(solver.test_interval) and i % solver.test_interval == 0 and plan.test_iter > 0
 
         self._first_iter = start
+        from netspec.train.interrupt import StopRequest
+
+        stop_request = StopRequest().__enter__()
         try:
             if it == 0 and test_due(0) and solver.test_initialization:
                 self._test(state, 0)
             while it < max_iter:
+                if stop_request.requested:
+                    stop = "interrupted"
+                    break
                 batch = self._place([next(iterator) for _ in range(solver.iter_size)])
                 state, metrics = self.step(state, batch)
                 losses.append(metrics["loss"])
@@ -455,6 +461,7 @@ class _Trainer:
         except KeyboardInterrupt:
             stop = "interrupted"
         finally:
+            stop_request.__exit__()
             iterator.close()
         if stop == "nonfinite":
             return self._nonfinite(state)
@@ -473,9 +480,10 @@ class _Trainer:
             if int(jax.device_get(state.bad_step)) < 0 and self.last_saved != it:
                 self._save(state, it, self._data_state(it), None)
             why = f"interrupted at iteration {it}; continue with --resume"
-        except Exception:  # the step was cut off mid-dispatch and its state is gone
+        except Exception:  # a second Ctrl-C cut a step off mid-dispatch and its state is gone
             it = max(self.last_saved, 0)
-            why = f"interrupted; the last checkpoint is at iteration {it}; continue with --resume"
+            why = (f"interrupted; the last checkpoint is at iteration {it}; continue with --resume"
+                   if self.last_saved >= 0 else "interrupted before the first checkpoint")
         return self._finish(it, ok=False, why=why, interrupted=True)
 
     def _nonfinite(self, state: Any) -> RunResult:
