@@ -318,55 +318,70 @@ def agree_seed(topology: Topology, spec: Path, solver_file: Path | None,
 
 @dataclass(frozen=True)
 class Failure:
-    """Why a worker died, from what JAX's FATAL line on its stderr said."""
+    """Why a worker died, from what JAX (or gloo) wrote on its stderr as it ended."""
 
-    status: str  # JAX's status, one line
-    rpc: str | None  # the coordination-service call that failed, e.g. RegisterTask
+    kind: str  # "join", "peer" (stopped heartbeating), "coordinator", "collective" (a socket broke) or "other"
+    detail: str  # their message, on one line
 
 
 _FATAL = "Terminating process because the JAX distributed service detected fatal errors"
+_SERVICE = "/xla.coordination.CoordinationService/"
 
 
 def _is_noise(line: str) -> bool:
     """C++ stack frames and gloo's connection chatter, which say nothing to a user."""
     s = line.strip()
-    return s.startswith("@ ") or s == "*** Check failure stack trace: ***" or s.startswith("[Gloo] Rank")
+    return (s.startswith("@ ") or s == "*** Check failure stack trace: ***" or s.startswith("[Gloo] Rank")
+            or "gloo::" in s or "external/gloo/" in s)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.replace("[type.googleapis.com/tensorflow.CoordinationServiceError='']", "").split())
 
 
 def explain(lines: Sequence[str]) -> Failure | None:
-    """The failure a dying worker reported on stderr (JAX's FATAL), if any."""
+    """The failure a dying worker reported on stderr, if it is one of a multi-process run's."""
     text = "\n".join(lines)
     at = text.find(_FATAL)
-    if at < 0:
-        return None
-    body = text[at:].split("*** Check failure", 1)[0]
-    rpc = None
-    for marker in ("RPC: /xla.coordination.CoordinationService/", "while calling /xla.coordination.CoordinationService/"):
-        if marker in body:
-            rpc = body.split(marker, 1)[1].split()[0].rstrip(":")
-            break
-    status = body.split("absl::Status:", 1)[1] if "absl::Status:" in body else body[len(_FATAL):]
-    for stop in ("\nRPC:", "\nAdditional GRPC"):
-        status = status.split(stop, 1)[0]
-    status = " ".join(status.replace("[type.googleapis.com/tensorflow.CoordinationServiceError='']", "").split())
-    return Failure(status, rpc)
+    if at >= 0:
+        body = text[at:].split("*** Check failure", 1)[0]
+        rpc = body.split(_SERVICE, 1)[1].split()[0].rstrip(":") if _SERVICE in body else ""
+        status = body.split("absl::Status:", 1)[1] if "absl::Status:" in body else body[len(_FATAL):]
+        detail = _one_line(status.split("\nRPC:", 1)[0].split("\nAdditional GRPC", 1)[0])
+        if rpc in ("RegisterTask", "Connect"):
+            return Failure("join", detail)
+        if "stopped sending heartbeats" in detail:
+            return Failure("peer", detail)
+        if "leader task" in detail or "coordination service" in detail:
+            return Failure("coordinator", detail)
+        return Failure("other", detail)
+    # A peer that dies in the middle of a collective can break gloo's stream before the heartbeat
+    # timeout: gloo then throws (EnforceNotMet, IoException) and the C++ runtime aborts.
+    gloo = [x for x in lines if "gloo::" in x or "external/gloo/" in x]
+    if gloo:
+        what = next((x.split("what():", 1)[1] for x in lines if "what():" in x), gloo[-1])
+        return Failure("collective", _one_line(what))
+    return None
 
 
 def failure_message(failure: Failure | None, rc: int, process: str, run_dir: Path | None, cluster: Cluster) -> str:
     """The one error a supervisor prints when its worker ended abnormally."""
     hint = None
-    if failure is not None and failure.rpc in ("RegisterTask", "Connect"):
+    kind = failure.kind if failure is not None else None
+    detail = f" ({failure.detail})" if failure is not None else ""
+    if kind == "join":
         where = f" at {cluster.coordinator}" if cluster.coordinator else ""
-        what = f"could not join the run: no answer from the coordinator{where} ({failure.status})"
+        what = f"could not join the run: no answer from the coordinator{where}{detail}"
         hint = (f"start all {cluster.num_processes or 'the'} processes within --join-timeout "
                 f"({cluster.init_timeout} s) of each other, with --coordinator set to process 0's reachable address")
-    elif failure is not None and "stopped sending heartbeats" in failure.status:
-        what = (f"another process of this run stopped responding (no heartbeat for {cluster.peer_timeout} s): "
-                f"{failure.status}")
-    elif failure is not None and ("leader task" in failure.status or "coordination service" in failure.status):
-        what = f"lost the coordinator (process 0), which died or became unreachable: {failure.status}"
-    elif failure is not None:
-        what = f"the JAX distributed service stopped the run: {failure.status}"
+    elif kind == "peer":
+        what = f"another process of this run stopped responding (no heartbeat for {cluster.peer_timeout} s){detail}"
+    elif kind == "coordinator":
+        what = f"lost the coordinator (process 0), which died or became unreachable{detail}"
+    elif kind == "collective":
+        what = f"the connection to another process of this run broke during a collective{detail}"
+    elif kind == "other":
+        what = f"the JAX distributed service stopped the run{detail}"
     else:
         sig = -rc
         name = signal.Signals(sig).name if rc < 0 and sig in signal.Signals._value2member_map_ else f"exit {rc}"
