@@ -67,7 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-epochs", type=_positive, metavar="N")
     g.add_argument("--base-lr", type=_positive_float, metavar="LR")
     g.add_argument("--seed", type=_non_negative, metavar="N", help="random_seed")
-    g.add_argument("--test-interval", type=_non_negative, metavar="N", help="0 disables testing")
+    g.add_argument("--test-interval", type=_non_negative, metavar="N",
+                   help="0: no periodic test passes (the final one still runs; --test-iter 0 skips it)")
     g.add_argument("--test-iter", type=_non_negative, metavar="N")
     g.add_argument("--display", type=_non_negative, metavar="N")
     g.add_argument("--snapshot", type=_non_negative, metavar="N", help="checkpoint interval (0: only at the end)")

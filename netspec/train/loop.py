@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import json
-import math
 import platform
 import time
 from dataclasses import dataclass, field
