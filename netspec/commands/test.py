@@ -25,14 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from netspec.train import compile_cache
     from netspec.train.progress import fmt, output_text
-    from netspec.train.config import cache_disabled
 
-    if not cache_disabled(args.compile_cache):
-        from netspec.train import compile_cache
-        from netspec.train.config import default_cache_dir
-
-        compile_cache.enable(args.compile_cache or default_cache_dir())
+    cache_problem = compile_cache.enable_default(args.compile_cache)
+    if cache_problem:
+        print(f"note: {cache_problem}")
     from netspec.data import BatchIterator, make_transformer
     from netspec.lowering import compile as lower
     from netspec.train.evaluate import evaluate, load_for_test

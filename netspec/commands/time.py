@@ -19,12 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netspec.train.config import cache_disabled, default_cache_dir
+    from netspec.train import compile_cache
 
-    if not cache_disabled(args.compile_cache):
-        from netspec.train import compile_cache
-
-        compile_cache.enable(args.compile_cache or default_cache_dir())
+    cache_problem = compile_cache.enable_default(args.compile_cache)
+    if cache_problem:
+        print(f"note: {cache_problem}")
     import jax
 
     from netspec.check import check

@@ -14,14 +14,28 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 
-def enable(path: Path) -> None:
-    """Point JAX at `path` and cache every executable (JAX's default skips compiles under 1 s)."""
+def enable(path: Path) -> str | None:
+    """Point JAX at `path` and cache every executable (JAX's default skips compiles under 1 s).
+
+    Returns why the cache could not be used (the run then compiles as usual), or None."""
     import jax
 
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"compilation cache disabled: cannot create {path}: {e.strerror or e}"
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return None
+
+
+def enable_default(path: Path | None) -> str | None:
+    """`enable` for a command's --compile-cache value (None: the default folder; "off": no cache)."""
+    from netspec.train.config import cache_disabled, default_cache_dir
+
+    path = default_cache_dir() if path is None else path
+    return None if cache_disabled(path) else enable(path)
 
 
 @dataclass

@@ -19,6 +19,7 @@ device still computes.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import platform
 import time
@@ -98,9 +99,12 @@ def train(options: TrainOptions, display: Display) -> RunResult:
         if seed is not None:
             overrides["seed"] = seed
     options = TrainOptions(**{**options.__dict__, "solver_overrides": overrides})
+    cache_problem = None
     if not cache_disabled(options.compile_cache):
         assert options.compile_cache is not None
-        compile_cache.enable(options.compile_cache)
+        cache_problem = compile_cache.enable(options.compile_cache)
+        if cache_problem:
+            options = TrainOptions(**{**options.__dict__, "compile_cache": None})
     import jax
 
     from netspec.train import distributed
@@ -112,6 +116,8 @@ def train(options: TrainOptions, display: Display) -> RunResult:
         options = TrainOptions(**{**options.__dict__, "solver_overrides": distributed.agree_seed(
             topology, options.spec, options.solver_file, options.solver_overrides)})
     plan = make_plan(options, devices=topology.mesh.size, processes=topology.process_count)
+    if cache_problem:
+        plan = dataclasses.replace(plan, notes=plan.notes + (cache_problem,))
     if run_dir is None:
         run_dir = Path(distributed.agree(topology, str(choose_run_dir(name, options.runs_root, options.output,
                                                                          resume=False))))
