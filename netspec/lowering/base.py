@@ -19,7 +19,7 @@ blob) or "nhwc". A lowering states the layout it wants its bottoms in:
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 if TYPE_CHECKING:
@@ -125,7 +125,6 @@ class Lowering:
     cast: Cast = "compute"
     stateful: bool = False
     is_input: bool = False
-    notes: tuple[str, ...] = field(default=())
 
     def codec(self, index: int) -> str:
         return self.codecs[index] if index < len(self.codecs) else "caffe"

@@ -52,7 +52,7 @@ def convolution(ctx: Ctx, x: Any) -> tuple[Any, ...]:
     p = ctx.msg("convolution_param")
     y = conv2d(x, ctx.params[0], stride=stride, padding=((pad[0], pad[0]), (pad[1], pad[1])),
                dilation=dilation, groups=p.group, impl=ctx.conv_impl)
-    return (_add_bias(ctx, y),) * len(ctx.layer.top)
+    return (_add_bias(ctx, y),)
 
 
 def deconv_kernel(w: Any, groups: int) -> Any:
@@ -72,7 +72,7 @@ def deconvolution(ctx: Ctx, x: Any) -> tuple[Any, ...]:
     y = lax.conv_general_dilated(x, deconv_kernel(ctx.params[0], p.group), (1, 1), padding,
                                  lhs_dilation=stride, rhs_dilation=dilation,
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=p.group)
-    return (_add_bias(ctx, y.astype(jnp.result_type(x))),) * len(ctx.layer.top)
+    return (_add_bias(ctx, y.astype(jnp.result_type(x))),)
 
 
 LOWERINGS = (

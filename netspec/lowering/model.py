@@ -316,9 +316,9 @@ class Model:
     def _inputs(self, inputs: Any) -> dict[str, Any]:
         if isinstance(inputs, Mapping):
             return dict(inputs)
-        fed = [n for n in self.input_shapes
-               if not any(self.graph.blob_names[t] == n and "DummyData" == node.kind.type_name
-                          for node in self.graph.nodes for t in node.tops)]
+        dummy = {self.graph.blob_names[t] for n in self.graph.nodes if n.kind.type_name == "DummyData"
+                 for t in n.tops}
+        fed = [n for n in self.input_shapes if n not in dummy]
         if len(fed) != 1:
             raise ValueError(f"this net has inputs {fed}; pass a dict keyed by input name")
         return {fed[0]: inputs}
