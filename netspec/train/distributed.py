@@ -474,12 +474,22 @@ def _watch_supervisor(parent: int, poll: float = 0.5) -> None:
     threading.Thread(target=watch, name="netspec-supervisor-watch", daemon=True).start()
 
 
+def _stop_on_interrupt(signum: int, frame: Any) -> None:
+    sys.stderr.write("interrupted: this process stops now; the others stop within --peer-timeout; continue from "
+                     "the last checkpoint with --resume\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def worker_main() -> int:
     """The child of `supervise`: read the parsed arguments from stdin and train, mapping errors as the CLI does."""
     import pickle
 
     parent = int(os.environ[WORKER_ENV])
     _watch_supervisor(parent)
+    # Ctrl-C ends this process at once. The single-process run's interrupt checkpoint is a collective
+    # write here, which would wait forever for processes that were not interrupted (another host's).
+    signal.signal(signal.SIGINT, _stop_on_interrupt)
     args = pickle.load(sys.stdin.buffer)
     from netspec.cli import EXIT_SPEC, _internal_error, print_diagnostics
 
