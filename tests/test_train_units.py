@@ -42,6 +42,9 @@ def test_plain_lines_keep_caffes_shapes() -> None:
         "    Train net output #0: loss = 0.125 (* 1 = 0.125 loss)",
         "Iteration 100, lr = 0.00992565",
     ]
+    first = TrainStatus(iteration=0, max_iter=1000, epoch=0.0, loss=2.3, outputs={}, loss_weights={}, lr=0.01,
+                        images_per_s=None, eta_s=None)  # nothing timed yet
+    assert train_lines(first) == ["Iteration 0 (epoch 0.00), loss = 2.3", "Iteration 0, lr = 0.01"]
     test = EvalStatus(iteration=500, outputs={"accuracy": 0.9856, "loss": 0.0456, "top-5": 1.0},
                       loss_weights={"loss": 1.0})
     assert eval_lines(test) == [

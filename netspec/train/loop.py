@@ -431,16 +431,19 @@ class _Trainer:
                     got = jax.device_get({"losses": list(losses), "outputs": metrics["outputs"],
                                           "bad": state.bad_step})
                     now = time.perf_counter()
-                    rate = (it + 1 - mark_it) / max(now - mark_t, 1e-9)
+                    # No speed before a whole display interval has run (the first includes warm-up).
+                    rate = (it + 1 - mark_it) / max(now - mark_t, 1e-9) if it > start else None
                     mark_t, mark_it = now, it + 1
                     outputs = {k: float(got["outputs"][k]) for k in self.train_names if k in got["outputs"]}
                     status = TrainStatus(it, max_iter, it / plan.iters_per_epoch,
                                          float(np.mean(got["losses"])), outputs, self.model.loss_weights,
-                                         lr_at(it), rate * images_per_iter, (max_iter - it - 1) / rate)
+                                         lr_at(it), rate * images_per_iter if rate else None,
+                                         (max_iter - it - 1) / rate if rate else None)
                     self.display.train(status)
                     self.folder.record({"kind": "train", "iter": it, "epoch": round(status.epoch, 4),
                                         "seconds": round(self._elapsed(), 3), "lr": float(f"{status.lr:.7g}"),
-                                        "loss": status.loss, "images_per_s": round(status.images_per_s, 1),
+                                        "loss": status.loss,
+                                        "images_per_s": round(status.images_per_s, 1) if status.images_per_s else None,
                                         "outputs": outputs})
                     if int(got["bad"]) >= 0:
                         stop = "nonfinite"

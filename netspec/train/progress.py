@@ -24,7 +24,7 @@ class TrainStatus:
     outputs: Mapping[str, float]
     loss_weights: Mapping[str, float]
     lr: float
-    images_per_s: float
+    images_per_s: float | None  # None until a display interval has been timed
     eta_s: float | None
 
 
@@ -66,8 +66,8 @@ def output_lines(kind: str, outputs: Mapping[str, float], loss_weights: Mapping[
 
 
 def train_lines(s: TrainStatus) -> list[str]:
-    head = (f"Iteration {s.iteration} (epoch {s.epoch:.2f}, {s.images_per_s:.0f} img/s, "
-            f"ETA {fmt_duration(s.eta_s)}), loss = {fmt(s.loss)}")
+    speed = f", {s.images_per_s:.0f} img/s, ETA {fmt_duration(s.eta_s)}" if s.images_per_s else ""
+    head = f"Iteration {s.iteration} (epoch {s.epoch:.2f}{speed}), loss = {fmt(s.loss)}"
     return [head, *output_lines("Train", s.outputs, s.loss_weights), f"Iteration {s.iteration}, lr = {fmt(s.lr)}"]
 
 
@@ -137,8 +137,8 @@ class RichDisplay:
             self._progress.update(self._task, completed=iteration)
 
     def train(self, status: TrainStatus) -> None:
-        stats = (f"epoch {status.epoch:.2f}  loss {fmt(status.loss)}{self._acc}  lr {fmt(status.lr)}  "
-                 f"{status.images_per_s:,.0f} img/s  ETA {fmt_duration(status.eta_s)}")
+        speed = f"  {status.images_per_s:,.0f} img/s  ETA {fmt_duration(status.eta_s)}" if status.images_per_s else ""
+        stats = f"epoch {status.epoch:.2f}  loss {fmt(status.loss)}{self._acc}  lr {fmt(status.lr)}{speed}"
         if self._progress is not None:
             self._progress.update(self._task, completed=status.iteration, stats=stats)
 
