@@ -289,6 +289,9 @@ def test_split_hint_names_a_batch_and_a_device_count_that_work() -> None:
     assert split_hint(12, 8, 1) == "use --batch-size 16 (a multiple of 8) or --devices 6"
     assert split_hint(12, 8, 2) == "use --batch-size 16 (a multiple of 8) or --devices 3 (per process)"
     assert split_hint(7, 4, 4) == "use --batch-size 8 (a multiple of 4)"
+    # LeNet's test batch of 100 on 8 devices: a --devices that also splits the train batch of 64
+    assert split_hint(100, 8, 1, test=True, also=64) == ("use test_batch_size: 104 in the data section (a multiple "
+                                                         "of 8) or --devices 4")
 
 
 # JAX's own words when a peer dies (captured from jaxlib 0.10.2 on this machine), minus the stack frames.

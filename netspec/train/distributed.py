@@ -124,13 +124,15 @@ def check_cluster(cluster: Cluster) -> list[Diagnostic]:
     return diags
 
 
-def split_hint(batch: int, devices: int, processes: int) -> str:
-    """What to change when a global batch of `batch` does not split over `devices` (over `processes`)."""
+def split_hint(batch: int, devices: int, processes: int, test: bool = False, also: int | None = None) -> str:
+    """What to change when a global (train, or test) batch of `batch` does not split over `devices`
+    (which `processes` processes hold equal shares of); a --devices it suggests splits `also` too."""
     per = devices // max(processes, 1)
-    fits = [n for n in range(per, 0, -1) if batch % (n * processes) == 0]
+    fits = [n for n in range(per, 0, -1) if all(b % (n * processes) == 0 for b in (batch, also or batch))]
     larger = math.ceil(batch / devices) * devices
     alt = f" or --devices {fits[0]}" + (" (per process)" if processes > 1 else "") if fits else ""
-    return f"use --batch-size {larger} (a multiple of {devices}){alt}"
+    size = f"test_batch_size: {larger} in the data section" if test else f"--batch-size {larger}"
+    return f"use {size} (a multiple of {devices}){alt}"
 
 
 # ---------------------------------------------------------------------------------------------
