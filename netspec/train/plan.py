@@ -213,8 +213,11 @@ def make_plan(options: TrainOptions, devices: int = 1, processes: int = 1) -> Tr
             test_batch = options.batch_size or data.test_batch_size or (
                 data.batch_size if "batch_size" in explicit else input_batch(probe_test, feed))
             if test_batch % devices:
+                from netspec.train.distributed import split_hint
+
                 diags.append(Diagnostic("error", f"the test batch of {test_batch} does not split over {devices} "
-                                                 "devices"))
+                                                 "devices", hint=split_hint(test_batch, devices, processes, test=True,
+                                                                  also=batch)))
             test_report = check(spec, phase="TEST", batch=test_batch)
     if diags:
         raise NetspecError(diags)
