@@ -519,7 +519,6 @@ class _Trainer:
         kept = f"; the last good checkpoint is {self.folder.checkpoints / str(last)}" if last is not None else \
             "; no checkpoint was written before it"
         message = f"stopped: the loss went non-finite at iteration {bad}: {where}{kept}"
-        self.display.note(message)
         self.folder.write_json("nonfinite.json", {
             "iteration": bad, "layer": found.layer if found else None, "type": found.type if found else None,
             "blob": found.blob if found else None, "nan": found.nan if found else None,
