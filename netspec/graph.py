@@ -13,6 +13,7 @@ nodes, and the shape stage skips whatever depends on them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from netspec.errors import Diagnostic, NetspecError, did_you_mean, sort_key
@@ -56,7 +57,15 @@ class Graph:
         return tuple(t for n in self.nodes if n.kind.is_input for t in n.tops)
 
     def node(self, name: str) -> Node:
-        return next(n for n in self.nodes if n.name == name)
+        """The node of a layer (the first, should two share a name)."""
+        return self._by_name[name]
+
+    @cached_property
+    def _by_name(self) -> dict[str, Node]:
+        index: dict[str, Node] = {}
+        for n in self.nodes:
+            index.setdefault(n.name, n)
+        return index
 
 
 def _kind(layer: LayerSpec) -> type[LayerType] | None:

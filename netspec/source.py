@@ -151,7 +151,7 @@ class _Builder:
         self.constructor = SafeConstructor()
 
     def loc(self, mark: Any) -> SourceLoc:
-        return SourceLoc(self.file, mark.line + 1, mark.column + 1)
+        return tuple.__new__(SourceLoc, (self.file, mark.line + 1, mark.column + 1))
 
     def too_many(self, mark: Any) -> NetspecError:
         if self.aliased:
@@ -163,13 +163,14 @@ class _Builder:
     def run(self, parser: Any) -> Any:
         file, stack, get_event = self.file, self.stack, parser.get_event
         scalar_event, stream_end = yaml.ScalarEvent, yaml.StreamEndEvent
+        new_loc = tuple.__new__  # SourceLoc(...) without the NamedTuple constructor's extra call
         while True:
             event = get_event()
             kind = type(event)
             if kind is scalar_event:
                 self.nodes += 1
                 mark = event.start_mark
-                loc = SourceLoc(file, mark.line + 1, mark.column + 1)
+                loc = new_loc(SourceLoc, (file, mark.line + 1, mark.column + 1))
                 frame = stack[-1] if stack else None
                 if frame is not None and frame.is_map and frame.key is None:
                     self.on_key(frame, event, loc)

@@ -11,15 +11,18 @@ report the rest of the net's problems in the same run instead of a cascade of "u
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, ValidationError
 
 from netspec.errors import Diagnostic, NetspecError, SourceLoc, closest, did_you_mean, sort_key
 from netspec.layers import REGISTRY, lookup
-from netspec.layers.base import LayerType, Message, Repeated
+from netspec.layers.base import LayerType, Message, Repeated, _listify
 from netspec.layers.common import BlobShape
 from netspec.source import PosDict, PosList, load_yaml, locate
 
@@ -379,21 +382,256 @@ def _strings(value: Any) -> tuple[str, ...] | None:
 
 
 def _message(mtype: type[Message], value: Any) -> Message:
-    """Validate a parameter message. An absent one is all defaults: built without a validator when
-    nothing in it is required or checked, so types a spec only names (ReLU, BatchNorm) stay cheap."""
-    if value is None and _all_defaults(mtype):
-        return mtype.model_construct()
-    return mtype.model_validate(value if value is not None else {})
+    """Validate a parameter message (an absent one is all defaults)."""
+    return validate(mtype, value if value is not None else {})
 
 
-def _all_defaults(mtype: type[Message]) -> bool:
-    decorators = mtype.__pydantic_decorators__
-    if decorators.model_validators or decorators.field_validators or decorators.validators:
-        return False
-    return not any(f.is_required() for f in mtype.model_fields.values())
+# ----------------------------------------------------------------------------------------------
+# the fast path: plain data that is already exactly right needs no pydantic validator
+#
+# Building a pydantic validator costs milliseconds per model, and a net names a dozen of them, which
+# was a third of `netspec check`'s own time. Most specs are valid and their values already have the
+# field's exact type, so `fast_construct` builds the model directly from the field declarations
+# (types, Literal choices, bounds, lone-value-or-list, nested messages) and gives up, returning
+# None, on anything else: a value of another type, a failed bound, an unknown or missing field, a
+# model with validators. pydantic then validates as before and reports the problems. Where it
+# accepts, the result equals pydantic's (tests/test_spec_errors.py compares the two).
+
+_Convert = Callable[[Any], Any]
+_REJECT = object()  # a converter's "not for the fast path" answer
+
+
+def validate(model: type[BaseModel], data: Any) -> Any:
+    """`model.model_validate(data)`, without building pydantic's validator when the data allows."""
+    built = fast_construct(model, data)
+    return built if built is not None else model.model_validate(data)
+
+
+def fast_construct(model: type[BaseModel], data: Any) -> Any:
+    """The model built straight from `data`, or None where only pydantic can decide."""
+    plan = _plan(model)
+    if plan is None or not isinstance(data, dict):
+        return None
+    convert = plan.convert
+    values = {}
+    for key, value in data.items():
+        to = convert.get(key)
+        if to is None:
+            return None
+        value = to(value)
+        if value is _REJECT:
+            return None
+        values[key] = value
+    if plan.required and not plan.required <= values.keys():
+        return None
+    return plan.instance(values)
+
+
+def _construct(model: type[BaseModel], **values: Any) -> Any:
+    """`model.model_construct(**values)` without its per-field default resolution."""
+    return _builder(model).instance(values)
+
+
+@functools.cache
+def _builder(model: type[BaseModel]) -> _Plan:
+    return _Plan(model, {})
+
+
+_new_object = object.__new__
+_set = object.__setattr__
+
+
+class _Plan:
+    """How to build one model from plain data: a converter per field, and its defaults.
+
+    `instance` makes what `model.model_construct` makes (for models without private attributes or
+    extra fields), from one template dict: model_construct re-resolves and copies every default
+    on every call. A default factory runs once when it yields a frozen model (instances may share
+    it); a message class as factory is built without a validator.
+    """
+
+    def __init__(self, model: type[BaseModel], convert: dict[str, _Convert]) -> None:
+        self.model = model
+        self.convert = convert
+        fields = model.model_fields
+        self.required = frozenset(n for n, f in fields.items() if f.is_required())
+        self.template: dict[str, Any] = {}  # every field in order; required ones get overwritten
+        self.fresh: dict[str, Callable[[], Any]] = {}
+        for name, info in fields.items():
+            self.template[name] = None
+            if info.is_required():
+                continue
+            factory = info.default_factory
+            if factory is None:
+                if isinstance(info.default, (list, dict, set)):
+                    self.fresh[name] = functools.partial(copy.deepcopy, info.default)
+                else:
+                    self.template[name] = info.default
+                continue
+            if isinstance(factory, type) and issubclass(factory, BaseModel) and _plan(factory) is not None \
+                    and not _plan(factory).required:  # type: ignore[union-attr]
+                value = _plan(factory).instance({})  # type: ignore[union-attr]
+            else:
+                value = factory()  # type: ignore[call-arg]
+            if isinstance(value, BaseModel) and value.model_config.get("frozen"):
+                self.template[name] = value
+            else:
+                self.fresh[name] = factory  # type: ignore[assignment]
+
+    def instance(self, values: dict[str, Any]) -> Any:
+        every = {**self.template, **values}
+        for name, make in self.fresh.items():
+            if name not in values:
+                every[name] = make()
+        obj = _new_object(self.model)
+        _set(obj, "__dict__", every)
+        _set(obj, "__pydantic_fields_set__", set(values))
+        _set(obj, "__pydantic_extra__", None)
+        _set(obj, "__pydantic_private__", None)
+        return obj
+
+
+@functools.cache
+def _plan(model: type[BaseModel]) -> _Plan | None:
+    """The fast path for a model, or None when some field (or a validator) needs pydantic."""
+    decorators = model.__pydantic_decorators__
+    if (decorators.validators or decorators.field_validators or decorators.root_validators
+            or decorators.model_validators or model.model_config.get("extra") != "forbid"
+            or model.model_config.get("strict") or model.__private_attributes__):
+        return None
+    convert = {}
+    for name, info in model.model_fields.items():
+        if info.alias not in (None, name) or info.validation_alias is not None \
+                or getattr(info, "default_factory_takes_data", False):
+            return None
+        to = _converter(info.annotation, tuple(info.metadata))
+        if to is None:
+            return None
+        convert[name] = to
+    return _Plan(model, convert)
+
+
+def _converter(annotation: Any, metadata: tuple[Any, ...]) -> _Convert | None:
+    """What pydantic does to a value of this annotation, on values that need no coercion."""
+    import typing
+
+    lone = [m for m in metadata if isinstance(m, BeforeValidator)]
+    metadata = tuple(m for m in metadata if not isinstance(m, BeforeValidator))
+    if lone:
+        if len(lone) > 1 or getattr(lone[0].func, "__name__", "") != "_listify":
+            return None
+        if typing.get_origin(annotation) is not tuple or metadata:
+            return None
+        args = typing.get_args(annotation)
+        item = _converter(args[0], ()) if len(args) == 2 and args[1] is Ellipsis else None
+        if item is None:
+            return None
+
+        def lone_or_tuple(v: Any) -> Any:  # netspec's Repeated: _listify, then tuple[T, ...]
+            if v is None:
+                return ()
+            if not isinstance(v, (list, tuple)):
+                v = _REJECT if (x := item(v)) is _REJECT else (x,)
+                return v
+            out = tuple([item(x) for x in v])
+            return _REJECT if _REJECT in out else out
+        return lone_or_tuple
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        base, *extra = typing.get_args(annotation)
+        return _converter(base, metadata + tuple(extra))
+    check = _bounds(metadata)
+    if check is None:
+        return None
+    if annotation is Any:
+        return None if metadata else (lambda v: v)
+    if origin is typing.Union or origin is types.UnionType:
+        args = typing.get_args(annotation)
+        others = [a for a in args if a is not type(None)]
+        if len(others) != 1 or len(args) != 2:
+            return None
+        inner = _converter(others[0], metadata)
+        return None if inner is None else (lambda v: None if v is None else inner(v))
+    if origin is typing.Literal:
+        choices = frozenset(typing.get_args(annotation))
+        if not all(type(c) is str for c in choices) or metadata:
+            return None
+        return lambda v: v if type(v) is str and v in choices else _REJECT
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if len(args) != 2 or args[1] is not Ellipsis or metadata:
+            return None
+        item = _converter(args[0], ())
+        if item is None:
+            return None
+
+        def tuple_of(v: Any) -> Any:
+            if not isinstance(v, (list, tuple)):
+                return _REJECT
+            out = tuple([item(x) for x in v])
+            return _REJECT if _REJECT in out else out
+        return tuple_of
+    if origin is dict:
+        key, value = typing.get_args(annotation)
+        if key is not str or value is not Any or metadata:
+            return None
+        return lambda v: dict(v) if isinstance(v, dict) and all(type(k) is str for k in v) else _REJECT
+    if annotation is int:
+        return lambda v: v if type(v) is int and check(v) else _REJECT
+    if annotation is float:
+        def to_float(v: Any) -> Any:
+            if type(v) is not float and type(v) is not int:
+                return _REJECT
+            try:
+                f = float(v)
+            except OverflowError:
+                return _REJECT
+            return f if check(f) else _REJECT
+        return to_float
+    if annotation is bool and not metadata:
+        return lambda v: v if type(v) is bool else _REJECT
+    if annotation is str:
+        return lambda v: v if type(v) is str and check(v) else _REJECT
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and not metadata:
+        if _plan(annotation) is None:
+            return None
+        return lambda v: _REJECT if (built := fast_construct(annotation, v)) is None else built
+    return None
+
+
+def _bounds(metadata: tuple[Any, ...]) -> Callable[[Any], bool] | None:
+    """A predicate for annotated-types bounds (Gt, Ge, Lt, Le, MinLen, MaxLen); None for others."""
+    import annotated_types as at
+
+    tests: list[Callable[[Any], bool]] = []
+    for m in metadata:
+        if isinstance(m, at.Gt):
+            tests.append(lambda v, b=m.gt: v > b)
+        elif isinstance(m, at.Ge):
+            tests.append(lambda v, b=m.ge: v >= b)
+        elif isinstance(m, at.Lt):
+            tests.append(lambda v, b=m.lt: v < b)
+        elif isinstance(m, at.Le):
+            tests.append(lambda v, b=m.le: v <= b)
+        elif isinstance(m, at.MinLen):
+            tests.append(lambda v, b=m.min_length: len(v) >= b)
+        elif isinstance(m, at.MaxLen):
+            tests.append(lambda v, b=m.max_length: len(v) <= b)
+        else:
+            return None
+    if not tests:
+        return _always
+    if len(tests) == 1:
+        return tests[0]
+    return lambda v: all(t(v) for t in tests)
+
+
+def _always(value: Any) -> bool:
+    return True
 
 
 _ENVELOPE_FIELDS = tuple(LayerEnvelope.model_fields)
+_KNOWN_KEYS = frozenset(_ENVELOPE_FIELDS) | CAFFE_MESSAGES
 
 
 class _LayerParser:
@@ -427,7 +665,8 @@ class _LayerParser:
             self.rules(env, fixed, who)
         failed = any(d.severity == "error" for d in diags[before:])
         if env is not None and cls is not None and not failed:
-            return LayerSpec.model_construct(
+            return _construct(
+                LayerSpec,
                 name=env.name, type=cls.type_name, bottom=env.bottom, top=env.top,
                 loss_weight=env.loss_weight, param=env.param, propagate_down=env.propagate_down,
                 include=env.include, exclude=env.exclude, messages=messages, index=index, loc=at,
@@ -437,6 +676,8 @@ class _LayerParser:
     def known_keys(self, item: PosDict, cls: type[LayerType] | None, who: str) -> PosDict:
         """The layer's mapping with every misspelt key reported, and renamed to the field it most
         likely means when that field is not given, so that its contents are still checked."""
+        if _KNOWN_KEYS.issuperset(item):
+            return item if isinstance(item, PosDict) else PosDict(item, loc=None)
         fixed = PosDict(loc=item.loc)
         readers = list(cls.messages) if cls is not None else []
         for k, v in item.items():
@@ -456,7 +697,7 @@ class _LayerParser:
 
     def envelope(self, part: dict[str, Any], fixed: PosDict, who: str) -> LayerEnvelope | None:
         try:
-            return LayerEnvelope.model_validate(part)
+            return validate(LayerEnvelope, part)  # type: ignore[no-any-return]
         except ValidationError as e:
             self.diags.extend(pydantic_diagnostics(e, fixed, (), self.file, who, LayerEnvelope))
             return None
@@ -517,7 +758,8 @@ class _LayerParser:
             return None
         include = env.include if env is not None else ()
         exclude = env.exclude if env is not None else ()
-        return LayerSpec.model_construct(
+        return _construct(
+                LayerSpec,
             name=name, type=str(item.get("type")), bottom=bottom, top=top or (name,), include=include,
             exclude=exclude, index=index, loc=at, raw=item)
 
@@ -532,7 +774,7 @@ def _legacy_inputs(env: NetEnvelope, raw: PosDict, file: str,
     layers = _legacy_input_layers(env, raw, file, diags)
     if len(diags) == before:
         return layers, []
-    stubs = [LayerSpec.model_construct(name=name, type="Input", bottom=(), top=(name,), index=-len(env.input) + i,
+    stubs = [_construct(LayerSpec, name=name, type="Input", bottom=(), top=(name,), index=-len(env.input) + i,
                                        loc=locate(raw, ("input", i)) or locate(raw, ("input",)))
              for i, name in enumerate(env.input)]
     return [], stubs
@@ -569,7 +811,8 @@ def _legacy_input_layers(env: NetEnvelope, raw: PosDict, file: str, diags: list[
     layers = []
     for i, (name, shape) in enumerate(zip(env.input, shapes)):
         msg = InputParameter.model_construct(shape=(BlobShape.model_construct(dim=tuple(shape)),))
-        layers.append(LayerSpec.model_construct(
+        layers.append(_construct(
+                LayerSpec,
             name=name, type="Input", bottom=(), top=(name,), messages={"input_param": msg},
             index=-len(env.input) + i, loc=locate(raw, ("input", i)) or locate(raw, ("input",))))
     return layers
@@ -602,7 +845,7 @@ def parse_partial(raw: Any, file: str = "<spec>") -> tuple[NetSpec, list[Diagnos
 
         raw = expand(raw, file, diags)
     try:
-        env = NetEnvelope.model_validate(raw)
+        env = validate(NetEnvelope, raw)
     except ValidationError as e:
         diags.extend(pydantic_diagnostics(e, raw, (), file, None, NetEnvelope))
         env = NetEnvelope.model_construct()

@@ -251,3 +251,58 @@ def test_errors_as_json(check_text) -> None:
         "severity": "error", "file": "net.yaml", "line": 6, "col": 25, "layer": "conv1", "hint": None,
         "code": None,
         "message": "unknown field 'num_ouput' in convolution_param; did you mean 'num_output'?"}]}
+
+
+# -- the validation fast path builds exactly what pydantic builds ---------------------------
+
+from typing import Any  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from pydantic import BaseModel, ValidationError  # noqa: E402
+
+from netspec.layers import REGISTRY  # noqa: E402
+from netspec.spec import LayerEnvelope, NetEnvelope, fast_construct  # noqa: E402
+
+MODELS = sorted({m for cls in REGISTRY.values() for m in cls.messages.values()} | {LayerEnvelope, NetEnvelope},
+                key=lambda m: m.__name__)
+POOL = [0, 1, -1, 3, 7, 2**40, 0.5, 1.0, -2.5, 1e30, float("inf"), True, False, None, "", "x", "MAX", "AVE",
+        "SUM", "TRAIN", "TEST", "xavier", "constant", "FAN_IN", [], [1, 2], [0], [-1], ["a", "b"], [1.5], [True],
+        {}, {"type": "xavier"}, {"dim": [1, 3, 8, 8]}, {"dim": 4}, {"phase": "TRAIN"}, {"lr_mult": 0},
+        [{"lr_mult": 1}, {"lr_mult": 2}], {"bogus": 1}, {"value": "x"}, [{"dim": [2]}]]
+
+
+def _typed(x: Any) -> Any:
+    """A value with its types spelt out, so that 1 and 1.0 and True differ."""
+    if isinstance(x, BaseModel):
+        return (type(x).__name__, sorted(x.model_fields_set), {k: _typed(v) for k, v in x.__dict__.items()})
+    if isinstance(x, (list, tuple)):
+        return (type(x).__name__, [_typed(v) for v in x])
+    if isinstance(x, dict):
+        return ("dict", {k: _typed(v) for k, v in x.items()})
+    return (type(x).__name__, x)
+
+
+@settings(max_examples=600, deadline=None)
+@given(data=st.data())
+def test_fast_path_builds_what_pydantic_builds(data: st.DataObject) -> None:
+    model = data.draw(st.sampled_from(MODELS))
+    keys = list(model.model_fields) + ["bogus"]
+    value = data.draw(st.dictionaries(st.sampled_from(keys), st.sampled_from(POOL), max_size=4))
+    fast = fast_construct(model, value)
+    try:
+        slow = model.model_validate(value)
+    except ValidationError:
+        slow = None
+    if fast is not None:
+        assert slow is not None, (model, value)
+        assert _typed(fast) == _typed(slow), (model, value)
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[m.__name__ for m in MODELS])
+def test_fast_path_takes_defaults_and_exact_values(model: type[BaseModel]) -> None:
+    required = {n for n, f in model.model_fields.items() if f.is_required()}
+    if required or model.__pydantic_decorators__.field_validators:
+        assert fast_construct(model, {}) is None
+    else:
+        assert _typed(fast_construct(model, {})) == _typed(model.model_validate({}))

@@ -1,6 +1,6 @@
 """Wall time of `netspec check SPEC` in fresh processes, split into interpreter start, imports and work.
 
-    python tools/bench_check.py [SPEC ...] [-n 15] [--no-pyc]
+    python tools/bench_check.py [SPEC ...] [-n 15] [--no-pyc] [--baseline DIR]
 
 Each run is a new interpreter (the real one, `sys.executable`, not a pyenv shim) that times its own
 `import netspec.cli` and its `cli.main(["check", SPEC])`, and says whether jax/flax/optax got imported.
@@ -10,6 +10,10 @@ so `total ≈ startup + import + work`. Medians over N runs; the machine is shar
 By default compiled bytecode is kept in a private PYTHONPYCACHEPREFIX, warmed once, as an installed
 package would have it. `--no-pyc` measures the checkout as this dev environment runs it
 (PYTHONDONTWRITEBYTECODE=1: every netspec module compiled from source on every start).
+
+`--baseline DIR` also times another copy of the package (a directory holding `netspec/`, e.g.
+`mkdir /tmp/base && git archive <commit> netspec | tar -x -C /tmp/base`), interleaving the runs of
+the two so that a change in machine load hits both alike.
 """
 
 from __future__ import annotations
@@ -65,29 +69,38 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return wall, cpu, done.stdout
 
 
-def bench(spec: str, n: int, env: dict[str, str]) -> dict[str, object]:
-    keys = ("startup", "total", "import", "work", "startup_cpu", "total_cpu", "import_cpu", "work_cpu")
-    r: dict[str, list[float]] = {k: [] for k in keys}
-    heavy: set[str] = set()
-    rc = 0
+KEYS = ("startup", "total", "import", "work", "startup_cpu", "total_cpu", "import_cpu", "work_cpu")
+
+
+def _once(spec: str, env: dict[str, str], r: dict[str, object]) -> None:
+    """One fresh-process measurement of each kind, added to `r`."""
+    times: dict[str, list[float]] = r["times"]  # type: ignore[assignment]
+    wall, cpu, _ = _run([sys.executable, "-c", "pass"], env)
+    times["startup"].append(wall)
+    times["startup_cpu"].append(cpu)
+    wall, cpu, _ = _run([sys.executable, "-m", "netspec.cli", "check", spec], env)
+    times["total"].append(wall)
+    times["total_cpu"].append(cpu)
+    probe = json.loads(_run([sys.executable, "-c", _PROBE, spec], env)[2].strip().splitlines()[-1])
+    for k in ("import", "work", "import_cpu", "work_cpu"):
+        times[k].append(probe[k])
+    r["heavy"] = sorted(set(r["heavy"]) | set(probe["heavy"]))  # type: ignore[arg-type]
+    r["rc"] = probe["rc"]
+
+
+def bench(spec: str, n: int, envs: dict[str, dict[str, str]]) -> dict[str, dict[str, object]]:
+    """Per variant (this checkout, the baseline): the timings of n interleaved rounds."""
+    results: dict[str, dict[str, object]] = {
+        name: {"times": {k: [] for k in KEYS}, "heavy": [], "rc": None} for name in envs}
     for _ in range(n):
-        wall, cpu, _ = _run([sys.executable, "-c", "pass"], env)
-        r["startup"].append(wall)
-        r["startup_cpu"].append(cpu)
-        wall, cpu, _ = _run([sys.executable, "-m", "netspec.cli", "check", spec], env)
-        r["total"].append(wall)
-        r["total_cpu"].append(cpu)
-        probe = json.loads(_run([sys.executable, "-c", _PROBE, spec], env)[2].strip().splitlines()[-1])
-        for k in ("import", "work", "import_cpu", "work_cpu"):
-            r[k].append(probe[k])
-        heavy.update(probe["heavy"])
-        rc = probe["rc"]
-    return {**r, "heavy": sorted(heavy), "rc": rc}
+        for name, env in envs.items():
+            _once(spec, env, results[name])
+    return results
 
 
 def _ms(r: dict[str, object], key: str) -> str:
-    wall, cpu = r[key], r[key + "_cpu"]
-    assert isinstance(wall, list) and isinstance(cpu, list)
+    times: dict[str, list[float]] = r["times"]  # type: ignore[assignment]
+    wall, cpu = times[key], times[key + "_cpu"]
     return (f"wall {1000 * statistics.median(wall):5.0f} ms (min {1000 * min(wall):4.0f})   "
             f"cpu {1000 * statistics.median(cpu):5.0f} ms (min {1000 * min(cpu):4.0f})")
 
@@ -97,21 +110,31 @@ def main() -> int:
     ap.add_argument("specs", nargs="*", help="spec files (default: specs/resnet152.yaml, else the fixture)")
     ap.add_argument("-n", type=int, default=15, help="runs per spec (default 15)")
     ap.add_argument("--no-pyc", action="store_true", help="compile netspec from source on every run")
+    ap.add_argument("--baseline", metavar="DIR", help="also time the netspec package under DIR, interleaved")
     args = ap.parse_args()
-    specs = args.specs or [next(s for s in DEFAULT_SPECS if (ROOT / s).exists())]
+    specs = [str(Path(s).resolve()) for s in args.specs] or \
+        [str(ROOT / next(s for s in DEFAULT_SPECS if (ROOT / s).exists()))]
     with tempfile.TemporaryDirectory(prefix="netspec-pyc-") as tmp:
-        env = _env(None if args.no_pyc else tmp)
-        _run([sys.executable, "-m", "netspec.cli", "check", specs[0]], env)  # warm caches and .pyc
+        env = _env(None if args.no_pyc else f"{tmp}/current")
+        envs = {"this checkout": env}
+        if args.baseline:
+            base = _env(None if args.no_pyc else f"{tmp}/baseline")
+            base["PYTHONPATH"] = str(Path(args.baseline).resolve())
+            envs["baseline " + args.baseline] = base
+        for e in envs.values():
+            _run([sys.executable, "-m", "netspec.cli", "check", specs[0]], e)  # warm caches and .pyc
         print(f"python {sys.version.split()[0]} ({sys.executable}); "
-              f"{'no .pyc (compiled every run)' if args.no_pyc else 'warm .pyc'}; median of {args.n}")
+              f"{'no .pyc (compiled every run)' if args.no_pyc else 'warm .pyc'}; median of {args.n}; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         for spec in specs:
-            r = bench(spec, args.n, env)
-            print(f"{spec}  (exit {r['rc']})")
-            print(f"  `netspec check` total   {_ms(r, 'total')}")
-            print(f"  interpreter start-up    {_ms(r, 'startup')}")
-            print(f"  import netspec.cli      {_ms(r, 'import')}")
-            print(f"  check work              {_ms(r, 'work')}")
-            print(f"  heavy modules imported: {', '.join(r['heavy']) or 'none'}")  # type: ignore[arg-type]
+            for name, r in bench(spec, args.n, envs).items():
+                print(f"{Path(spec).relative_to(ROOT) if spec.startswith(str(ROOT)) else spec} — {name} "
+                      f"(exit {r['rc']})")
+                print(f"  `netspec check` total   {_ms(r, 'total')}")
+                print(f"  interpreter start-up    {_ms(r, 'startup')}")
+                print(f"  import netspec.cli      {_ms(r, 'import')}")
+                print(f"  check work              {_ms(r, 'work')}")
+                print(f"  heavy modules imported: {', '.join(r['heavy']) or 'none'}")  # type: ignore[arg-type]
     return 0
 
 
