@@ -161,31 +161,54 @@ class _Builder:
                       "(ResNet-152 has about 5,000)", self.loc(mark))
 
     def run(self, parser: Any) -> Any:
-        file, stack, get_event = self.file, self.stack, parser.get_event
+        # The common cases (a plain key, a plain string or number value in a mapping or list) are
+        # inlined: this loop runs once per YAML token.
+        file, stack, get_event, tags = self.file, self.stack, parser.get_event, self.tags
         scalar_event, stream_end = yaml.ScalarEvent, yaml.StreamEndEvent
         new_loc = tuple.__new__  # SourceLoc(...) without the NamedTuple constructor's extra call
         while True:
             event = get_event()
-            kind = type(event)
-            if kind is scalar_event:
+            if type(event) is scalar_event:
                 self.nodes += 1
                 mark = event.start_mark
                 loc = new_loc(SourceLoc, (file, mark.line + 1, mark.column + 1))
+                text = event.value
+                plain = event.tag is None and event.implicit[0]
                 frame = stack[-1] if stack else None
                 if frame is not None and frame.is_map and frame.key is None:
-                    self.on_key(frame, event, loc)
+                    if plain and text != "<<" and len(text) <= MAX_STRING:
+                        frame.key = text
+                        frame.key_loc = loc
+                    else:
+                        self.on_key(frame, event, loc)
                     continue
-                if event.tag is None and event.implicit[0]:
-                    value: Any = self.plain(event.value, mark)
+                if plain and tags.get(text) == _STR and len(text) <= MAX_STRING:
+                    value: Any = text
+                elif plain:
+                    value = self.plain(text, mark)
                 else:
                     value = self.scalar(event)
                 if event.anchor is not None:
                     self.anchors[event.anchor] = (value, 1)
-                self.attach(value, loc)
-            elif kind is stream_end:
+                if frame is None or event.anchor is not None:
+                    self.attach(value, loc)
+                elif frame.is_map:
+                    key = frame.key
+                    container = frame.value
+                    if key is _MERGE_KEY or key in container:
+                        self.attach(value, loc)
+                    else:
+                        frame.key = None
+                        container[key] = value
+                        container.key_locs[key] = frame.key_loc  # type: ignore[union-attr]
+                        container.value_locs[key] = loc  # type: ignore[union-attr]
+                else:
+                    frame.value.append(value)
+                    frame.value.item_locs.append(loc)  # type: ignore[union-attr]
+            elif type(event) is stream_end:
                 return self.root
             else:
-                self.other(event, kind)
+                self.other(event, type(event))
             if self.nodes > MAX_NODES:
                 raise self.too_many(event.start_mark)
 

@@ -1,4 +1,7 @@
-"""The positioned YAML loader: values, positions, and hostile input refused with a located error."""
+"""The positioned YAML loader: values, positions, and hostile input refused with a located error.
+
+"Within a second" is CPU time: on a shared 2-core machine wall time mostly measures the neighbours.
+"""
 
 from __future__ import annotations
 
@@ -118,10 +121,10 @@ HOSTILE = [
 
 @pytest.mark.parametrize("raw,message,line,col", [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
 def test_hostile_input_is_a_located_error_within_a_second(raw: bytes, message: str, line: int, col: int) -> None:
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(NetspecError) as info:
         load_yaml(raw, "f.yaml")
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     (d,) = info.value.diagnostics
     assert (d.severity, d.message, d.loc) == ("error", message, SourceLoc("f.yaml", line, col))
     assert elapsed < 1.0
@@ -130,8 +133,8 @@ def test_hostile_input_is_a_located_error_within_a_second(raw: bytes, message: s
 def test_many_layers_are_bounded(tmp_path) -> None:
     """A file with a million layers is refused by size before it is parsed."""
     raw = b"layer:\n" + b"  - {name: a, type: ReLU}\n" * 1_000_000
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(NetspecError) as info:
         load_yaml(raw, "big.yaml")
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert info.value.diagnostics[0].message.startswith("file is 26,000,007 bytes; specs larger than 4 MiB")
