@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Mapping
 
-from netspec.errors import Diagnostic, NetspecError, sort_key
+from netspec.errors import Diagnostic, NetspecError, SourceLoc, did_you_mean, sort_key
 from netspec.graph import Graph, Phase, build_partial
 from netspec.layers.base import Shape, count, fmt_shape
 from netspec.report import count_text, human_bytes, shape_text
@@ -51,6 +51,7 @@ def _infer_all(spec: NetSpec, phase: Phase, input_shapes: Mapping[str, Shape] | 
     """Graph and shapes for one phase, with the spec's diagnostics: (report or None, all diagnostics)."""
     graph, graph_diags = build_partial(spec, phase)
     errors = [d for d in spec_diags + graph_diags if d.severity == "error"]
+    errors += _unknown_inputs(graph, input_shapes)
     try:
         report: ShapeReport | None = infer(graph, input_shapes, batch, strict)
         shape_diags = list(report.diagnostics) if report else []
@@ -58,6 +59,20 @@ def _infer_all(spec: NetSpec, phase: Phase, input_shapes: Mapping[str, Shape] | 
         report, shape_diags = None, e.diagnostics
     # infer() repeats the spec's and the graph's warnings; errors of the earlier stages come from here
     return report, errors + shape_diags
+
+
+def _unknown_inputs(graph: Graph, input_shapes: Mapping[str, Shape] | None) -> list[Diagnostic]:
+    """`--input-shape NAME=...` must name an input of the checked net."""
+    inputs = sorted({graph.blob_names[t] for t in graph.inputs})
+    out = []
+    for name in input_shapes or {}:
+        if name in inputs:
+            continue
+        guess = did_you_mean(name, inputs)
+        known = f"; {guess}" if guess else f" (its inputs: {', '.join(inputs) or 'none'})"
+        out.append(Diagnostic("error", f"--input-shape gives '{name}', but the {graph.phase} net has no input "
+                                       f"blob of that name{known}", SourceLoc(graph.spec.file, 1, 1)))
+    return out
 
 
 def _finish(spec: NetSpec, diags: list[Diagnostic]) -> list[Diagnostic]:

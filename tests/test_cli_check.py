@@ -49,6 +49,13 @@ def test_usage_errors_exit_2(check_text, args: list[str], message: str) -> None:
     assert r.err.startswith("usage: netspec check [-h]") and r.err.endswith(f"error: {message}\n")
 
 
+def test_input_shape_must_name_an_input(check_text) -> None:
+    r = check_text(SMALL, "--input-shape", "dta=1,1,28,28")
+    assert (r.rc, r.out) == (1, "")
+    assert r.err == ("net.yaml:1:1: error: --input-shape gives 'dta', but the TEST net has no input blob of that "
+                     "name; did you mean 'data'?\n1 error\n")
+
+
 def test_unreadable_file_is_a_located_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     r = run_cli(["check", "missing.yaml"])
