@@ -57,8 +57,9 @@ def _value_and_grads(run: Any, x: jax.Array, w: jax.Array, dy: jax.Array) -> tup
     return (y, *vjp(dy))
 
 
-def _assert_matches(case: Case, run: Any, dtype: Any = jnp.float32, rtol: float = 1e-5, seed: int = 0) -> None:
-    """y, dx and dw of ``run`` equal lax's (the definition) to ``rtol`` of the magnitude of the summed terms.
+def _assert_matches(case: Case, runs: dict[str, Any], dtype: Any = jnp.float32, rtol: float = 1e-5,
+                    seed: int = 0) -> None:
+    """y, dx and dw of each run equal lax's (the definition) to ``rtol`` of the magnitude of the summed terms.
 
     The magnitude is lax's computation on |x|, |w|, |dy|: an elementwise bound on the rounding error of a
     sum that stays meaningful where the signed result cancels to ~0. One jit per case keeps compiles few.
@@ -69,17 +70,19 @@ def _assert_matches(case: Case, run: Any, dtype: Any = jnp.float32, rtol: float 
     ref = _lax_conv(case)
 
     @jax.jit
-    def all_three(x: jax.Array, w: jax.Array, dy: jax.Array) -> tuple[tuple[jax.Array, ...], ...]:
-        return (_value_and_grads(run, x, w, dy), _value_and_grads(ref, x, w, dy),
+    def everything(x: jax.Array, w: jax.Array, dy: jax.Array) -> Any:
+        return ({k: _value_and_grads(run, x, w, dy) for k, run in runs.items()}, _value_and_grads(ref, x, w, dy),
                 _value_and_grads(ref, jnp.abs(x), jnp.abs(w), jnp.abs(dy)))
 
-    got, want, scale = all_three(x, w, dy)
-    for name, g, r, s in zip(("y", "dx", "dw"), got, want, scale, strict=True):
-        assert g.shape == r.shape and g.dtype == r.dtype, (name, g.shape, g.dtype, r.shape, r.dtype)
-        err = np.abs(np.asarray(g, np.float64) - np.asarray(r, np.float64))
-        bound = rtol * np.asarray(s, np.float64) + 1e-30
-        worst = np.unravel_index(np.argmax(err / bound), err.shape)
-        assert np.all(err <= bound), f"{name}: error {err[worst]:.3g} > {bound[worst]:.3g} at {worst} ({case})"
+    got, want, scale = everything(x, w, dy)
+    for run_name, values in got.items():
+        for name, g, r, s in zip(("y", "dx", "dw"), values, want, scale, strict=True):
+            assert g.shape == r.shape and g.dtype == r.dtype, (run_name, name, g.shape, g.dtype, r.shape, r.dtype)
+            err = np.abs(np.asarray(g, np.float64) - np.asarray(r, np.float64))
+            bound = rtol * np.asarray(s, np.float64) + 1e-30
+            worst = np.unravel_index(np.argmax(err / bound), err.shape)
+            assert np.all(err <= bound), (f"{run_name} {name}: error {err[worst]:.3g} > {bound[worst]:.3g} "
+                                          f"at {worst} ({case})")
 
 
 def _conv_with(case: Case, impl: str) -> Any:
@@ -93,8 +96,9 @@ def _conv_with_plan(case: Case, plan: Plan) -> Any:
 # ----------------------------------------------------------------------------------------------------------
 # Random shapes: every formulation, with and without batch chunking, against lax.
 
-_PLANS = [Plan(f, f, f, c) for f in ("taps", "im2col") for c in (0, 1, 2)] + [
-    Plan("taps", "im2col", "taps", 2), Plan("im2col", "xla", "im2col", 1), Plan("xla", "taps", "im2col", 0)]
+_PLANS = [Plan.uniform(f, c) for f in ("taps", "im2col") for c in (0, 1, 2)] + [  # type: ignore[arg-type]
+    Plan("taps", "im2col", "taps", 2, 0, 1), Plan("im2col", "xla", "im2col", 1, 0, 2),
+    Plan("xla", "taps", "im2col", 0, 2, 0)]
 
 
 @st.composite
@@ -116,7 +120,7 @@ def cases(draw: st.DrawFn) -> Case:
 @example(case=Case(2, 7, 9, 3, 2, 1, (3, 3), (2, 2), ((1, 1), (1, 1))), plan=_PLANS[1])
 @example(case=Case(3, 6, 6, 1, 1, 4, (3, 3), (1, 1), ((1, 1), (1, 1))), plan=_PLANS[4])
 def test_planned_conv_matches_lax(case: Case, plan: Plan) -> None:
-    _assert_matches(case, _conv_with_plan(case, plan))
+    _assert_matches(case, {str(plan): _conv_with_plan(case, plan)})
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -138,31 +142,40 @@ EXPLICIT = {
 }
 
 
-@pytest.mark.parametrize("impl", ["auto", "taps", "im2col"])
 @pytest.mark.parametrize("name", sorted(EXPLICIT))
-def test_named_shapes(name: str, impl: str) -> None:
-    _assert_matches(EXPLICIT[name], _conv_with(EXPLICIT[name], impl))
+def test_named_shapes(name: str) -> None:
+    case = EXPLICIT[name]
+    _assert_matches(case, {impl: _conv_with(case, impl) for impl in ("auto", "taps", "im2col")})
+
+
+def test_auto_runs_the_cpu_policy_plan() -> None:
+    """A shape above the tiny cutoff: impl="auto" goes through the custom VJP with the policy's plan."""
+    case = Case(4, 12, 12, 16, 16, 1, (3, 3), padding=((1, 1), (1, 1)))
+    geom = ConvGeometry(4, 12, 12, 16, 16, (3, 3), padding=((1, 1), (1, 1)))
+    assert geom.flops > kconv._TINY_FLOPS
+    assert choose_plan("cpu", geom) == Plan("xla", "taps", "taps")
+    run = _conv_with(case, "auto") if jax.default_backend() == "cpu" else _conv_with_plan(
+        case, choose_plan("cpu", geom))
+    _assert_matches(case, {"auto": run})
 
 
 def test_lenet_conv2_5x5_mixed_plan() -> None:
     """A 5x5 kernel (25 taps) once, with each pass in a different formulation and batch chunking."""
     case = Case(3, 8, 8, 4, 3, 1, (5, 5), padding=((2, 2), (2, 2)))
-    _assert_matches(case, _conv_with_plan(case, Plan("taps", "im2col", "taps", 2)))
+    _assert_matches(case, {"mixed": _conv_with_plan(case, Plan("taps", "im2col", "taps", 2, 2, 2))})
 
 
 def test_batch_chunk_remainder() -> None:
     """5 images in loop steps of 2: two steps in the scan plus a remainder step outside it."""
     case = Case(5, 6, 7, 3, 4, 1, (3, 3), (2, 1), ((1, 1), (0, 2)))
-    for form in ("taps", "im2col"):
-        _assert_matches(case, _conv_with_plan(case, Plan(form, form, form, 2)))  # type: ignore[arg-type]
+    _assert_matches(case, {f: _conv_with_plan(case, Plan.uniform(f, 2)) for f in ("taps", "im2col")})
 
 
 def test_float64() -> None:
     case = EXPLICIT["stride2_asym_pad"]
     with jax.enable_x64(True):
-        for form in ("taps", "im2col"):
-            plan = Plan(form, form, form, 1)  # type: ignore[arg-type]
-            _assert_matches(case, _conv_with_plan(case, plan), dtype=jnp.float64, rtol=1e-13)
+        runs = {f: _conv_with_plan(case, Plan.uniform(f, 1)) for f in ("taps", "im2col")}
+        _assert_matches(case, runs, dtype=jnp.float64, rtol=1e-13)
 
 
 def test_bfloat16_with_float32_accumulation() -> None:
@@ -176,7 +189,7 @@ def test_bfloat16_with_float32_accumulation() -> None:
     @jax.jit
     def both(x: jax.Array, w: jax.Array, dy: jax.Array) -> tuple[tuple[jax.Array, ...], ...]:
         return tuple(_value_and_grads(run(p), x, w, dy) for p in (
-            Plan("xla", "xla", "xla"), Plan("taps", "im2col", "taps", 1), Plan("im2col", "taps", "im2col", 0)))
+            Plan("xla", "xla", "xla"), Plan("taps", "im2col", "taps", 1, 1, 1), Plan("im2col", "taps", "im2col")))
 
     (ref_y, *ref_grads), *others = both(x, w, dy)
     for y, *grads in others:
@@ -217,15 +230,37 @@ def test_bad_arguments_are_reported_together() -> None:
 # The policy is pure: pin its decisions.
 
 
-def test_policy_uses_xla_off_cpu() -> None:
+def test_policy_uses_xla_off_cpu_and_for_tiny_shapes() -> None:
     geom = ConvGeometry(128, 16, 16, 128, 128, (3, 3), padding=((1, 1), (1, 1)))
     for backend in ("gpu", "tpu", "cuda", "rocm"):
         assert choose_plan(backend, geom) == Plan("xla", "xla", "xla")
+    assert choose_plan("cpu", ConvGeometry(4, 8, 8, 8, 8, (3, 3))) == Plan("xla", "xla", "xla")
+
+
+def test_policy_on_cpu_follows_the_measurements() -> None:
+    wide = ConvGeometry(128, 16, 16, 128, 128, (3, 3), padding=((1, 1), (1, 1)))
+    plan = choose_plan("cpu", wide)
+    assert (plan.forward, plan.input_grad, plan.weight_grad) == ("xla", "xla", "taps")
+    assert plan.weight_grad_chunk == kconv.batch_chunk(wide) > 0
+    strided = dataclasses.replace(wide, stride=(2, 2))
+    assert choose_plan("cpu", strided).input_grad == "taps"
+    stem = ConvGeometry(128, 32, 32, 3, 64, (3, 3), padding=((1, 1), (1, 1)))
+    assert choose_plan("cpu", stem) == Plan("xla", "im2col", "im2col", 0, 0, kconv.batch_chunk(stem))
+    lenet2 = ConvGeometry(64, 12, 12, 20, 50, (5, 5))
+    assert (choose_plan("cpu", lenet2).input_grad, choose_plan("cpu", lenet2).weight_grad) == ("taps", "xla")
+    depthwise = dataclasses.replace(wide, groups=128)
+    assert choose_plan("cpu", depthwise) == Plan("taps", "taps", "taps", kconv.batch_chunk(depthwise), 0,
+                                                 kconv.batch_chunk(depthwise))
+    grouped = ConvGeometry(16, 27, 27, 96, 256, (5, 5), padding=((2, 2), (2, 2)), groups=2)
+    assert choose_plan("cpu", grouped).forward == "im2col"
 
 
 def test_batch_chunk_bounds_window_bytes() -> None:
     geom = ConvGeometry(128, 32, 32, 64, 64, (3, 3), padding=((1, 1), (1, 1)))
     chunk = kconv.batch_chunk(geom)
     assert 1 <= chunk < 128
-    assert chunk * 32 * 32 * 64 * 4 <= max(kconv._CHUNK_BYTES, 32 * 32 * 64 * 4)
+    assert chunk * 32 * 32 * 64 * 4 <= kconv._CHUNK_BYTES
+    assert kconv.batch_chunk(dataclasses.replace(geom, dtype="bfloat16")) == 2 * chunk
     assert kconv.batch_chunk(dataclasses.replace(geom, batch=1)) == 0
+    huge = dataclasses.replace(geom, height=512, width=512, batch=2)
+    assert kconv.batch_chunk(huge) == 1

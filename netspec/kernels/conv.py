@@ -87,15 +87,54 @@ class Plan:
     forward: Formulation
     input_grad: Formulation
     weight_grad: Formulation
-    batch_chunk: int = 0  # images per loop step of the matmul formulations; 0 = the whole batch at once
+    # Images per loop step of a matmul formulation (see _batch_map); 0 runs the whole batch in one step.
+    forward_chunk: int = 0
+    input_grad_chunk: int = 0
+    weight_grad_chunk: int = 0
+
+    @classmethod
+    def uniform(cls, formulation: Formulation, chunk: int = 0) -> Plan:
+        """Every pass in one formulation with one chunk size."""
+        return cls(formulation, formulation, formulation, chunk, chunk, chunk)
 
 
 def _out_len(size: int, k: int, s: int, pad: Pair, d: int) -> int:
     return (size + pad[0] + pad[1] - d * (k - 1) - 1) // s + 1
 
 
-# Bytes of one per-tap window (or output-gradient slab) per loop step of the matmul formulations.
+# Measurements behind the policy: tools/bench_conv.py --formulations --clock cpu --stat min on a 2-vCPU AMD
+# EPYC VM, jax 0.10.2, float32, milliseconds of process CPU time / 2 (= wall time on idle cores; the machine was
+# shared, so wall time was not reproducible). Shapes are Cin->Cout kernel at HxW, batch; "best" names the
+# winning formulation with its batch chunk ("/c": chunked by batch_chunk, "/0": whole batch).
+#
+#                                          forward               input grad            weight grad
+#                                          xla    best           xla    best           xla     best
+#   LeNet conv1 1->20 5x5 28x28 b64        0.70   0.70 xla       5.70   0.95 im2col/0  1.30    1.30 taps/0 (*)
+#   LeNet conv2 20->50 5x5 12x12 b64       2.02   2.02 xla       5.64   2.97 taps/0    2.73    2.73 xla
+#   LeNet conv2 20->50 5x5 12x12 b256      9.68   9.68 xla      26.6   10.2 taps/c    14.4    14.4 xla
+#   ResNet stem 3->64 3x3 32x32 b128      15.6   15.6 xla       20.0    5.04 im2col/0 38.7    17.7 im2col/c
+#   ResNet 64->64 3x3 32x32 b128          81.9   81.9 xla       93.0  93.0 xla      1009     121 taps/c
+#   ResNet 128->128 3x3 16x16 b128        64.3   64.3 xla       69.5  69.5 xla       319    87.7 taps/c
+#   ResNet 128->128 3x3 16x16 s2 b128     21.5   21.5 xla       30.9  20.4 im2col/c  43.5   28.9 taps/c
+#   ResNet 256->256 3x3 8x8 b128          64.5   64.5 xla       67.6  67.6 xla       166    79.0 taps/c
+#   ResNet 1x1 64->128 32x32 s2 b128       4.63   4.63 xla      18.9  17.7 taps/0    125     9.0 im2col/0
+#   7x7 s2 3->64 224x224 b16              39.0   39.0 xla       98.6  98.6 xla       294     149 im2col/c
+#   AlexNet conv2 5x5 g2 96->256 27x27 b16  331  103 im2col/c   290    97.7 taps/c    678    68.3 taps/c
+#   dilated 3x3 d2 64->64 32x32 b32       15.8   15.8 xla       17.1  17.1 xla       175    31.1 taps/c
+#   depthwise 3x3 128 16x16 b128          65.0    2.8 taps/c    67.2   2.7 taps/0     272    12.1 taps/c
+#   3x3 8->8 8x8 b4 (0.3 MFLOP)           0.05   0.04 im2col    0.08   0.07 im2col    0.06   0.04 im2col
+# (*) the policy's narrow rule picks im2col/c there: 1.48 ms, within the noise of a 37 MFLOP pass.
+# bfloat16 inputs (float32 accumulation) rank the same way: 128->128 16x16 b128 forward 82 vs 126 (taps),
+# input grad 91 vs 131, weight grad 545 vs 145 (taps).
+# The matmul peak on the same machine is 151-161 GFLOP/s, so 9.66 GFLOP takes >= 60 ms: XLA's forward and its
+# stride-1 input gradient for wide layers are already near it; its weight gradient is 2-13x slower.
+
+# Bytes of one per-tap window per loop step: 1 MiB keeps a step's windows in cache. Sweeping chunks of
+# 0/2/8/32 images (ResNet 64->64 32x32 weight grad: 325/-/121(4)/643 ms; 128->128 16x16: 136/-/88(8)/358)
+# put the optimum at 2-16 images, which is ~0.5-2 MiB per window for these shapes.
 _CHUNK_BYTES = 1 << 20
+# Below this many FLOPs per pass every formulation takes tens of microseconds; XLA's compiles fastest.
+_TINY_FLOPS = 2_000_000
 
 
 def batch_chunk(geom: ConvGeometry) -> int:
@@ -108,12 +147,56 @@ def batch_chunk(geom: ConvGeometry) -> int:
 
 
 def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
-    """Pick the fastest formulation of each pass for ``backend`` ("cpu", "gpu", "tpu", ...) and shape."""
-    if backend != "cpu":
-        # cuDNN / the TPU convolution emitter already run convolutions and their gradients near matmul
-        # speed; the matmul rewrites only add copies there.
+    """Pick the fastest formulation of each pass for ``backend`` ("cpu", "gpu", "tpu", ...) and shape.
+
+    Pure: the table above these functions is the evidence for each branch.
+    """
+    if backend != "cpu" or geom.flops < _TINY_FLOPS:
+        # cuDNN and the TPU convolution emitter run all three passes near matmul speed; the rewrites here
+        # target XLA:CPU. (Not measured on an accelerator in this repository.)
         return Plan("xla", "xla", "xla")
-    return Plan("xla", "xla", "taps", batch_chunk(geom))
+    chunk = batch_chunk(geom)
+    cin_g = geom.in_channels // geom.groups
+    cout_g = geom.out_channels // geom.groups
+    depthwise = geom.groups > 1 and cin_g == 1
+    ho, wo = geom.out_size
+    taps = geom.kernel[0] * geom.kernel[1]
+    narrow = cin_g < 16  # per-tap matmuls with K or N this small run far below peak; im2col widens them
+
+    # Forward: XLA wins every dense (groups=1) shape measured, by 1.0-2x. Its grouped and depthwise
+    # convolutions are slow on CPU (AlexNet g2 331 vs 103 ms; depthwise 65 vs 2.8 ms).
+    if depthwise:
+        forward, forward_chunk = "taps", chunk
+    elif geom.groups > 1:
+        forward, forward_chunk = "im2col", chunk
+    else:
+        forward, forward_chunk = "xla", 0
+
+    # Input grad: XLA's is a forward conv of the dilated output gradient; it is as fast as the matmuls for
+    # wide stride-1 layers and for large strided kernels (7x7 s2 stem: 98.6 vs 129 ms), and 1.5-6x slower
+    # for narrow, strided or grouped ones. A depthwise body is elementwise: chunking it measured 4x slower.
+    if depthwise:
+        input_grad, input_grad_chunk = "taps", 0
+    elif geom.groups == 1 and ((geom.stride == (1, 1) and cin_g >= 64 and cout_g >= 64)
+                               or (geom.stride != (1, 1) and taps > 9)):
+        input_grad, input_grad_chunk = "xla", 0
+    elif narrow:
+        input_grad, input_grad_chunk = "im2col", 0  # stem: 5.0 unchunked vs 8.1 chunked
+    else:
+        input_grad, input_grad_chunk = "taps", chunk
+
+    # Weight grad: XLA's is the slow one (a convolution whose kernel is the Ho x Wo output gradient). It
+    # holds its own only for small outputs of narrow layers (LeNet conv2: 8x8 outputs, 20x50 channels).
+    if depthwise:
+        weight_grad, weight_grad_chunk = "taps", chunk
+    elif ho * wo <= 100 and cin_g * cout_g <= 4096:
+        weight_grad, weight_grad_chunk = "xla", 0
+    elif narrow:
+        weight_grad, weight_grad_chunk = "im2col", chunk
+    else:
+        weight_grad, weight_grad_chunk = "taps", chunk
+    return Plan(forward, input_grad, weight_grad,  # type: ignore[arg-type]
+                forward_chunk, input_grad_chunk, weight_grad_chunk)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -156,6 +239,8 @@ def _mm_dx(g: jax.Array, b: jax.Array, groups: int, acc: Any) -> jax.Array:
     co = gco // groups
     g5 = g.reshape(*lead, groups, co)
     b3 = b.reshape(ci, groups, co)
+    if ci == 1 and co == 1:
+        return g.astype(acc) * b[0].astype(acc)  # depthwise without multiplier: no size-1 reduction
     if ci == 1:
         out = jnp.sum(g5.astype(acc) * b3[0].astype(acc), axis=-1)
     else:
@@ -165,20 +250,23 @@ def _mm_dx(g: jax.Array, b: jax.Array, groups: int, acc: Any) -> jax.Array:
 
 def _dw_operand(g: jax.Array, groups: int, ci: int) -> jax.Array:
     """Lay out the output gradient (N, Ho, Wo, G*Co) once for all the ``_mm_dw`` calls that share it."""
-    co = g.shape[-1] // groups
-    rows = g.reshape(-1, groups, co)
     if ci == 1 and groups > 1:
-        return rows  # depthwise: elementwise products, no transpose wanted
-    return rows.transpose(1, 2, 0)  # (G, Co, rows): contracted on its minor axis as a dot lhs
+        return g  # depthwise: elementwise products in the NHWC layout, no transpose wanted
+    co = g.shape[-1] // groups
+    return g.reshape(-1, groups, co).transpose(1, 2, 0)  # (G, Co, rows): contracted on its minor axis
 
 
 def _mm_dw(a: jax.Array, gt: jax.Array, groups: int, acc: Any) -> jax.Array:
-    """sum over rows of (rows, G*Ci)^T (rows, G*Co) -> (Ci, G*Co); ``gt`` comes from ``_dw_operand``."""
-    rows = a.reshape(-1, groups, a.shape[-1] // groups)
-    ci = rows.shape[-1]
+    """sum over (N, Ho, Wo) of a^T g for a (N, Ho, Wo, G*Ci) -> (Ci, G*Co); ``gt`` from ``_dw_operand``."""
+    ci = a.shape[-1] // groups
     if ci == 1 and groups > 1:
-        out = jnp.sum(rows.astype(acc) * gt.astype(acc), axis=0)[None]  # (1, G, Co)
-        return out.reshape(1, -1)
+        # Depthwise: a multiply-reduce. Keep it 4-D: XLA:CPU's reduction of flattened (rows, C) operands
+        # measured 2-4x slower (27 vs 60-120 ms for 3x3x128 at 16x16, batch 128).
+        co = gt.shape[-1] // groups
+        prod = a.astype(acc)[..., None] * gt.astype(acc).reshape(*gt.shape[:-1], groups, co) if co > 1 \
+            else a.astype(acc) * gt.astype(acc)
+        return jnp.sum(prod, axis=(0, 1, 2)).reshape(1, -1)
+    rows = a.reshape(-1, groups, ci)
     # (G, Co, rows) x (rows, G, Ci) -> (G, Co, Ci); the result is tiny, so transposing it is free.
     out = lax.dot_general(gt, rows, (((2,), (0,)), ((0,), (1,))), preferred_element_type=acc)
     return out.transpose(2, 0, 1).reshape(ci, -1)
@@ -282,7 +370,7 @@ def _batch_sum(fn: Callable[..., jax.Array], arrays: tuple[jax.Array, ...], chun
 
 # ----------------------------------------------------------------------------------------------------------
 # The three passes in each formulation. Forward: (spec, x, w) -> y. Input grad: (spec, x_shape, w, dy) -> dx.
-# Weight grad: (spec, x, w_shape, dy) -> dw. The matmul ones chunk the batch by ``spec.plan.batch_chunk``.
+# Weight grad: (spec, x, w_shape, dy) -> dw. The matmul ones chunk the batch as the plan says.
 
 
 def _xla_conv(x: jax.Array, w: jax.Array, spec: _Spec) -> jax.Array:
@@ -304,7 +392,7 @@ def _fwd_taps(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
         return sum(_mm_fwd(_window(xp, oi, oj, out, spec.stride), w[i, j], spec.groups, acc)
                    for i, j, oi, oj in _taps(w.shape[:2], spec))
 
-    return _batch_map(chunk, (x,), spec.plan.batch_chunk).astype(_out_dtype(x, w, spec))
+    return _batch_map(chunk, (x,), spec.plan.forward_chunk).astype(_out_dtype(x, w, spec))
 
 
 def _fwd_im2col(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
@@ -317,7 +405,7 @@ def _fwd_im2col(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
         out = _out_shape(xc.shape, w.shape, spec)[1:3]
         return _mm_fwd(_patches(xc, (kh, kw), out, spec), wm, spec.groups, acc)
 
-    return _batch_map(chunk, (x,), spec.plan.batch_chunk).astype(_out_dtype(x, w, spec))
+    return _batch_map(chunk, (x,), spec.plan.forward_chunk).astype(_out_dtype(x, w, spec))
 
 
 def _dx_xla(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
@@ -335,7 +423,7 @@ def _dx_taps(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.A
                   for i, j, oi, oj in _taps(w.shape[:2], spec))
         return _unpad(dxp, spec)
 
-    return _batch_map(chunk, (dy,), spec.plan.batch_chunk).astype(x_shape.dtype)
+    return _batch_map(chunk, (dy,), spec.plan.input_grad_chunk).astype(x_shape.dtype)
 
 
 def _dx_im2col(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
@@ -353,7 +441,7 @@ def _dx_im2col(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax
                   for t, (_, _, oi, oj) in enumerate(_taps((kh, kw), spec)))
         return _unpad(dxp, spec)
 
-    return _batch_map(chunk, (dy,), spec.plan.batch_chunk).astype(x_shape.dtype)
+    return _batch_map(chunk, (dy,), spec.plan.input_grad_chunk).astype(x_shape.dtype)
 
 
 def _dw_xla(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Array) -> jax.Array:
@@ -372,7 +460,7 @@ def _dw_taps(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.A
         return jnp.stack([_mm_dw(_window(xp, oi, oj, dyc.shape[1:3], spec.stride), gt, spec.groups, acc)
                           for _, _, oi, oj in _taps((kh, kw), spec)])
 
-    dw = _batch_sum(chunk, (x, dy), spec.plan.batch_chunk)
+    dw = _batch_sum(chunk, (x, dy), spec.plan.weight_grad_chunk)
     return dw.reshape(kh, kw, ci, co).astype(w_shape.dtype)
 
 
@@ -385,7 +473,7 @@ def _dw_im2col(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax
         cols = _patches(xc, (kh, kw), dyc.shape[1:3], spec)
         return _mm_dw(cols, _dw_operand(dyc, spec.groups, kh * kw * ci), spec.groups, acc)  # (T*Ci, Co)
 
-    dw = _batch_sum(chunk, (x, dy), spec.plan.batch_chunk)
+    dw = _batch_sum(chunk, (x, dy), spec.plan.weight_grad_chunk)
     return dw.reshape(kh, kw, ci, co).astype(w_shape.dtype)
 
 
@@ -500,7 +588,7 @@ def conv2d(x: jax.Array, w: jax.Array, *, stride: Pair = (1, 1),
     if impl == "auto":
         plan = choose_plan(jax.default_backend(), geom)
     else:
-        plan = Plan(impl, impl, impl, 0 if impl == "xla" else batch_chunk(geom))  # type: ignore[arg-type]
+        plan = Plan.uniform(impl, 0 if impl == "xla" else batch_chunk(geom))  # type: ignore[arg-type]
     return _run(dataclasses.replace(spec, preferred_element_type=_dtype_or_none(preferred_element_type),
                                     plan=plan), x, w)
 
