@@ -24,10 +24,30 @@ def enable(path: Path) -> str | None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         return f"compilation cache disabled: cannot create {path}: {e.strerror or e}"
+    jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    _forget_cache_decision()
     return None
+
+
+def disable() -> None:
+    """Turn the persistent cache off, also after an earlier run in this process turned it on."""
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    _forget_cache_decision()
+
+
+def _forget_cache_decision() -> None:
+    # JAX decides once per process whether the cache is in use; a library caller (or the test
+    # suite) that runs several trainings in one process needs each run's setting to take effect.
+    try:
+        from jax._src import compilation_cache
+    except ImportError:
+        return
+    compilation_cache.reset_cache()
 
 
 def enable_default(path: Path | None) -> str | None:
@@ -35,7 +55,10 @@ def enable_default(path: Path | None) -> str | None:
     from netspec.train.config import cache_disabled, default_cache_dir
 
     path = default_cache_dir() if path is None else path
-    return None if cache_disabled(path) else enable(path)
+    if cache_disabled(path):
+        disable()
+        return None
+    return enable(path)
 
 
 @dataclass
