@@ -26,6 +26,10 @@ from netspec.layers.base import LayerType, Message, Repeated, _listify
 from netspec.layers.common import BlobShape
 from netspec.source import PosDict, PosList, load_yaml, locate
 
+#: A bound on the work a spec can ask for (block expansion makes large nets from small files);
+#: the largest Caffe nets have a few thousand layers.
+MAX_LAYERS = 10_000
+
 # Every `*_param` message of Caffe's LayerParameter. A message not read by the layer's type is
 # ignored by Caffe; we warn. A name outside this list is a typo and an error.
 CAFFE_MESSAGES = frozenset({
@@ -840,6 +844,7 @@ def parse_partial(raw: Any, file: str = "<spec>") -> tuple[NetSpec, list[Diagnos
     if not isinstance(raw, PosDict):
         raise NetspecError([Diagnostic("error", "a spec must be a mapping (name, layer, ...), not "
                                                 f"{show(raw)}", getattr(raw, "loc", None) or SourceLoc(file, 1, 1))])
+    original = raw
     if _needs_blocks(raw):
         from netspec.blocks import expand
 
@@ -850,6 +855,12 @@ def parse_partial(raw: Any, file: str = "<spec>") -> tuple[NetSpec, list[Diagnos
         diags.extend(pydantic_diagnostics(e, raw, (), file, None, NetEnvelope))
         env = NetEnvelope.model_construct()
     key, items = _layer_list(raw, file, diags)
+    if len(items) > MAX_LAYERS:
+        expanded = " after block expansion" if raw is not original else ""
+        diags.append(Diagnostic("error", f"the net has {len(items):,} layers{expanded}; netspec check stops at "
+                                         f"{MAX_LAYERS:,} (ResNet-152 has 670)",
+                                locate(raw, (key,), key=True) or SourceLoc(file, 1, 1)))
+        items = PosList()
     layers, broken = _legacy_inputs(env, raw, file, diags)
     parser = _LayerParser(raw, key, file, diags)
     for i, item in enumerate(items):

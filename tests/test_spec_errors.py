@@ -186,6 +186,22 @@ def test_warnings_do_not_fail(check_text, text: str, expected: str) -> None:
     assert r.out.startswith("t — net.yaml — TEST net")
 
 
+def test_layer_count_is_bounded(check_text) -> None:
+    """A spec may not ask for unbounded work: too many layers fail fast, with the count."""
+    text = "layer:\n" + "".join(f"  - {{name: r{i}, type: ReLU}}\n" for i in range(10_001))
+    r = check_text(text)
+    assert (r.rc, r.err) == (1, "net.yaml:1:1: error: the net has 10,001 layers; netspec check stops at 10,000 "
+                                "(ResNet-152 has 670)\n1 error\n")
+
+
+def test_block_expansion_is_bounded_too(check_text) -> None:
+    text = ("blocks:\n  r:\n    args: [k]\n    layer:\n      - {name: \"r${k}\", type: ReLU}\n"
+            "layer:\n  - {use: r, repeat: 20000, with: {k: $i}}\n")
+    r = check_text(text)
+    assert (r.rc, r.err) == (1, "net.yaml:6:1: error: the net has 20,000 layers after block expansion; netspec "
+                                "check stops at 10,000 (ResNet-152 has 670)\n1 error\n")
+
+
 def test_strict_turns_the_lossy_conv_into_an_error(check_text) -> None:
     text = WARNINGS[1][1]
     r = check_text(text, "--strict")
