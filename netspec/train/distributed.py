@@ -277,6 +277,27 @@ def folder_class(topology: Topology) -> type[RunFolder]:
     return RunFolder if topology.is_main else PeerRunFolder
 
 
+def one_at_a_time(fn: Any, topology: Topology) -> Any:
+    """`fn` (a jitted step), waiting for its result where XLA:CPU runs collectives over several devices.
+
+    XLA:CPU runs every device's program on one shared thread pool, where its collectives meet. With
+    several steps in flight (JAX dispatches asynchronously) on an oversubscribed CPU, we saw those
+    meetings stall until XLA's 40 s rendezvous timeout aborted the process (jaxlib 0.10.2, 8 forced
+    host devices on 2 busy cores, 3 of 6 runs; 0 of 6 with one step in flight). So on the CPU with
+    more than one device each step finishes before the next is dispatched. GPUs and TPUs keep the
+    asynchronous dispatch.
+    """
+    mesh = topology.mesh
+    if mesh is None or mesh.size == 1 or mesh.devices.flat[0].platform != "cpu":
+        return fn
+    import jax
+
+    def step(*args: Any) -> Any:
+        return jax.block_until_ready(fn(*args))
+
+    return step
+
+
 def global_batch(host: Mapping[str, Any], sharding: Any) -> dict[str, Any]:
     """One global array per input from this process's rows (all rows when it is the only process)."""
     import jax
