@@ -192,6 +192,7 @@ class _Trainer:
         import jax
 
         from netspec.train import compile_cache
+        from netspec.train.distributed import one_at_a_time
         from netspec.train.step import batch_sharding, make_eval_step, make_train_step, replicated, zero_sums
 
         p, k = self.plan, self.solver.iter_size
@@ -206,6 +207,7 @@ class _Trainer:
                        out_shardings=(rep, rep), donate_argnums=(0,))
         self.compile_stats = compile_cache.CompileStats()
         self.step = compile_cache.compile_ahead(self.compile_stats, "train_step", step, state, abstract_batch)
+        self.step = one_at_a_time(self.step, self.topology)
         self.eval_step = None
         if self.test_model is not None:
             test_sharding = batch_sharding(self.mesh, False)
@@ -230,6 +232,7 @@ class _Trainer:
             fn = jax.jit(evaluate, in_shardings=(rep, rep, test_sharding, rep), out_shardings=rep)
             self.eval_step = compile_cache.compile_ahead(
                 self.compile_stats, "eval_step", fn, state.params, state.batch_stats, tbatch, self.zero_sums)
+            self.eval_step = one_at_a_time(self.eval_step, self.topology)
             self.test_sharding = test_sharding
 
     # ------------------------------------------------------------------ pieces of the loop
