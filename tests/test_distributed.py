@@ -378,5 +378,22 @@ def test_topology_global_shapes() -> None:
     assert Topology(mesh=None).global_shape((4, 3)) == (4, 3)
 
 
+def test_steps_wait_for_each_other_only_on_a_multi_device_cpu() -> None:
+    from types import SimpleNamespace
+
+    from netspec.train.distributed import one_at_a_time
+
+    def mesh(n: int, platform: str) -> SimpleNamespace:
+        return SimpleNamespace(size=n, devices=np.array([SimpleNamespace(platform=platform)] * n))
+
+    def step(x: Any) -> Any:
+        return x
+
+    assert one_at_a_time(step, Topology(mesh(1, "cpu"))) is step
+    assert one_at_a_time(step, Topology(mesh(8, "gpu"))) is step
+    waiting = one_at_a_time(step, Topology(mesh(8, "cpu")))
+    assert waiting is not step and waiting(np.float32(3)) == 3
+
+
 if __name__ == "__main__":
     sys.exit(_device_worker(Path(sys.argv[1])))
