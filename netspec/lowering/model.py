@@ -136,9 +136,16 @@ def _plan(graph: Graph, report: ShapeReport) -> tuple[tuple[_Step, ...], dict[st
     return tuple(steps), infos
 
 
-def _unsupported(graph: Graph, dtype: str, conv_impl: str) -> list[Diagnostic]:
+def _unsupported(report: ShapeReport, dtype: str, conv_impl: str) -> list[Diagnostic]:
+    graph = report.graph
     diags = [Diagnostic("error", f"layer type {n.kind.type_name} has no JAX lowering", n.layer.loc, n.name)
              for n in graph.nodes if n.kind.type_name not in LOWERINGS]
+    for n in graph.nodes:
+        if n.kind.type_name in ("Convolution", "Deconvolution"):
+            ndim = len(report.shapes[n.bottoms[0]])
+            if ndim != 4 or n.layer.messages["convolution_param"].axis != 1:
+                diags.append(Diagnostic("error", f"only 2-D convolution (4-D N,C,H,W blobs, axis 1) is lowered; "
+                                                 f"this one has a {ndim}-D input", n.layer.loc, n.name))
     if dtype not in DTYPES:
         diags.append(Diagnostic("error", f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}"))
     if conv_impl not in CONV_IMPLS:
@@ -391,7 +398,7 @@ def compile(spec_or_path: NetSpec | str | Path, phase: str = "TEST", *, dtype: s
     if phase not in ("TRAIN", "TEST"):
         raise NetspecError([Diagnostic("error", f"phase must be TRAIN or TEST, got {phase!r}")])
     report = check(spec, phase=phase, input_shapes=input_shapes, batch=batch)  # type: ignore[arg-type]
-    diags = _unsupported(report.graph, dtype, conv_impl)
+    diags = _unsupported(report, dtype, conv_impl)
     if diags:
         raise NetspecError(diags)
     return Model(report.graph, report, dtype, conv_impl)
