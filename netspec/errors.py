@@ -98,7 +98,11 @@ def sort_key(d: Diagnostic) -> tuple[str, int, int]:
 
 def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate `word` most likely misspells, or None: a case-only difference first, then a
-    close spelling (difflib ratio ≥ 0.7, ignoring case), then the one candidate it abbreviates."""
+    close spelling (difflib ratio ≥ 0.7, ignoring case), then the one candidate it abbreviates.
+
+    In a haystack of thousands (the blobs of a huge net) only names of about the same length and
+    initial are compared, so that a file full of typos cannot make this quadratic.
+    """
     options = sorted(set(candidates))
     lowered = {c.lower(): c for c in options}
     key = word.lower()
@@ -106,11 +110,17 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
         return lowered[key]
     import difflib
 
-    close = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.7)
+    pool = list(lowered)
+    if len(pool) > _MAX_POOL:
+        pool = [c for c in pool if c[:1] == key[:1] and abs(len(c) - len(key)) <= 2][:_MAX_POOL]
+    close = difflib.get_close_matches(key, pool, n=1, cutoff=0.7)
     if close:
         return lowered[close[0]]
     prefixed = [c for c in options if len(word) >= 3 and c.lower().startswith(key)]
     return prefixed[0] if len(prefixed) == 1 else None
+
+
+_MAX_POOL = 500
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:

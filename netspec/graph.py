@@ -120,6 +120,7 @@ class _Wiring:
         """`skip`: layers not to check (broken); `quiet`: layers whose clash with an earlier top named
         like them is already reported as a duplicate layer name. Layers with top errors join `skip`."""
         self.layers = layers
+        self._first: list[tuple[int, str]] | None = None
         self.writes: dict[str, list[tuple[int, str]]] = {}
         self.tops_of: list[tuple[str, ...]] = []
         for i, layer in enumerate(layers):
@@ -168,25 +169,61 @@ class _Wiring:
         return None
 
     def known_before(self, i: int) -> list[str]:
-        return sorted(n for n, ws in self.writes.items() if any(j < i for j, _ in ws))
+        """Blob names written by layers before layer i, sorted."""
+        import bisect
+
+        if self._first is None:
+            # (index of the first write, name), in index order: a prefix of it is "before i"
+            self._first = sorted((ws[0][0], n) for n, ws in self.writes.items())
+        return sorted(n for _, n in self._first[:bisect.bisect_left(self._first, (i, ""))])
 
 
-def _unknown_bottom(spec: NetSpec, layer: LayerSpec, b: int, name: str, known: list[str],
-                    phase: str) -> Diagnostic:
-    elsewhere = next((other for other in spec.layers + spec.broken
-                      if name in other.top and not other.in_phase(phase, spec.level, spec.stages)), None)
-    msg = f"unknown bottom blob '{name}'" + (f" (bottom {b})" if len(layer.bottom) > 1 else "")
-    if elsewhere is not None:
-        msg += f": layer '{elsewhere.name}' makes it, but that layer is not in the {phase} net " \
-               f"({_rule_text(elsewhere)})"
-        hint = f"exclude '{layer.name}' from {phase} too, or give the {phase} net its own '{name}'"
-    else:
-        suggestion = did_you_mean(name, known)
+#: did-you-mean searches per graph: each is linear in the blobs, so a file of thousands of
+#: unknown bottoms must not make thousands of them
+MAX_SUGGESTIONS = 25
+
+
+class _Unknowns:
+    """Messages for unknown bottoms, with the work per message bounded."""
+
+    def __init__(self, spec: NetSpec, phase: str) -> None:
+        self.spec, self.phase = spec, phase
+        self.suggestions = 0
+        self._elsewhere: dict[str, LayerSpec] | None = None
+
+    def elsewhere(self, name: str) -> LayerSpec | None:
+        """A layer that makes blob `name` but is not in this phase's net."""
+        if self._elsewhere is None:
+            spec = self.spec
+            self._elsewhere = {}
+            for other in spec.layers + spec.broken:
+                if not other.in_phase(self.phase, spec.level, spec.stages):
+                    for top in other.top or (other.name,):
+                        self._elsewhere.setdefault(top, other)
+        return self._elsewhere.get(name)
+
+    def diagnostic(self, layer: LayerSpec, b: int, name: str, wiring: _Wiring, i: int) -> Diagnostic:
+        phase = self.phase
+        msg = f"unknown bottom blob '{name}'" + (f" (bottom {b})" if len(layer.bottom) > 1 else "")
+        other = self.elsewhere(name)
+        if other is not None:
+            msg += f": layer '{other.name}' makes it, but that layer is not in the {phase} net " \
+                   f"({_rule_text(other)})"
+            return Diagnostic("error", msg, layer.where("bottom", b), layer.name,
+                              f"exclude '{layer.name}' from {phase} too, or give the {phase} net its own '{name}'")
+        known = wiring.known_before(i) if self.suggestions < MAX_SUGGESTIONS else []
+        self.suggestions += 1
+        suggestion = did_you_mean(name, known) if known else None
         if suggestion:
-            msg += f"; {suggestion}"
-        hint = None if suggestion else (f"blobs defined before this layer: {', '.join(known)}" if known
-                                        else "no blob is defined before this layer")
-    return Diagnostic("error", msg, layer.where("bottom", b), layer.name, hint)
+            return Diagnostic("error", f"{msg}; {suggestion}", layer.where("bottom", b), layer.name)
+        if self.suggestions > MAX_SUGGESTIONS:
+            hint = None
+        elif known:
+            shown = ", ".join(known[:12]) + (f", … ({len(known) - 12} more)" if len(known) > 12 else "")
+            hint = f"blobs defined before this layer: {shown}"
+        else:
+            hint = "no blob is defined before this layer"
+        return Diagnostic("error", msg, layer.where("bottom", b), layer.name, hint)
 
 
 def build_partial(spec: NetSpec, phase: Phase = "TEST", level: int | None = None,
@@ -222,6 +259,7 @@ def build_partial(spec: NetSpec, phase: Phase = "TEST", level: int | None = None
                 bad.add(i)
 
     wiring = _Wiring(layers, bad, duplicates, diags)
+    unknowns = _Unknowns(spec, phase)
     nodes: list[Node] = []
     for i, layer in enumerate(layers):
         bottoms = []
@@ -229,7 +267,7 @@ def build_partial(spec: NetSpec, phase: Phase = "TEST", level: int | None = None
             blob = wiring.resolve(i, name)
             if blob is None:
                 if name not in layer.top:  # reading its own top is reported as a top problem
-                    diags.append(_unknown_bottom(spec, layer, b, name, wiring.known_before(i), phase))
+                    diags.append(unknowns.diagnostic(layer, b, name, wiring, i))
                 bad.add(i)
                 blob = f"{name}@undefined"
             bottoms.append(blob)
@@ -290,14 +328,7 @@ def _toposort(nodes: list[Node], diags: list[Diagnostic]) -> list[Node]:
             if waiting[u] == 0:
                 heapq.heappush(ready, u)
     stuck = {i for i, w in enumerate(waiting) if w > 0}
-    reported: set[int] = set()
-    for start in sorted(stuck):
-        if start in reported:
-            continue
-        cycle = _find_cycle(start, deps, stuck)
-        if cycle is None or reported & set(cycle):
-            continue
-        reported.update(cycle)
+    for cycle in _cycles(deps, stuck):
         first = min(cycle)
         names = [nodes[i].name for i in _rotate(cycle, first)]
         path = " → ".join(names + [names[0]])
@@ -307,31 +338,34 @@ def _toposort(nodes: list[Node], diags: list[Diagnostic]) -> list[Node]:
     return order
 
 
-def _find_cycle(start: int, deps: list[set[int]], stuck: set[int]) -> list[int] | None:
-    """A cycle reachable from `start` along dependencies (iterative DFS), in dependency order."""
-    path: list[int] = []
-    on_path: dict[int, int] = {}
-    done: set[int] = set()
-    stack: list[tuple[int, list[int]]] = [(start, sorted(deps[start] & stuck))]
-    path.append(start)
-    on_path[start] = 0
-    while stack:
-        node, todo = stack[-1]
-        if not todo:
-            stack.pop()
-            path.pop()
-            del on_path[node]
-            done.add(node)
+def _cycles(deps: list[set[int]], stuck: set[int]) -> list[list[int]]:
+    """Disjoint cycles among the stuck nodes, each in data-flow order: one depth-first search over
+    all of them (each node entered once), a cycle for each edge back into the current path."""
+    state: dict[int, int] = {}  # 1 = on the current path, 2 = finished
+    found: list[list[int]] = []
+    used: set[int] = set()
+    for start in sorted(stuck):
+        if start in state:
             continue
-        nxt = todo.pop(0)
-        if nxt in on_path:
-            return list(reversed(path[on_path[nxt]:]))
-        if nxt in done:
-            continue
-        on_path[nxt] = len(path)
-        path.append(nxt)
-        stack.append((nxt, sorted(deps[nxt] & stuck)))
-    return None
+        path = [start]
+        state[start] = 1
+        todo = [iter(sorted(deps[start] & stuck))]
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                todo.pop()
+                state[path.pop()] = 2
+                continue
+            if state.get(nxt) == 1:
+                cycle = path[path.index(nxt):]
+                if not used & set(cycle):
+                    used.update(cycle)
+                    found.append(list(reversed(cycle)))
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                todo.append(iter(sorted(deps[nxt] & stuck)))
+    return found
 
 
 def _rotate(cycle: list[int], first: int) -> list[int]:
