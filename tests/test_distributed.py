@@ -1,18 +1,24 @@
 """Scale-out on one host: 1 device vs 8 (forced host devices), BatchNorm and Dropout under sharding, bf16.
 
-The device count is fixed when JAX's backend starts, so the 8-device runs happen in one subprocess
-(`XLA_FLAGS=--xla_force_host_platform_device_count=8`), which runs this file as a script: it trains
-each spec on 1 device (`--devices 1`) and on all 8, and probes BatchNorm and Dropout directly.
+The device count is fixed when JAX's backend starts, so the 8-device work happens in one subprocess
+(`XLA_FLAGS=--xla_force_host_platform_device_count=8`) that runs this file as a script: it trains each
+spec with `netspec train` on 1 device (`--devices 1`) and on all 8, replays the 1-device run step by
+step on both device counts, and probes BatchNorm and Dropout directly.
 
-Tolerance. The same spec, seed and global batch on 1 and on 8 devices compute the same function; only
-the order of floating-point additions differs (each device sums its slice of the batch, then an
-all-reduce sums the 8 partial results). A reordered float32 sum of n terms differs by up to about
-log2(n) ulps (eps = 2^-23 ~ 1.2e-7 relative), and 50 optimizer steps carry and amplify such
-differences: measured here, the loss curves agree to 6e-7 (LeNet) and 4e-6 (with BatchNorm, whose
-1/sigma amplifies) relative. We assert 1e-4 relative on every step's loss (and 1e-4 / 1e-5 on the
-final parameters): 25x above that, while every real sharding bug is far above it — per-device
-BatchNorm statistics, per-device dropout masks or a missing gradient all-reduce change the loss by
-1e-2 or more from the first step (the probes below show the first two at that size).
+Tolerance. 1 and 8 devices compute the same function of the same parameters, batch and keys; only
+the order of float32 additions differs (each device sums over its slice of the batch, then an
+all-reduce sums the 8 partial results), which moves a result by a few ulps (eps = 2^-23 ~ 1.2e-7
+relative). So every step of the 1-device run, recomputed on 8 devices from the same state, must give
+the same loss and the same new parameters to 1e-5 relative (measured: <= 5e-7), over 50 steps. Real
+sharding bugs are 1e-2 or more from the first step: per-device BatchNorm statistics, per-device
+dropout masks, a missing gradient all-reduce (the probes below show the first two at that size).
+
+Two free-running runs are another matter. Their 1e-7 differences in the parameters can decide a
+near-tie in a max-pool window (or a ReLU at 0) differently, which routes a gradient elsewhere: the
+curves then differ by ~1e-4 in one step and drift apart chaotically, as any two float orders do
+(measured: LeNet, batch 16, seed 1 jumps from 1e-7 to 4.5e-5 at step 19 and reaches 1.6e-2 by step
+50; seed 2 stays below 4e-7 for 50 steps). For `netspec train` end to end we therefore assert the
+first step to 1e-6, every step within 10%, and the same learning (the last 10 losses' mean to 5%).
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ LENET = ROOT / "specs" / "lenet.yaml"
 BN_DROPOUT = Path(__file__).parent / "fixtures" / "distributed" / "bn_dropout.yaml"
 DEVICES = 8
 STEPS = 50
-LOSS_RTOL = 1e-4
-PARAM_RTOL, PARAM_ATOL = 1e-4, 1e-5
+STEP_RTOL = 1e-5  # one step from the same state: float32 reassociation only
+CHAOS_RTOL = 0.1  # two free-running runs, after a near-tie has been decided differently
 COMMON = ["--progress", "none", "--compile-cache", "off", "--max-iter", str(STEPS), "--display", "1",
           "--test-interval", "0", "--test-iter", "0", "--snapshot", "0", "--seed", "1"]
 # name -> (spec, extra flags): LeNet at a small global batch (2 rows per device), the BN/Dropout net at 16.
@@ -97,6 +103,51 @@ def _probe(out: Path) -> dict[str, Any]:
     return result
 
 
+def _step_by_step(spec: Path, batch_size: int | None) -> dict[str, list[float]]:
+    """The 1-device run of `netspec train` (same plan, init, optimizer, batches and step as the loop),
+    with every step also computed on 8 devices from the same state."""
+    import jax
+
+    import netspec
+    from netspec.data import BatchIterator, make_transformer
+    from netspec.solver import build_optimizer
+    from netspec.train.config import TrainOptions
+    from netspec.train.distributed import make_mesh
+    from netspec.train.plan import make_plan
+    from netspec.train.step import batch_sharding, init_state, make_train_step, replicated
+
+    overrides = {"seed": 1, "test_interval": 0, "test_iter": 0, "max_iter": STEPS}
+    plan = make_plan(TrainOptions(spec=spec, batch_size=batch_size, solver_overrides=overrides), devices=DEVICES)
+    model = netspec.compile(plan.spec, "TRAIN", batch=plan.batch_size)
+    tx = build_optimizer(plan.solver, model.lr_mults(), model.decay_mults())
+    state = init_state(jax.jit(model.init)(jax.random.PRNGKey(plan.solver.random_seed)), tx, plan.solver.random_seed)
+    ds = plan.splits.train
+    batches = BatchIterator(ds, plan.batch_size, names=plan.feed.names, shuffle=plan.data.shuffle,
+                            transform=make_transformer(plan.data.transform_param, ds.images.shape[1:], plan.base_dir),
+                            seed=plan.data.seed, prefetch=0)
+    steps = {}
+    for n in (1, DEVICES):
+        mesh = make_mesh(n)
+        rep, rows = replicated(mesh), batch_sharding(mesh, False)
+        steps[n] = (jax.jit(make_train_step(model, tx, 1), in_shardings=(rep, rows), out_shardings=(rep, rep)), rep, rows)
+
+    def rel(a: Any, b: Any) -> float:
+        return max((float(np.max(np.abs(np.asarray(x) - np.asarray(y))) / max(float(np.max(np.abs(x))), 1e-12))
+                    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))), default=0.0)
+
+    out: dict[str, list[float]] = {"loss_1": [], "loss_8": [], "params": [], "batch_stats": []}
+    for _ in range(STEPS):
+        batch = next(batches)
+        (s1, m1), (s8, m8) = (f(jax.device_put(state, rep), jax.device_put(batch, rows))
+                              for f, rep, rows in steps.values())
+        out["loss_1"].append(float(m1["loss"]))
+        out["loss_8"].append(float(m8["loss"]))
+        out["params"].append(rel(s1.params, s8.params))
+        out["batch_stats"].append(rel(s1.batch_stats, s8.batch_stats))
+        state = s1  # follow the 1-device run
+    return out
+
+
 def _device_worker(out: Path) -> int:
     from netspec.cli import main
 
@@ -106,6 +157,8 @@ def _device_worker(out: Path) -> int:
             status[f"{name}-{n}"] = main(["train", str(spec), "-o", str(out / f"{name}-{n}"), "--devices", str(n),
                                           *extra, *COMMON])
     (out / "status.json").write_text(json.dumps(status))
+    for name, (spec, extra) in NETS.items():
+        (out / f"steps-{name}.json").write_text(json.dumps(_step_by_step(spec, int(extra[1]) if extra else None)))
     _probe(out)
     return 0
 
@@ -138,7 +191,21 @@ def _state(run: Path) -> dict[str, Any]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("net", list(NETS))
-def test_one_device_and_eight_give_the_same_loss_curve(eight: Path, net: str) -> None:
+def test_every_step_on_eight_devices_equals_one_device(eight: Path, net: str) -> None:
+    """50 steps of the 1-device run, each also computed on 8 devices from the same state: the same loss
+    curve, parameters and BatchNorm statistics to float32 tolerance."""
+    steps = json.loads((eight / f"steps-{net}.json").read_text())
+    # The replay is `netspec train` itself: its 1-device losses are the CLI run's, to the bit.
+    assert steps["loss_1"] == list(_losses(eight / f"{net}-1"))
+    np.testing.assert_allclose(steps["loss_8"], steps["loss_1"], rtol=STEP_RTOL)
+    assert max(steps["params"]) < STEP_RTOL, steps["params"]
+    assert max(steps["batch_stats"]) < STEP_RTOL, steps["batch_stats"]
+    assert len(steps["loss_1"]) == STEPS and np.mean(steps["loss_1"][-10:]) < np.mean(steps["loss_1"][:10])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("net", list(NETS))
+def test_netspec_train_on_eight_devices_learns_as_on_one(eight: Path, net: str) -> None:
     assert json.loads((eight / "status.json").read_text()) == {f"{n}-{d}": 0 for n in NETS for d in (1, DEVICES)}
     one, many = eight / f"{net}-1", eight / f"{net}-{DEVICES}"
     info = json.loads((many / "run.json").read_text())
@@ -146,17 +213,13 @@ def test_one_device_and_eight_give_the_same_loss_curve(eight: Path, net: str) ->
     assert json.loads((many / "summary.json").read_text())["devices"] == DEVICES
     a, b = _losses(one), _losses(many)
     assert len(a) == len(b) == STEPS
-    assert a[-5:].mean() < a[:5].mean()  # it trains, so the curves compare something
-    np.testing.assert_allclose(b[0], a[0], rtol=1e-6)  # the first loss is one forward pass of the same params
-    np.testing.assert_allclose(b, a, rtol=LOSS_RTOL)
+    np.testing.assert_allclose(b[0], a[0], rtol=1e-6)  # the first loss: one forward pass of the same params
+    np.testing.assert_allclose(b, a, rtol=CHAOS_RTOL)
+    assert b[-10:].mean() == pytest.approx(a[-10:].mean(), rel=0.05) and a[-10:].mean() < 0.8 * a[:10].mean()
     va, vb = _state(one), _state(many)
-    for coll in ("params", "batch_stats"):
-        for layer, blobs in va[coll].items():
-            for i, x in blobs.items():
-                np.testing.assert_allclose(vb[coll][layer][i], x, rtol=PARAM_RTOL, atol=PARAM_ATOL,
-                                           err_msg=f"{coll} {layer}/{i}")
+    assert va["params"].keys() == vb["params"].keys()
     if net == "bn_dropout":
-        assert set(va["batch_stats"]) == {"bn1"}
+        assert set(va["batch_stats"]) == set(vb["batch_stats"]) == {"bn1"}
 
 
 @pytest.mark.slow
