@@ -159,7 +159,9 @@ def compare(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, stat: str, 
         for p in PASSES:
             t = _interleaved({impl: fns[impl][p] for impl in fns}, ops, repeats, stat, clock)
             cells = [f"{t[i] * 1e3:8.2f} {geom.flops / t[i] / 1e9:6.1f}" for i in fns]
-            print(_row(f"  {p}", [*cells, f"{t['xla'] / t['auto']:.2f}x", getattr(plan, p)]), flush=True)
+            chunk = getattr(plan, f"{p}_chunk")
+            label = getattr(plan, p) + (f"/{chunk}" if chunk else "")
+            print(_row(f"  {p}", [*cells, f"{t['xla'] / t['auto']:.2f}x", label]), flush=True)
 
 
 def formulations(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, chunks: list[int], stat: str,

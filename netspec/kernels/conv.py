@@ -1,33 +1,40 @@
 """2-D convolution with a hand-written VJP whose three passes each use the fastest formulation.
 
-Public entry point::
+Public entry point (what the Convolution lowering calls)::
 
     conv2d(x, w, *, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1,
            impl="auto", preferred_element_type=None) -> y
 
 - ``x``: NHWC input, ``w``: HWIO kernel ``(kh, kw, Cin // groups, Cout)``, ``y``: NHWC output.
-- ``padding``: explicit ``((top, bottom), (left, right))`` pairs; Caffe pads symmetrically, any pair works.
+- ``padding``: explicit ``((top, bottom), (left, right))`` pairs; Caffe pads symmetrically, any pair works
+  (pads larger than the kernel, and negative pads, which crop as in lax).
 - ``y`` equals ``lax.conv_general_dilated(x, w, stride, padding, rhs_dilation=dilation,
   dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)`` (cross-correlation), with
   ``Ho = (H + top + bottom - dilation_h * (kh - 1) - 1) // stride_h + 1`` and likewise for ``Wo``.
-- ``preferred_element_type``: accumulation and output dtype (e.g. ``jnp.float32`` for bf16 inputs).
-  Gradients always come back in the dtype of ``x`` and ``w``.
-- ``impl``: ``"xla"`` is the plain lax convolution differentiated by JAX; ``"auto"`` is a ``custom_vjp``
-  whose forward, input gradient and weight gradient each take the formulation that ``choose_plan`` picks
-  for the backend and shape; ``"taps"`` and ``"im2col"`` force one matmul formulation for all three passes
-  (for benchmarks and tests). The non-xla impls support reverse-mode autodiff only (no ``jax.jvp``).
+- ``preferred_element_type``: accumulation and output dtype (e.g. ``jnp.float32`` for bfloat16 inputs;
+  the caller casts the parameters). Gradients always come back in the dtypes of ``x`` and ``w``.
+- ``impl``: ``"xla"`` is the plain lax convolution differentiated by JAX. ``"auto"`` asks the pure
+  ``choose_plan(jax.default_backend(), geometry)`` (read at trace time) for a ``Plan``, which names the
+  formulation and batch chunk of the forward, the input gradient and the weight gradient; a mixed plan
+  runs under a ``jax.custom_vjp``. ``"taps"`` and ``"im2col"`` force one matmul formulation for all three
+  passes. Off CPU, and for tiny shapes, "auto" is exactly "xla".
+- Autodiff: the custom VJP gives reverse mode (grad, vjp, and grad of grad); forward mode (``jax.jvp``,
+  ``jacfwd``) needs ``impl="xla"``. jit and vmap work with every impl.
+- ``conv2d_planned(x, w, plan, ...)`` takes an explicit ``Plan`` (benchmarks, tests, experiments).
 
 Formulations (``Formulation``), all exact up to float rounding:
 
-- ``xla``: ``lax.conv_general_dilated`` and its JAX transposes.
+- ``xla``: ``lax.conv_general_dilated`` and its JAX transposes (via ``jax.linear_transpose``).
 - ``taps``: one matmul per kernel offset ``(i, j)`` on the strided window of the once-padded input
-  (forward: ``window_ij @ w[i, j]`` summed; weight grad: ``window_ij^T @ dy`` is slice ``(i, j)`` of dw;
+  (forward: ``window_ij @ w[i, j]`` summed; weight grad: ``dy^T @ window_ij`` is slice ``(i, j)`` of dw;
   input grad: ``dy @ w[i, j]^T`` scattered back with a strided pad and summed).
 - ``im2col``: the ``kh * kw`` windows concatenated on the channel axis, then one matmul (the input grad
   is one matmul followed by col2im).
 
-Why: XLA:CPU computes the weight gradient of a convolution an order of magnitude below matmul speed;
-the measurements behind ``choose_plan`` are in its comments and reproducible with ``tools/bench_conv.py``.
+The matmul formulations run over the batch in chunks of a few images (``lax.map`` / ``lax.scan``) so that
+their per-tap copies stay in cache. Why any of this: on XLA:CPU a convolution's weight gradient runs 2-13x
+below the forward's speed, and grouped and depthwise convolutions run 3-25x below the matmul versions;
+the measurements are in the comments above ``choose_plan`` and reproducible with ``tools/bench_conv.py``.
 """
 
 from __future__ import annotations
@@ -129,9 +136,14 @@ def _out_len(size: int, k: int, s: int, pad: Pair, d: int) -> int:
 # The matmul peak on the same machine is 151-161 GFLOP/s, so 9.66 GFLOP takes >= 60 ms: XLA's forward and its
 # stride-1 input gradient for wide layers are already near it; its weight gradient is 2-13x slower.
 
-# Bytes of one per-tap window per loop step: 1 MiB keeps a step's windows in cache. Sweeping chunks of
-# 0/2/8/32 images (ResNet 64->64 32x32 weight grad: 325/-/121(4)/643 ms; 128->128 16x16: 136/-/88(8)/358)
-# put the optimum at 2-16 images, which is ~0.5-2 MiB per window for these shapes.
+# Bytes of one image's largest per-tap operand times the images per loop step. Sweep of the taps weight grad
+# over chunks of 0 (whole batch)/1/2/4/8/16/32 images, same clock as above, ms:
+#   ResNet 64->64 32x32 (256 KiB per image)       309 139  98  94  100 111 130   best 4  = 1 MiB
+#   ResNet 128->128 16x16 (128 KiB per image)     121  90  82  79   79  75  89   best 16 = 2 MiB
+#   ResNet 128->128 16x16 s2 (128 KiB per image)   38  30  22  20   22  21  21   best 4  = 0.5 MiB
+#   ResNet 256->256 8x8 (64 KiB per image)          86 113  87  82   63  65  65   best 8  = 0.5 MiB
+# and the stem's im2col weight grad (256 KiB per image) was best at 2 (12 ms; 14 at the planned 4, 27 unchunked).
+# The whole-batch step is 1.3-3.3x slower: its windows spill out of cache and page-fault in fresh memory.
 _CHUNK_BYTES = 1 << 20
 # Below this many FLOPs per pass every formulation takes tens of microseconds; XLA's compiles fastest.
 _TINY_FLOPS = 2_000_000
@@ -163,7 +175,7 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
     taps = geom.kernel[0] * geom.kernel[1]
     narrow = cin_g < 16  # per-tap matmuls with K or N this small run far below peak; im2col widens them
 
-    # Forward: XLA wins every dense (groups=1) shape measured, by 1.0-2x. Its grouped and depthwise
+    # Forward: XLA wins every dense (groups=1) shape measured, by 1.1-2.3x. Its grouped and depthwise
     # convolutions are slow on CPU (AlexNet g2 331 vs 103 ms; depthwise 65 vs 2.8 ms).
     if depthwise:
         forward, forward_chunk = "taps", chunk
