@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -344,11 +345,16 @@ class Failure:
     """Why a worker died, from what JAX (or gloo) wrote on its stderr as it ended."""
 
     kind: str  # "join", "peer" (stopped heartbeating), "coordinator", "collective" (a socket broke) or "other"
-    detail: str  # their message, on one line
+    detail: str  # their message, on one line (short)
+    peers: tuple[int, ...] = ()  # the processes that stopped responding (kind "peer")
 
 
 _FATAL = "Terminating process because the JAX distributed service detected fatal errors"
 _SERVICE = "/xla.coordination.CoordinationService/"
+# Log lines of JAX's distributed runtime as a run falls apart: held back, and dropped when the
+# supervisor's one error explains the ending.
+_RUNTIME = ("coordination_service", "CoordinationService", "Barrier result", "heartbeat", "preemption_sync",
+            "BarrierError", "coordination service")
 
 
 def _is_noise(line: str) -> bool:
@@ -358,13 +364,17 @@ def _is_noise(line: str) -> bool:
             or "gloo::" in s or "external/gloo/" in s)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.replace("[type.googleapis.com/tensorflow.CoordinationServiceError='']", "").split())
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(re.sub(r"\[type\.googleapis\.com/[^\]]*\]", "", text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def explain(lines: Sequence[str]) -> Failure | None:
     """The failure a dying worker reported on stderr, if it is one of a multi-process run's."""
     text = "\n".join(lines)
+    peers = sorted({int(m) for m in re.findall(r"Task (\d+) heartbeat timeout", text)} |
+                   {int(m) for block in re.findall(r"stopped sending heartbeats\):\n((?:\d+\n?)+)", text)
+                    for m in block.split()})
     at = text.find(_FATAL)
     if at >= 0:
         body = text[at:].split("*** Check failure", 1)[0]
@@ -373,9 +383,10 @@ def explain(lines: Sequence[str]) -> Failure | None:
         detail = _one_line(status.split("\nRPC:", 1)[0].split("\nAdditional GRPC", 1)[0])
         if rpc in ("RegisterTask", "Connect"):
             return Failure("join", detail)
-        if "stopped sending heartbeats" in detail:
-            return Failure("peer", detail)
-        if "leader task" in detail or "coordination service" in detail:
+        if peers:
+            return Failure("peer", detail, tuple(peers))
+        if "leader task" in detail or "Failed to send RPC to coordination service" in detail or \
+                "Socket closed" in body:
             return Failure("coordinator", detail)
         return Failure("other", detail)
     # A peer that dies in the middle of a collective can break gloo's stream before the heartbeat
@@ -383,7 +394,7 @@ def explain(lines: Sequence[str]) -> Failure | None:
     gloo = [x for x in lines if "gloo::" in x or "external/gloo/" in x]
     if gloo:
         what = next((x.split("what():", 1)[1] for x in lines if "what():" in x), gloo[-1])
-        return Failure("collective", _one_line(what))
+        return Failure("collective", _one_line(what, 160))
     return None
 
 
@@ -391,20 +402,22 @@ def failure_message(failure: Failure | None, rc: int, process: str, run_dir: Pat
     """The one error a supervisor prints when its worker ended abnormally."""
     hint = None
     kind = failure.kind if failure is not None else None
-    detail = f" ({failure.detail})" if failure is not None else ""
     if kind == "join":
         where = f" at {cluster.coordinator}" if cluster.coordinator else ""
-        what = f"could not join the run: no answer from the coordinator{where}{detail}"
+        what = f"could not join the run: no answer from the coordinator{where} ({failure.detail})"  # type: ignore[union-attr]
         hint = (f"start all {cluster.num_processes or 'the'} processes within --join-timeout "
                 f"({cluster.init_timeout} s) of each other, with --coordinator set to process 0's reachable address")
     elif kind == "peer":
-        what = f"another process of this run stopped responding (no heartbeat for {cluster.peer_timeout} s){detail}"
+        who = ", ".join(str(p) for p in failure.peers)  # type: ignore[union-attr]
+        what = (f"process {who} of this run stopped responding (no heartbeat for {cluster.peer_timeout} s): it died "
+                "or its host became unreachable")
     elif kind == "coordinator":
-        what = f"lost the coordinator (process 0), which died or became unreachable{detail}"
+        what = f"lost the coordinator (process 0), which died or became unreachable ({failure.detail})"  # type: ignore[union-attr]
     elif kind == "collective":
-        what = f"the connection to another process of this run broke during a collective{detail}"
+        what = ("the connection to another process of this run broke during a collective (gloo: "
+                f"{failure.detail.strip()})")  # type: ignore[union-attr]
     elif kind == "other":
-        what = f"the JAX distributed service stopped the run{detail}"
+        what = f"the JAX distributed service stopped the run ({failure.detail})"  # type: ignore[union-attr]
     else:
         sig = -rc
         name = signal.Signals(sig).name if rc < 0 and sig in signal.Signals._value2member_map_ else f"exit {rc}"
@@ -441,6 +454,7 @@ def supervise(args: Any, cluster: Cluster, stderr: IO[str]) -> int:
     child.stdin.write(pickle.dumps(args))
     child.stdin.close()
     seen: list[str] = []
+    held: list[str] = []
     run_dir: list[Path] = []
 
     def pump() -> None:
@@ -454,7 +468,9 @@ def supervise(args: Any, cluster: Cluster, stderr: IO[str]) -> int:
                 continue
             seen.append(line.rstrip("\n"))
             del seen[:-400]
-            if not _is_noise(line) and _FATAL not in line:
+            if held or any(k in line for k in _RUNTIME) or _FATAL in line:
+                held.append(line)  # the run is falling apart: the ending decides whether to show this
+            elif not _is_noise(line):
                 stderr.write(line)
                 stderr.flush()
 
@@ -470,6 +486,9 @@ def supervise(args: Any, cluster: Cluster, stderr: IO[str]) -> int:
             signal.signal(s, h)
         reader.join(timeout=5)
     failure = explain(seen)
+    if failure is None:  # not an ending we can put in one line: show what the runtime said
+        stderr.writelines(x for x in held if not _is_noise(x) and _FATAL not in x)
+        stderr.flush()
     if rc == 0 or (rc > 0 and failure is None):
         return rc  # done, or a netspec error the worker already printed
     process = f"process {cluster.process_id}" if cluster.process_id is not None else "this process"
