@@ -384,6 +384,15 @@ GLOO_ABORT = """\
 terminate called after throwing an instance of 'gloo::EnforceNotMet'
   what():  [enforce fail at external/gloo/gloo/transport/tcp/pair.cc:459] op.preamble.length <= op.nbytes. 8 vs 4. \
 Received data size doesn't match expected size. Is there a distributed collective mismatch in your code?"""
+SHUTDOWN_FATAL = """\
+E1125 15:45:50.586095   15719 coordination_service.cc:1520] [16943067096590593859] Shutdown barrier in coordination \
+service has failed:
+INTERNAL: Barrier failed because: task is set to ERROR: UNAVAILABLE: Task 1 heartbeat timeout. This indicates that \
+the remote task has failed, got preempted, or crashed unexpectedly.
+F1125 15:45:50.587000   15730 client.h:80] Terminating process because the JAX distributed service detected fatal \
+errors. This most likely indicates that another task died; see the other task logs for more details. absl::Status: \
+INTERNAL: Failed to disconnect from coordination service with status: INTERNAL: Shutdown barrier has failed.
+RPC: /xla.coordination.CoordinationService/ShutdownTask"""
 JOIN_FATAL = """\
 F1125 14:41:36.534881   10977 client.h:80] Terminating process because the JAX distributed service detected fatal \
 errors. This most likely indicates that another task died; see the other task logs for more details. Disable Python \
@@ -399,12 +408,13 @@ def test_a_dead_peer_is_reported_in_one_error_with_the_resume_command(tmp_path: 
     (tmp_path / "checkpoints" / "30.orbax-checkpoint-tmp-1").mkdir()  # cut short: not a checkpoint
     cluster = Cluster("10.0.0.1:1234", 2, 0, peer_timeout=5, init_timeout=30)
     beat = explain(HEARTBEAT_FATAL.splitlines())
-    assert beat is not None and beat.kind == "peer"
-    assert beat.detail == ("UNAVAILABLE: The following tasks are unhealthy (stopped sending heartbeats): 1 The tasks "
-                           "have crashed. Check the task logs for an earlier error, or scheduler events (e.g. "
-                           "preemption, eviction) to debug further.")
+    assert beat is not None and (beat.kind, beat.peers) == ("peer", (1,))
     text = failure_message(beat, -6, "process 0", tmp_path, cluster)
-    assert text.startswith("error: process 0: another process of this run stopped responding (no heartbeat for 5 s)")
+    assert text.startswith("error: process 0: process 1 of this run stopped responding (no heartbeat for 5 s): it "
+                           "died or its host became unreachable\n")
+    # The same death seen through the shutdown barrier JAX's agent attempts on its way down.
+    shutdown = explain(SHUTDOWN_FATAL.splitlines())
+    assert shutdown is not None and (shutdown.kind, shutdown.peers) == ("peer", (1,))
     assert text.endswith(f"hint: the last checkpoint is iteration 20 ({tmp_path / 'checkpoints' / '20'}); start "
                          f"every process again with --resume -o {tmp_path}")
     leader = failure_message(explain(LEADER_FATAL.splitlines()), -6, "process 1", None, cluster)
@@ -413,7 +423,8 @@ def test_a_dead_peer_is_reported_in_one_error_with_the_resume_command(tmp_path: 
     gloo = explain(GLOO_ABORT.splitlines())
     assert gloo is not None and gloo.kind == "collective" and gloo.detail.startswith("[enforce fail at")
     assert failure_message(gloo, -6, "process 0", None, cluster).startswith(
-        "error: process 0: the connection to another process of this run broke during a collective ([enforce fail")
+        "error: process 0: the connection to another process of this run broke during a collective (gloo: [enforce "
+        "fail")
     join = explain(JOIN_FATAL.splitlines())
     assert join == type(join)("join", "DEADLINE_EXCEEDED: Deadline Exceeded")
     assert failure_message(join, -6, "process 1", None, cluster) == (
