@@ -451,7 +451,7 @@ def supervise(args: Any, cluster: Cluster, stderr: IO[str]) -> int:
     child = subprocess.Popen([sys.executable, "-m", "netspec.train.distributed"], stdin=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=env)
     assert child.stdin is not None and child.stderr is not None
-    child.stdin.write(pickle.dumps(args))
+    child.stdin.write(pickle.dumps((args, list(sys.argv))))
     child.stdin.close()
     seen: list[str] = []
     held: list[str] = []
@@ -532,7 +532,7 @@ def worker_main() -> int:
     # Ctrl-C ends this process at once. The single-process run's interrupt checkpoint is a collective
     # write here, which would wait forever for processes that were not interrupted (another host's).
     signal.signal(signal.SIGINT, _stop_on_interrupt)
-    args = pickle.load(sys.stdin.buffer)
+    args, sys.argv[:] = pickle.load(sys.stdin.buffer)  # the command as typed, for run.json
     from netspec.cli import EXIT_SPEC, _internal_error, print_diagnostics
 
     try:
