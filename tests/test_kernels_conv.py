@@ -71,13 +71,14 @@ def _assert_matches(case: Case, runs: dict[str, Any], dtype: Any = jnp.float32, 
 
     @jax.jit
     def everything(x: jax.Array, w: jax.Array, dy: jax.Array) -> Any:
-        return ({k: _value_and_grads(run, x, w, dy) for k, run in runs.items()}, _value_and_grads(ref, x, w, dy),
-                _value_and_grads(ref, jnp.abs(x), jnp.abs(w), jnp.abs(dy)))
+        mine = {k: _value_and_grads(run, x, w, dy) for k, run in runs.items()}
+        magnitude = _value_and_grads(ref, jnp.abs(x), jnp.abs(w), jnp.abs(dy))
+        return mine, _value_and_grads(ref, x, w, dy), magnitude
 
     got, want, scale = everything(x, w, dy)
     for run_name, values in got.items():
         for name, g, r, s in zip(("y", "dx", "dw"), values, want, scale, strict=True):
-            assert g.shape == r.shape and g.dtype == r.dtype, (run_name, name, g.shape, g.dtype, r.shape, r.dtype)
+            assert (g.shape, g.dtype) == (r.shape, r.dtype), (run_name, name, g.shape, g.dtype, r.dtype)
             err = np.abs(np.asarray(g, np.float64) - np.asarray(r, np.float64))
             bound = rtol * np.asarray(s, np.float64) + 1e-30
             worst = np.unravel_index(np.argmax(err / bound), err.shape)
@@ -189,7 +190,8 @@ def test_bfloat16_with_float32_accumulation() -> None:
     @jax.jit
     def both(x: jax.Array, w: jax.Array, dy: jax.Array) -> tuple[tuple[jax.Array, ...], ...]:
         return tuple(_value_and_grads(run(p), x, w, dy) for p in (
-            Plan("xla", "xla", "xla"), Plan("taps", "im2col", "taps", 1, 1, 1), Plan("im2col", "taps", "im2col")))
+            Plan("xla", "xla", "xla"), Plan("taps", "im2col", "taps", 1, 1, 1),
+            Plan("im2col", "taps", "im2col")))
 
     (ref_y, *ref_grads), *others = both(x, w, dy)
     for y, *grads in others:
@@ -198,7 +200,8 @@ def test_bfloat16_with_float32_accumulation() -> None:
         np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-4)
         for g, r in zip(grads, ref_grads, strict=True):
             assert g.dtype == jnp.bfloat16
-            np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(r, np.float32), rtol=2e-2, atol=0.1)
+            np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(r, np.float32),
+                                       rtol=2e-2, atol=0.1)
 
 
 def test_jit_grad_and_vmap() -> None:

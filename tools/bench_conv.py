@@ -3,16 +3,19 @@
     python tools/bench_conv.py                 # xla vs auto side by side, plus the matmul peak
     python tools/bench_conv.py --formulations  # every formulation of every pass (the basis of choose_plan)
     python tools/bench_conv.py --only lenet    # shapes whose name contains "lenet"
+    python tools/bench_conv.py --clock cpu     # CPU time / cores: steady when the machine is shared
 
-Times are medians of --repeats runs after a compile and a warm-up call, each ended by block_until_ready.
+Times are medians (or --stat min) of --repeats runs after a compile and a warm-up call, each ended by
+block_until_ready; the candidates' runs alternate so that background load hits them alike. The gradients
+are timed as jax.vjp under jit, so each number is one pass (jit drops the unused primal).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
-import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -166,8 +169,8 @@ def compare(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, stat: str, 
 
 def formulations(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, chunks: list[int], stat: str,
                  clock: str) -> None:
-    """Chunk -1 means the one choose_plan picks."""
-    names = [f"{f}/{c}" if f != "xla" else f for f in kconv.FORMULATIONS for c in (chunks if f != "xla" else [0])]
+    """Every formulation of every pass side by side; chunk -1 means the one batch_chunk picks."""
+    names = ["xla"] + [f"{f}/{c}" for f in kconv.FORMULATIONS if f != "xla" for c in chunks]
     print(_row("shape / pass  (ms)", names))
     for case in cases:
         geom = dataclasses.replace(case.geom, dtype=jnp.dtype(dtype).name)
@@ -190,8 +193,9 @@ def main() -> None:
     ap.add_argument("--formulations", action="store_true", help="time every formulation of every pass")
     ap.add_argument("--only", default="", help="run only the shapes whose name contains this text")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--chunks", default="-1", help="with --formulations: comma-separated images per loop step "
-                    "for the matmul formulations (0 = whole batch, -1 = what choose_plan picks)")
+    ap.add_argument("--chunks", default="-1",
+                    help="with --formulations: comma-separated images per loop step for the matmul "
+                    "formulations (0 = whole batch, -1 = what batch_chunk picks)")
     ap.add_argument("--stat", default="median", choices=sorted(STATS),
                     help="min is steadier than median when other processes share the cores")
     ap.add_argument("--clock", default="wall", choices=sorted(CLOCKS),

@@ -110,8 +110,8 @@ def _out_len(size: int, k: int, s: int, pad: Pair, d: int) -> int:
 
 
 # Measurements behind the policy: tools/bench_conv.py --formulations --clock cpu --stat min on a 2-vCPU AMD
-# EPYC VM, jax 0.10.2, float32, milliseconds of process CPU time / 2 (= wall time on idle cores; the machine was
-# shared, so wall time was not reproducible). Shapes are Cin->Cout kernel at HxW, batch; "best" names the
+# EPYC VM, jax 0.10.2, float32, milliseconds of process CPU time / 2 (= wall time on idle cores; the machine
+# was shared, so wall time was not reproducible). Shapes are Cin->Cout kernel at HxW, batch; "best" names the
 # winning formulation with its batch chunk ("/c": chunked by batch_chunk, "/0": whole batch).
 #
 #                                          forward               input grad            weight grad
@@ -142,7 +142,7 @@ def _out_len(size: int, k: int, s: int, pad: Pair, d: int) -> int:
 #   ResNet 128->128 16x16 (128 KiB per image)     121  90  82  79   79  75  89   best 16 = 2 MiB
 #   ResNet 128->128 16x16 s2 (128 KiB per image)   38  30  22  20   22  21  21   best 4  = 0.5 MiB
 #   ResNet 256->256 8x8 (64 KiB per image)          86 113  87  82   63  65  65   best 8  = 0.5 MiB
-# and the stem's im2col weight grad (256 KiB per image) was best at 2 (12 ms; 14 at the planned 4, 27 unchunked).
+# and the stem's im2col weight grad (256 KiB per image) was best at 2 (12 ms; 14 at the planned 4, 27 whole).
 # The whole-batch step is 1.3-3.3x slower: its windows spill out of cache and page-fault in fresh memory.
 _CHUNK_BYTES = 1 << 20
 # Below this many FLOPs per pass every formulation takes tens of microseconds; XLA's compiles fastest.
@@ -519,7 +519,8 @@ def _planned_conv(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
     return _FORWARD[spec.plan.forward](spec, x, w)
 
 
-def _planned_conv_fwd(spec: _Spec, x: jax.Array, w: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+def _planned_conv_fwd(spec: _Spec, x: jax.Array,
+                      w: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     return _planned_conv(spec, x, w), (x, w)
 
 
@@ -620,7 +621,8 @@ def geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Pair = 
     """The ``ConvGeometry`` of a conv2d call with these operand shapes (NHWC, HWIO)."""
     n, h, wd, cin = x_shape
     kh, kw, _, cout = w_shape
-    return ConvGeometry(n, h, wd, cin, cout, (kh, kw), stride, padding, dilation, groups, np.dtype(dtype).name)
+    return ConvGeometry(n, h, wd, cin, cout, (kh, kw), stride, padding, dilation, groups,
+                        np.dtype(dtype).name)
 
 
 def _dtype_or_none(dtype: Any) -> Any:
