@@ -45,6 +45,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def summary(diags: Sequence[Diagnostic]) -> str:
+    """'2 errors' or '2 errors, 1 warning': the last line of a failed check."""
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'s' if n != 1 else ''}"
+
+    errors = sum(d.severity == "error" for d in diags)
+    warnings = sum(d.severity == "warning" for d in diags)
+    return count(errors, "error") + (f", {count(warnings, 'warning')}" if warnings else "")
+
+
 def print_diagnostics(diags: Sequence[Diagnostic]) -> None:
     for d in diags:
         print(d.format(), file=sys.stderr)
@@ -65,8 +75,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(json.dumps({"format": "netspec-check/1", "ok": False,
                               "diagnostics": [d.as_json() for d in e.diagnostics]}, indent=2))
         print_diagnostics(e.diagnostics)
-        n = len(e.errors)
-        print(f"{n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        print(summary(e.diagnostics), file=sys.stderr)
         return EXIT_SPEC
     if args.json:
         print(json.dumps(as_json(report), indent=2))

@@ -1,5 +1,5 @@
 """`netspec check` and `netspec schema` as commands: exit codes, options, the internal-error
-catch-all, and what checking imports (never JAX) and costs."""
+catch-all, and what checking imports (never JAX)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,12 @@ def test_input_shape_must_name_an_input(check_text) -> None:
     assert (r.rc, r.out) == (1, "")
     assert r.err == ("net.yaml:1:1: error: --input-shape gives 'dta', but the TEST net has no input blob of that "
                      "name; did you mean 'data'?\n1 error\n")
+
+
+def test_summary_counts_errors_and_warnings(check_text) -> None:
+    text = SMALL + "  - {name: drop, type: Dropout, phase: TRAIN}\n  - {name: bad, type: ReLU, bottom: nope}\n"
+    r = check_text(text)
+    assert r.rc == 1 and r.err.splitlines()[-1] == "1 error, 1 warning"
 
 
 def test_unreadable_file_is_a_located_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

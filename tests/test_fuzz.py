@@ -182,7 +182,7 @@ def mutated_specs(draw: Any) -> bytes:
 
 
 DIAGNOSTIC = r"(?:{file}:\d+:\d+: )(?:error|warning|note): \S"
-SUMMARY = re.compile(r"\d+ errors?")
+SUMMARY = re.compile(r"\d+ errors?(, \d+ warnings?)?")
 
 
 def _check_output(file: str, rc: int, out: str, err: str, as_json: bool) -> None:
