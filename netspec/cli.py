@@ -175,7 +175,16 @@ def _internal_error(e: BaseException) -> str:
     return f"netspec: internal error: {type(e).__name__}: {text}{where}; please report it"
 
 
+def _tolerant_streams() -> None:
+    """Shapes print with × and ·; a terminal or pipe whose encoding lacks them gets escapes, not a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_streams()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)

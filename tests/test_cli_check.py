@@ -112,3 +112,11 @@ def test_check_never_imports_jax(spec: Path) -> None:
     done = subprocess.run([sys.executable, "-c", _PROBE, str(spec)], capture_output=True, text=True, cwd=ROOT,
                           check=False)
     assert done.stdout.strip() == "0 []", done.stderr
+
+
+def test_an_ascii_terminal_gets_escapes_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "net.yaml").write_text(SMALL, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "netspec.cli", "check", "net.yaml"], capture_output=True,
+                          cwd=tmp_path, check=False, env={**__import__("os").environ, "PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 0, done.stderr
+    assert b"t \\u2014 net.yaml \\u2014 TEST net, batch 8" in done.stdout
