@@ -4,6 +4,7 @@ catch-all, and what checking imports (never JAX)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -117,6 +118,6 @@ def test_check_never_imports_jax(spec: Path) -> None:
 def test_an_ascii_terminal_gets_escapes_not_a_crash(tmp_path: Path) -> None:
     (tmp_path / "net.yaml").write_text(SMALL, encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "netspec.cli", "check", "net.yaml"], capture_output=True,
-                          cwd=tmp_path, check=False, env={**__import__("os").environ, "PYTHONIOENCODING": "ascii"})
+                          cwd=tmp_path, check=False, env={**os.environ, "PYTHONIOENCODING": "ascii"})
     assert done.returncode == 0, done.stderr
     assert b"t \\u2014 net.yaml \\u2014 TEST net, batch 8" in done.stdout
