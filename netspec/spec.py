@@ -393,9 +393,10 @@ def _message(mtype: type[Message], value: Any) -> Message:
 # ----------------------------------------------------------------------------------------------
 # the fast path: plain data that is already exactly right needs no pydantic validator
 #
-# Building a pydantic validator costs milliseconds per model, and a net names a dozen of them, which
-# was a third of `netspec check`'s own time. Most specs are valid and their values already have the
-# field's exact type, so `fast_construct` builds the model directly from the field declarations
+# Building a pydantic validator costs about a millisecond per model (the first one also loads
+# pydantic's plugin machinery), a net names a dozen models, and a check runs in a fresh process.
+# Most specs are valid and their values already have the field's exact type, so `fast_construct`
+# builds the model directly from the field declarations
 # (types, Literal choices, bounds, lone-value-or-list, nested messages) and gives up, returning
 # None, on anything else: a value of another type, a failed bound, an unknown or missing field, a
 # model with validators. pydantic then validates as before and reports the problems. Where it
