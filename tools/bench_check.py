@@ -11,6 +11,9 @@ By default compiled bytecode is kept in a private PYTHONPYCACHEPREFIX, warmed on
 package would have it. `--no-pyc` measures the checkout as this dev environment runs it
 (PYTHONDONTWRITEBYTECODE=1: every netspec module compiled from source on every start).
 
+`--instructions` counts executed instructions with valgrind (callgrind), once per variant: slow
+(about a minute), but the same on a loaded machine as on an idle one, so small A/B differences show.
+
 `--baseline DIR` also times another copy of the package (a directory holding `netspec/`, e.g.
 `mkdir /tmp/base && git archive <commit> netspec | tar -x -C /tmp/base`), interleaving the runs of
 the two so that a change in machine load hits both alike.
@@ -62,7 +65,8 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     """(wall seconds, child CPU seconds, stdout). CPU time is steadier than wall on a shared machine."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=env["NETSPEC_BENCH_CWD"],
+                          check=False)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -98,6 +102,20 @@ def bench(spec: str, n: int, envs: dict[str, dict[str, str]]) -> dict[str, dict[
     return results
 
 
+def _instructions(cmd: list[str], env: dict[str, str]) -> int | None:
+    """Instructions a command executes (valgrind's callgrind), or None without valgrind."""
+    import re
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        return None
+    real = os.path.realpath(sys.executable)  # not a shim: valgrind would count the shell script
+    done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", real, *cmd[1:]],
+                          env=env, capture_output=True, text=True, cwd=env["NETSPEC_BENCH_CWD"], check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    return int(found.group(1)) if found else None
+
+
 def _ms(r: dict[str, object], key: str) -> str:
     times: dict[str, list[float]] = r["times"]  # type: ignore[assignment]
     wall, cpu = times[key], times[key + "_cpu"]
@@ -111,15 +129,21 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=15, help="runs per spec (default 15)")
     ap.add_argument("--no-pyc", action="store_true", help="compile netspec from source on every run")
     ap.add_argument("--baseline", metavar="DIR", help="also time the netspec package under DIR, interleaved")
+    ap.add_argument("--instructions", action="store_true", help="also count instructions with valgrind")
     args = ap.parse_args()
     specs = [str(Path(s).resolve()) for s in args.specs] or \
         [str(ROOT / next(s for s in DEFAULT_SPECS if (ROOT / s).exists()))]
-    with tempfile.TemporaryDirectory(prefix="netspec-pyc-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="netspec-bench-") as tmp:
+        # Run from an empty directory with the package on PYTHONPATH: `python -m`/`-c` put the
+        # working directory first on sys.path, which would shadow a baseline copy.
         env = _env(None if args.no_pyc else f"{tmp}/current")
+        env["PYTHONPATH"] = str(ROOT)
+        env["NETSPEC_BENCH_CWD"] = tmp
         envs = {"this checkout": env}
         if args.baseline:
             base = _env(None if args.no_pyc else f"{tmp}/baseline")
             base["PYTHONPATH"] = str(Path(args.baseline).resolve())
+            base["NETSPEC_BENCH_CWD"] = tmp
             envs["baseline " + args.baseline] = base
         for e in envs.values():
             _run([sys.executable, "-m", "netspec.cli", "check", specs[0]], e)  # warm caches and .pyc
@@ -135,6 +159,16 @@ def main() -> int:
                 print(f"  import netspec.cli      {_ms(r, 'import')}")
                 print(f"  check work              {_ms(r, 'work')}")
                 print(f"  heavy modules imported: {', '.join(r['heavy']) or 'none'}")  # type: ignore[arg-type]
+            if args.instructions:
+                for name, env_ in envs.items():
+                    start = _instructions([sys.executable, "-c", "pass"], env_)
+                    imp = _instructions([sys.executable, "-c", "import netspec.cli"], env_)
+                    tot = _instructions([sys.executable, "-m", "netspec.cli", "check", spec], env_)
+                    if None in (start, imp, tot):
+                        print("  (valgrind unavailable)")
+                        break
+                    print(f"  instructions, {name}: total {tot / 1e6:,.0f} M = start-up {start / 1e6:,.0f} M + "  # type: ignore[operator]
+                          f"import {(imp - start) / 1e6:,.0f} M + check {(tot - imp) / 1e6:,.0f} M")  # type: ignore[operator]
     return 0
 
 
