@@ -165,11 +165,6 @@ class Topology:
         """The global shape of a batch of which this process holds `local` (sharded along `axis`)."""
         return tuple(d * self.process_count if i == axis else d for i, d in enumerate(local))
 
-    def describe(self) -> str:
-        n = self.mesh.size
-        where = f"{n} device{'s' if n != 1 else ''}"
-        return f"{where} in {self.process_count} processes" if self.multi else where
-
 
 def initialize(cluster: Cluster | None) -> None:
     """Join the other processes of this run (jax.distributed), with netspec's timeouts. Must come
@@ -283,10 +278,10 @@ def one_at_a_time(fn: Any, topology: Topology) -> Any:
 
     XLA:CPU runs every device's program on one shared thread pool, where its collectives meet. With
     several steps in flight (JAX dispatches asynchronously) on an oversubscribed CPU, we saw those
-    meetings stall until XLA's 40 s rendezvous timeout aborted the process (jaxlib 0.10.2, 8 forced
-    host devices on 2 busy cores, 3 of 6 runs; 0 of 6 with one step in flight). So on the CPU with
-    more than one device each step finishes before the next is dispatched. GPUs and TPUs keep the
-    asynchronous dispatch.
+    meetings stall until XLA's 40 s rendezvous timeout aborted the process (jaxlib 0.10.2, LeNet on 8
+    forced host devices, 3 runs at a time on 2 cores: 8 of 15 runs; 0 of 12 with this). So on the CPU
+    with more than one device each step finishes before the next is dispatched. GPUs and TPUs keep
+    the asynchronous dispatch.
     """
     mesh = topology.mesh
     if mesh is None or mesh.size == 1 or mesh.devices.flat[0].platform != "cpu":
@@ -314,12 +309,10 @@ def agree(topology: Topology, text: str) -> str:
     import numpy as np
     from jax.experimental import multihost_utils
 
-    raw = text.encode()
-    size = np.asarray(multihost_utils.broadcast_one_to_all(np.int32(len(raw))))
-    padded = np.frombuffer(raw.ljust(int(size), b"\0")[: int(size)], np.uint8) if topology.is_main else \
-        np.zeros(int(size), np.uint8)
-    got = np.asarray(multihost_utils.broadcast_one_to_all(padded))
-    return bytes(got.astype(np.uint8)).decode()
+    raw = np.frombuffer(text.encode(), np.uint8)
+    size = int(np.asarray(multihost_utils.broadcast_one_to_all(np.int32(raw.size))))
+    mine = raw if topology.is_main else np.zeros(size, np.uint8)  # the shape must match process 0's
+    return bytes(np.asarray(multihost_utils.broadcast_one_to_all(mine)).astype(np.uint8)).decode()
 
 
 def agree_seed(topology: Topology, spec: Path, solver_file: Path | None,
