@@ -86,7 +86,7 @@ def rf_text(rf: Receptive | None) -> tuple[str, str]:
     """(receptive field, jump) cells: '5', '2'; '3×5' where the axes differ; '-' when unknown."""
     if rf is None or not rf.size:
         return "-", "-"
-    return _per_axis([str(s) for s in rf.size]), _per_axis([_jump(j) for j in rf.jump])
+    return _per_axis([count_text(s).replace(",", "") for s in rf.size]), _per_axis([_jump(j) for j in rf.jump])
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -137,7 +137,7 @@ def param_bytes(report: ShapeReport) -> int:
 
 def _both(n: int) -> str:
     """'60,192,808 (60.2M)': exact, with the rounded form where it helps."""
-    return count_text(n) if abs(n) < 10_000 else f"{count_text(n)} ({human(n)})"
+    return count_text(n) if abs(n) < 10_000 or abs(n) >= 10**18 else f"{count_text(n)} ({human(n)})"
 
 
 def totals_lines(report: ShapeReport) -> list[str]:

@@ -237,21 +237,24 @@ def _has(node: Any, step: Any) -> bool:
     return isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
 
 
-def _describe(e: dict[str, Any], label: str) -> str:
+def _describe(e: dict[str, Any], label: str, lone: bool = False) -> str:
+    """A pydantic error in words. `lone`: the value stood for a one-element list (a repeated field),
+    so a wrong type may also be fixed by a list of the right ones."""
     kind, got = e["type"], e.get("input")
     ctx = e.get("ctx") or {}
     what = f"'{label}'" if label else "the value"
+    either = " (or a list of them)" if lone else ""
     if kind in ("int_type", "int_parsing"):
-        return f"{what} must be an integer, got {show(got)}"
+        return f"{what} must be an integer{either}, got {show(got)}"
     if kind == "int_from_float":
         return f"{what} must be a whole number, got {show(got)}"
     if kind in ("float_type", "float_parsing"):
-        return f"{what} must be a number, got {show(got)}"
+        return f"{what} must be a number{either}, got {show(got)}"
     if kind in ("bool_type", "bool_parsing"):
-        return f"{what} must be true or false, got {show(got)}"
+        return f"{what} must be true or false{either}, got {show(got)}"
     if kind == "string_type":
         quote = " (quote it to make it a string)" if isinstance(got, (int, float)) else ""
-        return f"{what} must be a string, got {show(got)}{quote}"
+        return f"{what} must be a string{either}, got {show(got)}{quote}"
     if kind == "literal_error":
         allowed = _QUOTED.findall(str(ctx.get("expected", "")))
         return f"{what} must be one of {', '.join(allowed)}, got {show(got)}"
@@ -268,7 +271,7 @@ def _describe(e: dict[str, Any], label: str) -> str:
     if kind == "less_than_equal":
         return f"{what} must be at most {ctx.get('le')}, got {show(got)}"
     if kind in ("model_type", "model_attributes_type", "dict_type", "mapping_type"):
-        return f"{what} must be a mapping of fields, got {show(got)}"
+        return f"{what} must be a mapping of fields{either}, got {show(got)}"
     if kind in ("tuple_type", "list_type", "iterable_type", "set_type", "frozen_set_type"):
         return f"{what} must be a list, got {show(got)}"
     if kind == "too_short" and isinstance(got, str):
@@ -318,7 +321,8 @@ def pydantic_diagnostics(err: ValidationError, raw: Any, prefix: tuple[Any, ...]
             msg = f"missing required field '{loc[-1]}'{inside}"
             where = locate(raw, prefix + path[:-1])
         else:
-            msg = _describe(e, full)
+            lone = bool(loc) and isinstance(loc[-1], int) and not label.endswith("]")
+            msg = _describe(e, full, lone)
             if e["type"] == "literal_error" and isinstance(e.get("input"), str):
                 allowed = _QUOTED.findall(str((e.get("ctx") or {}).get("expected", "")))
                 hint = did_you_mean(e["input"], allowed)
