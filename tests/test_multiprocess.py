@@ -152,7 +152,7 @@ def _checkpoints(run: Path) -> list[int]:
 
 @pytest.mark.slow
 def test_a_killed_process_stops_the_other_with_a_clear_error_and_the_run_resumes(tmp_path: Path) -> None:
-    run, peer_timeout, max_iter = tmp_path / "run", 5, 100
+    run, peer_timeout, max_iter = tmp_path / "run", 5, 60
     # The relaunch reads the first launch's compiled programs from a persistent cache (saves seconds).
     args = [str(PLAIN), "-o", str(run), "--max-iter", str(max_iter), "--snapshot", "10", "--display", "50",
             "--test-interval", "0", "--test-iter", "0", "--compile-cache", str(tmp_path / "cache")]
