@@ -23,8 +23,9 @@ from netspec.spec import NetSpec, parse_partial, read_spec
 CAFFE_MAX_BLOB = 2**31 - 1
 
 
-def check(spec: NetSpec | str | Path, *, phase: Phase = "TEST", input_shapes: Mapping[str, Shape] | None = None,
-          batch: int | None = None, strict: bool = False) -> ShapeReport:
+def check(spec: NetSpec | str | Path, *, phase: Phase = "TEST",
+          input_shapes: Mapping[str, Shape] | None = None, batch: int | None = None,
+          strict: bool = False) -> ShapeReport:
     """Validate a spec and infer every shape and count. Raises NetspecError with every problem."""
     if isinstance(spec, NetSpec):
         spec_diags = list(spec.warnings)
@@ -70,8 +71,8 @@ def _unknown_inputs(graph: Graph, input_shapes: Mapping[str, Shape] | None) -> l
             continue
         guess = did_you_mean(name, inputs)
         known = f"; {guess}" if guess else f" (its inputs: {', '.join(inputs) or 'none'})"
-        out.append(Diagnostic("error", f"--input-shape gives '{name}', but the {graph.phase} net has no input "
-                                       f"blob of that name{known}", SourceLoc(graph.spec.file, 1, 1)))
+        out.append(Diagnostic("error", f"--input-shape gives '{name}', but the {graph.phase} net has no "
+                                       f"input blob of that name{known}", SourceLoc(graph.spec.file, 1, 1)))
     return out
 
 
@@ -98,16 +99,20 @@ def _big_blobs(report: ShapeReport) -> list[Diagnostic]:
         for i, blob in enumerate(row.blobs):
             n = count(blob.shape)
             if n > CAFFE_MAX_BLOB:
-                out.append(Diagnostic("warning", f"parameter blob {i} is {shape_text(blob.shape)} = {count_text(n)} values "
-                                                 f"({human_bytes(4 * n)} as float32); Caffe refuses blobs over "
-                                                 "2^31−1 values", node.layer.loc, row.name))
+                out.append(Diagnostic("warning", f"parameter blob {i} is {_size(blob.shape)}", node.layer.loc,
+                                      row.name))
         for name, shape in row.tops:
             n = count(shape)
             if n > CAFFE_MAX_BLOB:
-                out.append(Diagnostic("warning", f"top '{name}' is {shape_text(shape)} = {count_text(n)} values "
-                                                 f"({human_bytes(4 * n)} as float32); Caffe refuses blobs over "
-                                                 "2^31−1 values", node.layer.where("top"), row.name))
+                out.append(Diagnostic("warning", f"top '{name}' is {_size(shape)}", node.layer.where("top"),
+                                      row.name))
     return out
+
+
+def _size(shape: Shape) -> str:
+    n = count(shape)
+    return (f"{shape_text(shape)} = {count_text(n)} values ({human_bytes(4 * n)} as float32); Caffe refuses "
+            "blobs over 2^31−1 values")
 
 
 def _empty_blobs(report: ShapeReport) -> list[Diagnostic]:
@@ -177,8 +182,8 @@ def _other_phase(spec: NetSpec, report: ShapeReport, input_shapes: Mapping[str, 
         return []
     why = (f"in the {report.graph.phase} net", f"in the {phase} net")
     return _weights_differ(report, other, why, "error",
-                           f"Caffe's {phase} net shares this layer's weights by name; give both phases inputs "
-                           "of the same size, or rename the layer in one of them")
+                           f"Caffe's {phase} net shares this layer's weights by name; give both phases "
+                           "inputs of the same size, or rename the layer in one of them")
 
 
 def _input_override(spec: NetSpec, report: ShapeReport, input_shapes: Mapping[str, Shape] | None,

@@ -103,15 +103,17 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--batch", type=_positive, metavar="N", help="override the inputs' batch size")
     p.add_argument("--input-shape", type=parse_shape_arg, action="append", metavar="NAME=N,C,H,W",
                    help="give or override an input blob's shape (repeatable)")
-    p.add_argument("--phase", choices=("TRAIN", "TEST"), default="TEST", help="which phase's net (default TEST)")
+    p.add_argument("--phase", choices=("TRAIN", "TEST"), default="TEST",
+                   help="which phase's net (default TEST)")
     p.set_defaults(func=cmd_check)
 
 
 def _add_schema(sub: Any) -> None:
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format (for editors)",
-                       description="Print the JSON Schema (draft 2020-12) of the spec format. Editors with a YAML "
-                                   "language server use it for completion and checking: put "
-                                   "'# yaml-language-server: $schema=netspec.schema.json' on a spec's first line.")
+                       description="Print the JSON Schema (draft 2020-12) of the spec format. Editors with a "
+                                   "YAML language server use it for completion and checking: put "
+                                   "'# yaml-language-server: $schema=netspec.schema.json' on a spec's first "
+                                   "line.")
     p.set_defaults(func=cmd_schema)
 
 

@@ -88,7 +88,8 @@ def _with_defaults(layers: list[LayerSpec]) -> list[LayerSpec]:
 
 
 def _count_check(layer: LayerSpec, kind: type[LayerType], diags: list[Diagnostic]) -> None:
-    for what, (lo, hi), got in (("bottom", kind.bottoms, len(layer.bottom)), ("top", kind.tops, len(layer.top))):
+    counts = (("bottom", kind.bottoms, len(layer.bottom)), ("top", kind.tops, len(layer.top)))
+    for what, (lo, hi), got in counts:
         if got < lo or (hi is not None and got > hi):
             want = f"{lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
             plural = "" if want == "1" else "s"
@@ -116,7 +117,8 @@ def _rule_text(layer: LayerSpec) -> str:
 class _Wiring:
     """Blob writes in file order, and what each bottom resolves to."""
 
-    def __init__(self, layers: list[LayerSpec], skip: set[int], quiet: set[int], diags: list[Diagnostic]) -> None:
+    def __init__(self, layers: list[LayerSpec], skip: set[int], quiet: set[int],
+                 diags: list[Diagnostic]) -> None:
         """`skip`: layers not to check (broken); `quiet`: layers whose clash with an earlier top named
         like them is already reported as a duplicate layer name. Layers with top errors join `skip`."""
         self.layers = layers
@@ -209,8 +211,8 @@ class _Unknowns:
         if other is not None:
             msg += f": layer '{other.name}' makes it, but that layer is not in the {phase} net " \
                    f"({_rule_text(other)})"
-            return Diagnostic("error", msg, layer.where("bottom", b), layer.name,
-                              f"exclude '{layer.name}' from {phase} too, or give the {phase} net its own '{name}'")
+            hint = f"exclude '{layer.name}' from {phase} too, or give the {phase} net its own '{name}'"
+            return Diagnostic("error", msg, layer.where("bottom", b), layer.name, hint)
         known = wiring.known_before(i) if self.suggestions < MAX_SUGGESTIONS else []
         self.suggestions += 1
         suggestion = did_you_mean(name, known) if known else None
@@ -290,8 +292,8 @@ def build_partial(spec: NetSpec, phase: Phase = "TEST", level: int | None = None
             continue
         for t in n.tops:
             if t not in consumed:
-                diags.append(Diagnostic("warning", f"top '{blob_names[t]}' is never used (it becomes a net "
-                                                   "output)", n.layer.where("top"), n.name, code="unused-top"))
+                diags.append(Diagnostic("warning", f"top '{blob_names[t]}' is never used (it becomes a net output)",
+                                        n.layer.where("top"), n.name, code="unused-top"))
     diags.sort(key=sort_key)
     warnings = tuple(d for d in diags if d.severity != "error")
     return Graph(spec, phase, tuple(ordered), blob_names, outputs, warnings), diags
@@ -311,7 +313,8 @@ def _toposort(nodes: list[Node], diags: list[Diagnostic]) -> list[Node]:
     import heapq
 
     producer = {t: i for i, n in enumerate(nodes) for t in n.tops}
-    deps = [{producer[b] for b in n.bottoms if b in producer and producer[b] != i} for i, n in enumerate(nodes)]
+    deps = [{producer[b] for b in n.bottoms if b in producer and producer[b] != i}
+            for i, n in enumerate(nodes)]
     users: list[list[int]] = [[] for _ in nodes]
     for i, ds in enumerate(deps):
         for d in ds:
@@ -333,8 +336,9 @@ def _toposort(nodes: list[Node], diags: list[Diagnostic]) -> list[Node]:
         names = [nodes[i].name for i in _rotate(cycle, first)]
         path = " → ".join(names + [names[0]])
         diags.append(Diagnostic("error", f"the layers form a cycle: {path}", nodes[first].layer.where("bottom"),
-                                nodes[first].name, "a bottom may name a blob written later in the file, but "
-                                                   "the data must still flow one way"))
+                                nodes[first].name,
+                                "a bottom may name a blob written later in the file, but the data must still "
+                                "flow one way"))
     return order
 
 

@@ -86,7 +86,8 @@ def rf_text(rf: Receptive | None) -> tuple[str, str]:
     """(receptive field, jump) cells: '5', '2'; '3×5' where the axes differ; '-' when unknown."""
     if rf is None or not rf.size:
         return "-", "-"
-    return _per_axis([count_text(s).replace(",", "") for s in rf.size]), _per_axis([_jump(j) for j in rf.jump])
+    sizes = [count_text(s).replace(",", "") for s in rf.size]
+    return _per_axis(sizes), _per_axis([_jump(j) for j in rf.jump])
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -101,8 +102,9 @@ def _lines(row: Row) -> list[list[str]]:
     for i, (name, shape) in enumerate(tops):
         shown = shape_text(shape) if name else ""
         if i == 0:
-            out.append([printable(row.name), row.type, printable(name) + star, shown, count_text(row.params) if row.params else "-",
-                        count_text(row.macs) if row.macs else "-", rf, jump])
+            params = count_text(row.params) if row.params else "-"
+            macs = count_text(row.macs) if row.macs else "-"
+            out.append([printable(row.name), row.type, printable(name) + star, shown, params, macs, rf, jump])
         else:
             out.append(["", "", printable(name), shown, "", "", "", ""])
     return out
@@ -151,7 +153,8 @@ def totals_lines(report: ShapeReport) -> list[str]:
         f"parameter memory      {human_bytes(param_bytes(report))} (float32)",
         f"multiply-adds         {count_text(report.macs)} per sample ({human(report.macs)}; "
         f"FLOPs = 2 × MACs = {human(2 * report.macs)})",
-        f"activation memory     {human_bytes(report.activation_bytes)} at batch {report.batch} (float32 tops)",
+        f"activation memory     {human_bytes(report.activation_bytes)} at batch {report.batch} "
+        "(float32 tops)",
         f"net outputs           {outputs}",
     ]
 

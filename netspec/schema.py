@@ -133,7 +133,8 @@ def json_schema() -> dict[str, Any]:
     branches = []
     for cls in types:
         # the shared fields by reference into LayerEnvelope: one copy, whatever the number of types
-        props: dict[str, Any] = {f: {"$ref": f"#/$defs/{envelope_name}/properties/{f}"} for f in envelope["properties"]}
+        props: dict[str, Any] = {f: {"$ref": f"#/$defs/{envelope_name}/properties/{f}"}
+                                 for f in envelope["properties"]}
         props["type"] = {"const": cls.type_name, "description": cls.summary or f"a {cls.type_name} layer"}
         required = ["name", "type"]
         for mname, mtype in cls.messages.items():
@@ -151,7 +152,8 @@ def json_schema() -> dict[str, Any]:
         defs["Use"] = blocks["use"]
         entry = {"oneOf": [{"$ref": "#/$defs/Layer"}, {"$ref": "#/$defs/Use"}]}
     defs["LayerEntry"] = entry
-    defs["LayerList"] = {"description": "The layers in order (a lone layer may stand for a one-element list).",
+    defs["LayerList"] = {"description": "The layers in order (a lone layer may stand for a one-element "
+                                        "list).",
                          "anyOf": [{"type": "array", "items": {"$ref": "#/$defs/LayerEntry"}},
                                    {"$ref": "#/$defs/LayerEntry"}]}
 

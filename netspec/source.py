@@ -262,7 +262,8 @@ class _Builder:
     def on_alias(self, event: Any) -> None:
         loc = self.loc(event.start_mark)
         if event.anchor in self.open_anchors:
-            raise _error(f"alias '*{event.anchor}' refers to a node that contains it (a recursive alias)", loc)
+            raise _error(f"alias '*{event.anchor}' refers to a node that contains it (a recursive alias)",
+                         loc)
         if event.anchor not in self.anchors:
             raise _error(f"undefined alias '*{event.anchor}' (an anchor '&{event.anchor}' must come first)",
                          loc)

@@ -717,9 +717,9 @@ class _LayerParser:
             for mname in fixed:
                 if mname in CAFFE_MESSAGES and mname not in cls.messages:
                     reads = ", ".join(cls.messages) or "no parameter messages"
+                    where = locate(fixed, (mname,), key=True)
                     diags.append(Diagnostic("warning", f"'{mname}' is ignored by {cls.type_name} layers "
-                                                       f"(they read {reads})", locate(fixed, (mname,), key=True),
-                                            who))
+                                                       f"(they read {reads})", where, who))
         messages: dict[str, Any] = {}
         if cls is None:
             return messages
@@ -789,7 +789,8 @@ def _legacy_inputs(env: NetEnvelope, raw: PosDict, file: str,
     return [], stubs
 
 
-def _legacy_input_layers(env: NetEnvelope, raw: PosDict, file: str, diags: list[Diagnostic]) -> list[LayerSpec]:
+def _legacy_input_layers(env: NetEnvelope, raw: PosDict, file: str,
+                         diags: list[Diagnostic]) -> list[LayerSpec]:
     if not env.input:
         if env.input_dim or env.input_shape:
             field = "input_dim" if env.input_dim else "input_shape"
@@ -847,8 +848,9 @@ def parse_partial(raw: Any, file: str = "<spec>") -> tuple[NetSpec, list[Diagnos
         raise NetspecError([Diagnostic("error", "empty spec: expected a mapping with a 'layer:' list",
                                        SourceLoc(file, 1, 1))])
     if not isinstance(raw, PosDict):
-        raise NetspecError([Diagnostic("error", "a spec must be a mapping (name, layer, ...), not "
-                                                f"{show(raw)}", getattr(raw, "loc", None) or SourceLoc(file, 1, 1))])
+        where = getattr(raw, "loc", None) or SourceLoc(file, 1, 1)
+        raise NetspecError([Diagnostic("error", f"a spec must be a mapping (name, layer, ...), not {show(raw)}",
+                                       where)])
     original = raw
     if _needs_blocks(raw):
         from netspec.blocks import expand
@@ -862,8 +864,8 @@ def parse_partial(raw: Any, file: str = "<spec>") -> tuple[NetSpec, list[Diagnos
     key, items = _layer_list(raw, file, diags)
     if len(items) > MAX_LAYERS:
         expanded = " after block expansion" if raw is not original else ""
-        diags.append(Diagnostic("error", f"the net has {len(items):,} layers{expanded}; netspec check stops at "
-                                         f"{MAX_LAYERS:,} (ResNet-152 has 670)",
+        diags.append(Diagnostic("error", f"the net has {len(items):,} layers{expanded}; netspec check stops "
+                                         f"at {MAX_LAYERS:,} (ResNet-152 has 670)",
                                 locate(raw, (key,), key=True) or SourceLoc(file, 1, 1)))
         items = PosList()
     layers, broken = _legacy_inputs(env, raw, file, diags)
