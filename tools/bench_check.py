@@ -158,17 +158,18 @@ def main() -> int:
                 print(f"  interpreter start-up    {_ms(r, 'startup')}")
                 print(f"  import netspec.cli      {_ms(r, 'import')}")
                 print(f"  check work              {_ms(r, 'work')}")
-                print(f"  heavy modules imported: {', '.join(r['heavy']) or 'none'}")  # type: ignore[arg-type]
+                heavy: list[str] = r["heavy"]  # type: ignore[assignment]
+                print(f"  heavy modules imported: {', '.join(heavy) or 'none'}")
             if args.instructions:
                 for name, env_ in envs.items():
                     start = _instructions([sys.executable, "-c", "pass"], env_)
                     imp = _instructions([sys.executable, "-c", "import netspec.cli"], env_)
                     tot = _instructions([sys.executable, "-m", "netspec.cli", "check", spec], env_)
-                    if None in (start, imp, tot):
+                    if start is None or imp is None or tot is None:
                         print("  (valgrind unavailable)")
                         break
-                    print(f"  instructions, {name}: total {tot / 1e6:,.0f} M = start-up {start / 1e6:,.0f} M + "  # type: ignore[operator]
-                          f"import {(imp - start) / 1e6:,.0f} M + check {(tot - imp) / 1e6:,.0f} M")  # type: ignore[operator]
+                    print(f"  instructions, {name}: total {tot / 1e6:,.0f} M = start-up {start / 1e6:,.0f} M"
+                          f" + import {(imp - start) / 1e6:,.0f} M + check {(tot - imp) / 1e6:,.0f} M")
     return 0
 
 
