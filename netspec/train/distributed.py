@@ -436,13 +436,16 @@ def supervise(args: Any, cluster: Cluster, stderr: IO[str]) -> int:
     """Run `netspec train` (the parsed `args`) as a worker child; return the exit status to report.
 
     The child inherits stdout; its stderr passes through here, minus stack traces and the worker's
-    own notes to us. SIGINT reaches the child directly (same process group); SIGTERM is forwarded.
+    own notes to us. The child runs in a session of its own, so a terminal's Ctrl-C reaches only this
+    supervisor, which ends the child at once: a single-process run's interrupt checkpoint would be a
+    collective write here, which processes that were not interrupted (other hosts) never join, so it
+    would wait forever. SIGTERM to the supervisor ends the child the same way.
     """
     import pickle
 
     env = {**os.environ, WORKER_ENV: str(os.getpid())}
     child = subprocess.Popen([sys.executable, "-m", "netspec.train.distributed"], stdin=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=env)
+                             stderr=subprocess.PIPE, env=env, start_new_session=True)
     assert child.stdin is not None and child.stderr is not None
     child.stdin.write(pickle.dumps((args, list(sys.argv))))
     child.stdin.close()
@@ -469,22 +472,36 @@ def supervise(args: Any, cluster: Cluster, stderr: IO[str]) -> int:
 
     reader = threading.Thread(target=pump, name="netspec-worker-stderr", daemon=True)
     reader.start()
+    interrupted: list[bool] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        # SIGKILL: JAX's preemption notifier catches SIGTERM in the child (and only takes note).
+        interrupted.append(True)
+        child.kill()
+
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child gets Ctrl-C itself and checkpoints
-    signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         rc = child.wait()
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
         reader.join(timeout=5)
+    process = f"process {cluster.process_id}" if cluster.process_id is not None else "this process"
+    if interrupted:
+        last = latest_checkpoint(run_dir[0]) if run_dir else None
+        where = f"iteration {last} ({run_dir[0] / 'checkpoints' / str(last)})" if last is not None else "none yet"
+        stderr.write(f"interrupted: {process} stopped; the others stop within --peer-timeout ({cluster.peer_timeout} "
+                     f"s); the last checkpoint: {where}; continue with --resume\n")
+        stderr.flush()
+        return 130
     failure = explain(seen)
     if failure is None:  # not an ending we can put in one line: show what the runtime said
         stderr.writelines(x for x in held if not _is_noise(x) and _FATAL not in x)
         stderr.flush()
     if rc == 0 or (rc > 0 and failure is None):
         return rc  # done, or a netspec error the worker already printed
-    process = f"process {cluster.process_id}" if cluster.process_id is not None else "this process"
     stderr.write(failure_message(failure, rc, process, run_dir[0] if run_dir else None, cluster) + "\n")
     stderr.flush()
     return 1
@@ -509,22 +526,12 @@ def _watch_supervisor(parent: int, poll: float = 0.5) -> None:
     threading.Thread(target=watch, name="netspec-supervisor-watch", daemon=True).start()
 
 
-def _stop_on_interrupt(signum: int, frame: Any) -> None:
-    sys.stderr.write("interrupted: this process stops now; the others stop within --peer-timeout; continue from "
-                     "the last checkpoint with --resume\n")
-    sys.stderr.flush()
-    os._exit(130)
-
-
 def worker_main() -> int:
     """The child of `supervise`: read the parsed arguments from stdin and train, mapping errors as the CLI does."""
     import pickle
 
     parent = int(os.environ[WORKER_ENV])
     _watch_supervisor(parent)
-    # Ctrl-C ends this process at once. The single-process run's interrupt checkpoint is a collective
-    # write here, which would wait forever for processes that were not interrupted (another host's).
-    signal.signal(signal.SIGINT, _stop_on_interrupt)
     args, sys.argv[:] = pickle.load(sys.stdin.buffer)  # the command as typed, for run.json
     from netspec.cli import EXIT_SPEC, _internal_error, print_diagnostics
 
