@@ -105,10 +105,11 @@ def check_cluster(cluster: Cluster) -> list[Diagnostic]:
              "--process-id": cluster.process_id}
     missing = [k for k, v in given.items() if v is None]
     if cluster.explicit and missing:
-        diags.append(Diagnostic("error", f"{', '.join(missing)} missing: a multi-process run needs --coordinator, "
-                                         "--num-processes and --process-id together",
-                                hint="under Slurm, Open MPI or on a TPU pod give none of them; JAX reads them "
-                                     "from the environment"))
+        diags.append(Diagnostic(
+            "error", f"{', '.join(missing)} missing: a multi-process run needs --coordinator, "
+                     "--num-processes and --process-id together",
+            hint="under Slurm, Open MPI or on a TPU pod give none of them; JAX reads them from the "
+                 "environment"))
     if cluster.coordinator is not None:
         host, sep, port = cluster.coordinator.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -118,8 +119,9 @@ def check_cluster(cluster: Cluster) -> list[Diagnostic]:
         diags.append(Diagnostic("error", f"--num-processes {cluster.num_processes}: must be at least 1"))
     if cluster.process_id is not None and cluster.num_processes is not None and \
             not 0 <= cluster.process_id < cluster.num_processes:
-        diags.append(Diagnostic("error", f"--process-id {cluster.process_id}: must be in 0..{cluster.num_processes - 1}"
-                                         f" for --num-processes {cluster.num_processes}"))
+        last = cluster.num_processes - 1
+        diags.append(Diagnostic("error", f"--process-id {cluster.process_id}: must be in 0..{last} for "
+                                         f"--num-processes {cluster.num_processes}"))
     if cluster.peer_timeout < 1:
         diags.append(Diagnostic("error", f"--peer-timeout {cluster.peer_timeout}: must be at least 1 second"))
     return diags
@@ -337,7 +339,7 @@ def agree_seed(topology: Topology, spec: Path, solver_file: Path | None,
 class Failure:
     """Why a worker died, from what JAX (or gloo) wrote on its stderr as it ended."""
 
-    kind: str  # "join", "peer" (stopped heartbeating), "coordinator", "collective" (a socket broke) or "other"
+    kind: str  # "join", "peer" (no heartbeat), "coordinator", "collective" (a socket broke) or "other"
     detail: str  # their message, on one line (short)
     peers: tuple[int, ...] = ()  # the processes that stopped responding (kind "peer")
 
@@ -391,35 +393,38 @@ def explain(lines: Sequence[str]) -> Failure | None:
     return None
 
 
-def failure_message(failure: Failure | None, rc: int, process: str, run_dir: Path | None, cluster: Cluster) -> str:
+def failure_message(failure: Failure | None, rc: int, process: str, run_dir: Path | None,
+                    cluster: Cluster) -> str:
     """The one error a supervisor prints when its worker ended abnormally."""
     hint = None
-    kind = failure.kind if failure is not None else None
+    kind, detail = (failure.kind, failure.detail.strip()) if failure is not None else (None, "")
     if kind == "join":
         where = f" at {cluster.coordinator}" if cluster.coordinator else ""
-        what = f"could not join the run: no answer from the coordinator{where} ({failure.detail})"  # type: ignore[union-attr]
+        what = f"could not join the run: no answer from the coordinator{where} ({detail})"
         hint = (f"start all {cluster.num_processes or 'the'} processes within --join-timeout "
-                f"({cluster.init_timeout} s) of each other, with --coordinator set to process 0's reachable address")
+                f"({cluster.init_timeout} s) of each other, with --coordinator set to process 0's reachable "
+                "address")
     elif kind == "peer":
         who = ", ".join(str(p) for p in failure.peers)  # type: ignore[union-attr]
-        what = (f"process {who} of this run stopped responding (no heartbeat for {cluster.peer_timeout} s): it died "
-                "or its host became unreachable")
+        what = (f"process {who} of this run stopped responding (no heartbeat for {cluster.peer_timeout} s): "
+                "it died or its host became unreachable")
     elif kind == "coordinator":
-        what = f"lost the coordinator (process 0), which died or became unreachable ({failure.detail})"  # type: ignore[union-attr]
+        what = f"lost the coordinator (process 0), which died or became unreachable ({detail})"
     elif kind == "collective":
-        what = ("the connection to another process of this run broke during a collective (gloo: "
-                f"{failure.detail.strip()})")  # type: ignore[union-attr]
+        what = f"the connection to another process of this run broke during a collective (gloo: {detail})"
     elif kind == "other":
-        what = f"the JAX distributed service stopped the run ({failure.detail})"  # type: ignore[union-attr]
+        what = f"the JAX distributed service stopped the run ({detail})"
     else:
         sig = -rc
-        name = signal.Signals(sig).name if rc < 0 and sig in signal.Signals._value2member_map_ else f"exit {rc}"
-        what = f"the training process ended abruptly ({name})"
+        known = rc < 0 and sig in signal.Signals._value2member_map_
+        what = f"the training process ended abruptly ({signal.Signals(sig).name if known else f'exit {rc}'})"
     if hint is None:
         last = latest_checkpoint(run_dir) if run_dir is not None else None
-        hint = (f"the last checkpoint is iteration {last} ({run_dir / 'checkpoints' / str(last)}); start every "
-                f"process again with --resume -o {run_dir}") if run_dir is not None and last is not None else \
-            "no checkpoint was written; start every process again"
+        if run_dir is not None and last is not None:
+            hint = (f"the last checkpoint is iteration {last} ({run_dir / 'checkpoints' / str(last)}); start "
+                    f"every process again with --resume -o {run_dir}")
+        else:
+            hint = "no checkpoint was written; start every process again"
     return f"error: {process}: {what}\n  hint: {hint}"
 
 
@@ -491,9 +496,10 @@ def supervise(args: Any, cluster: Cluster, stderr: IO[str]) -> int:
     process = f"process {cluster.process_id}" if cluster.process_id is not None else "this process"
     if interrupted:
         last = latest_checkpoint(run_dir[0]) if run_dir else None
-        where = f"iteration {last} ({run_dir[0] / 'checkpoints' / str(last)})" if last is not None else "none yet"
-        stderr.write(f"interrupted: {process} stopped; the others stop within --peer-timeout ({cluster.peer_timeout} "
-                     f"s); the last checkpoint: {where}; continue with --resume\n")
+        where = f"iteration {last} ({run_dir[0] / 'checkpoints' / str(last)})" if last is not None else \
+            "none yet"
+        stderr.write(f"interrupted: {process} stopped; the others stop within --peer-timeout "
+                     f"({cluster.peer_timeout} s); the last checkpoint: {where}; continue with --resume\n")
         stderr.flush()
         return 130
     failure = explain(seen)
@@ -527,7 +533,8 @@ def _watch_supervisor(parent: int, poll: float = 0.5) -> None:
 
 
 def worker_main() -> int:
-    """The child of `supervise`: read the parsed arguments from stdin and train, mapping errors as the CLI does."""
+    """The child of `supervise`: read the parsed arguments from stdin and train, mapping errors as the
+    CLI does."""
     import pickle
 
     parent = int(os.environ[WORKER_ENV])
