@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import typing
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator
 from pydantic.json_schema import models_json_schema
@@ -49,22 +50,21 @@ def _reachable(roots: list[type[BaseModel]]) -> list[type[BaseModel]]:
 
 
 def _accepts_lone_value(model: type[BaseModel], name: str) -> bool:
-    """Whether a field takes a lone value for a one-element list: netspec's `Repeated`, or a
-    before-validator that wraps a scalar into a list (probed with a sample)."""
+    """Whether a field takes a lone value for a one-element list: its type carries a `_listify`
+    before-validator (netspec's `Repeated`, the solver's `LoneOrList`), directly or inside `X | None`.
+
+    Read from the annotation, not from pydantic's validator internals, whose shape changes between
+    pydantic releases (2.14 broke a probe of them).
+    """
+    def marked(tp: Any) -> bool:
+        if get_origin(tp) is Annotated:
+            return any(isinstance(m, BeforeValidator) and getattr(m.func, "__name__", "") == "_listify"
+                       for m in get_args(tp)[1:])
+        return any(marked(arg) for arg in get_args(tp)) if get_origin(tp) in (Union, UnionType) else False
+
     info = model.model_fields[name]
-    if any(isinstance(m, BeforeValidator) and getattr(m.func, "__name__", "") == "_listify"
-           for m in info.metadata):
-        return True
-    for dec in model.__pydantic_decorators__.field_validators.values():
-        if dec.info.mode != "before" or name not in dec.info.fields:
-            continue
-        try:
-            probe = dec.bind_to_cls(model).func
-            if probe(7) == [7] or probe(7) == (7,):
-                return True
-        except Exception:  # noqa: BLE001 - a validator that needs more context is not a lone-value one
-            continue
-    return False
+    return marked(info.annotation) or any(
+        isinstance(m, BeforeValidator) and getattr(m.func, "__name__", "") == "_listify" for m in info.metadata)
 
 
 def _lone_or_list(prop: dict[str, Any]) -> dict[str, Any]:

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    BeforeValidator,
     NonNegativeInt,
     PositiveInt,
-    field_validator,
     model_validator,
 )
 
@@ -60,6 +60,19 @@ IGNORED_FIELDS: dict[str, str] = {
 }
 
 
+def _listify(value: Any) -> Any:
+    """Caffe's text format writes a repeated field with one entry as a scalar; YAML users do the same.
+
+    Named like netspec.layers.base._listify: the JSON Schema generator finds lone-value fields by it.
+    """
+    lone = isinstance(value, (int, float, str, dict)) and not isinstance(value, bool)
+    return [value] if lone else value
+
+
+T = TypeVar("T")
+LoneOrList = Annotated[list[T], BeforeValidator(_listify)]
+
+
 def _ignored(name: str) -> Any:
     return Field(None, description=f"Ignored: {IGNORED_FIELDS[name]}.")
 
@@ -81,7 +94,7 @@ class SolverSpec(BaseModel):
     stepsize: NonNegativeInt = Field(
         0, description="Iterations per step (step); inflection iteration (sigmoid)."
     )
-    stepvalue: list[NonNegativeInt] = Field(
+    stepvalue: LoneOrList[NonNegativeInt] = Field(
         default_factory=list,
         description="Iterations at which multistep multiplies the rate by gamma (one step per iteration at "
         "most, as Caffe advances them). A lone value is accepted.",
@@ -106,7 +119,7 @@ class SolverSpec(BaseModel):
     )
     display: NonNegativeInt = Field(0, description="Log every this many iterations (0 = never).")
     average_loss: PositiveInt = Field(1, description="Displayed loss = mean of the last this many losses.")
-    test_iter: list[NonNegativeInt] = Field(
+    test_iter: LoneOrList[NonNegativeInt] = Field(
         default_factory=list,
         description="Batches per test pass, one entry per test net. A lone value is accepted.",
     )
@@ -142,11 +155,11 @@ class SolverSpec(BaseModel):
     net: str | None = _ignored("net")
     net_param: dict[str, Any] | None = _ignored("net_param")
     train_net: str | None = _ignored("train_net")
-    test_net: list[str] | None = _ignored("test_net")
+    test_net: LoneOrList[str] | None = _ignored("test_net")
     train_net_param: dict[str, Any] | None = _ignored("train_net_param")
-    test_net_param: list[dict[str, Any]] | None = _ignored("test_net_param")
+    test_net_param: LoneOrList[dict[str, Any]] | None = _ignored("test_net_param")
     train_state: dict[str, Any] | None = _ignored("train_state")
-    test_state: list[dict[str, Any]] | None = _ignored("test_state")
+    test_state: LoneOrList[dict[str, Any]] | None = _ignored("test_state")
     test_compute_loss: bool | None = _ignored("test_compute_loss")
     solver_mode: Literal["CPU", "GPU"] | None = _ignored("solver_mode")
     device_id: int | None = _ignored("device_id")
@@ -154,16 +167,7 @@ class SolverSpec(BaseModel):
     snapshot_diff: bool | None = _ignored("snapshot_diff")
     debug_info: bool | None = _ignored("debug_info")
     layer_wise_reduce: bool | None = _ignored("layer_wise_reduce")
-    weights: list[str] | None = _ignored("weights")
-
-    @field_validator(
-        "stepvalue", "test_iter", "test_net", "test_net_param", "test_state", "weights", mode="before"
-    )
-    @classmethod
-    def _accept_lone_value(cls, value: Any) -> Any:
-        # Caffe text format writes a repeated field with one entry as a scalar; YAML users do the same.
-        lone = isinstance(value, (int, float, str, dict)) and not isinstance(value, bool)
-        return [value] if lone else value
+    weights: LoneOrList[str] | None = _ignored("weights")
 
     @model_validator(mode="before")
     @classmethod
