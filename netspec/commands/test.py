@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     cache_problem = compile_cache.enable_default(args.compile_cache)
     if cache_problem:
         print(f"note: {cache_problem}")
-    from netspec.data import BatchIterator, make_transformer
+    from netspec.data import BatchIterator, data_transformer
     from netspec.lowering import compile as lower
     from netspec.train.evaluate import evaluate, load_for_test
     from netspec.train.loop import TEST_ORDER_SEED
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     for note in plan.notes:
         print(f"note: {note}")
-    transform = make_transformer(plan.data.transform_param, plan.splits.test.images.shape[1:], plan.base_dir)
+    transform = data_transformer(plan.data, plan.splits.test.images.shape[1:], plan.base_dir)
     # The order `netspec train` tests in: fixed-shuffled, so a partial pass samples every class.
     batches = BatchIterator(plan.splits.test, plan.batch_size, names=plan.feed.names, train=False, shuffle=True,
                             seed=TEST_ORDER_SEED, drop_remainder=True, transform=transform, prefetch=2)

@@ -12,13 +12,14 @@ from netspec.data.cifar import load_cifar10
 from netspec.data.download import cache_dir, fetch
 from netspec.data.files import load_image_folder, load_npz
 from netspec.data.iterator import BatchIterator
-from netspec.data.loader import load_dataset, make_iterator
+from netspec.data.loader import data_transformer, load_dataset, make_iterator
 from netspec.data.mnist import load_mnist, read_idx
-from netspec.data.spec import DataSpec
+from netspec.data.spec import AugmentSpec, DataSpec
 from netspec.data.transform import Draws, Transformer, load_mean_file, make_transformer
 
 __all__ = [
     "ArrayDataset",
+    "AugmentSpec",
     "BatchIterator",
     "DataError",
     "DataSpec",
@@ -26,6 +27,7 @@ __all__ = [
     "Splits",
     "Transformer",
     "cache_dir",
+    "data_transformer",
     "fetch",
     "load_cifar10",
     "load_dataset",

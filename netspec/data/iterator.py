@@ -1,7 +1,7 @@
 """Deterministic, resumable, sharded batches over an in-memory dataset, prefetched on a background thread.
 
 Batch `step` of `epoch` is a pure function of (seed, epoch, step): the epoch's order is
-`default_rng([seed, 0, epoch]).permutation(N)` and the batch's crop/mirror draws come from
+`default_rng([seed, 0, epoch]).permutation(N)` and the batch's crop/mirror/shift draws come from
 `default_rng([seed, 1, epoch, step])`. So the state is just {"epoch", "position"} (the next batch
 to hand out), and an iterator rebuilt from it continues with exactly the batches the first would
 have produced. Draws are made for the whole global batch and then sliced, so the union of all

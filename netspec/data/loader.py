@@ -11,7 +11,7 @@ from netspec.data.files import load_image_folder, load_npz
 from netspec.data.iterator import BatchIterator
 from netspec.data.mnist import load_mnist
 from netspec.data.spec import DataSpec
-from netspec.data.transform import make_transformer
+from netspec.data.transform import Transformer, make_transformer
 
 def _resolve(path: str, base_dir: Path | None) -> Path:
     p = Path(path).expanduser()
@@ -44,6 +44,13 @@ def load_dataset(spec: DataSpec, base_dir: Path | None = None) -> Splits:
     return Splits(train, load(spec.test_path, like=train))
 
 
+def data_transformer(spec: DataSpec, image_shape: tuple[int, int, int], base_dir: Path | None = None
+                     ) -> Transformer:
+    """The transform a `data:` section asks for (transform_param and the augment extension): the one
+    place every iterator (training, testing, `netspec test`) and the plan's shape check get it from."""
+    return make_transformer(spec.transform_param, image_shape, base_dir, spec.augment)
+
+
 def make_iterator(
     spec: DataSpec,
     dataset: ArrayDataset,
@@ -57,12 +64,12 @@ def make_iterator(
     state: Mapping[str, int] | None = None,
     prefetch: int = 2,
 ) -> BatchIterator:
-    """A TRAIN (shuffled, random crop/mirror, full batches) or TEST (in order, all samples) iterator.
+    """A TRAIN (shuffled, random crop/mirror/shift, full batches) or TEST (in order, all samples) iterator.
 
     Both cycle forever unless `epochs` is given: a test pass takes `test_iter` batches (the cursor
     carrying on across passes, as Caffe's test data layers do) or uses epochs=1 for exactly one pass.
     """
-    transform = make_transformer(spec.transform_param, dataset.image_shape, base_dir)
+    transform = data_transformer(spec, dataset.image_shape, base_dir)
     batch_size = spec.batch_size if train else (spec.test_batch_size or spec.batch_size)
     return BatchIterator(
         dataset, batch_size, names=names, train=train, shuffle=spec.shuffle if train else False,

@@ -5,6 +5,7 @@
     data: {source: cifar10, root: ~/datasets/cifar}     # batches already on disk (else downloaded)
     data: {source: npz, path: digits.npz, images_key: x, labels_key: y}
     data: {source: folder, path: photos/train, test_path: photos/val, new_height: 64, new_width: 64}
+    data: {source: mnist, augment: {shift: 2}}          # netspec extension: random TRAIN translations
 
 jax-free (the spec loader validates it during `netspec check`).
 """
@@ -18,6 +19,22 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 from netspec.layers.data import TransformationParameter
 
 Source = Literal["mnist", "cifar10", "npz", "folder"]
+
+
+class AugmentSpec(BaseModel):
+    """Augmentation beyond Caffe's transform_param (a netspec extension; Caffe has no such field).
+
+    It acts on the raw images before transform_param, as if the dataset stored the altered image, so
+    crop_size, mirror, mean_file/mean_value and scale keep exactly their Caffe meaning. TRAIN only.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    shift: NonNegativeInt = Field(
+        0,
+        description="Translate each TRAIN image by a random whole number of pixels in [-shift, shift] "
+        "along each of H and W (drawn independently); uncovered pixels become raw 0. 0: off.",
+    )
 
 # Optional fields that mean something only for some sources; setting one elsewhere is an error.
 SOURCE_FIELDS: dict[str, frozenset[Source]] = {
@@ -75,6 +92,10 @@ class DataSpec(BaseModel):
     transform_param: TransformationParameter = Field(
         default_factory=TransformationParameter,
         description="Caffe's transform_param: crop_size, mirror, mean_file | mean_value, scale.",
+    )
+    augment: AugmentSpec = Field(
+        default_factory=AugmentSpec,
+        description="netspec extension: TRAIN-only augmentation applied before transform_param (shift).",
     )
 
     @model_validator(mode="after")

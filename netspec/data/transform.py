@@ -9,6 +9,11 @@ whole global batch and apply the draws to the rows one process owns.
 
 One deliberate difference: Caffe flips at random whenever `mirror` is set, TEST phase included; here
 the TEST phase never flips, so evaluation is deterministic (zoo models set mirror: false for TEST).
+
+A netspec extension, the `data:` section's `augment: {shift: k}`, translates each TRAIN image by
+whole pixels in [-k, k] (zero fill) before any of the above: the transform then sees the shifted image
+as if the dataset held it, so Caffe's fields keep their meaning. Its offsets are drawn after Caffe's
+(crop, then flip), so a batch without augmentation has exactly the draws it had before.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from netspec.data.arrays import DataError
 Shape3 = tuple[int, int, int]
 
 
+class AugmentFields(Protocol):
+    """What augmentation needs: netspec.data.spec.AugmentSpec has these fields."""
+
+    shift: int
+
+
 class TransformFields(Protocol):
     """What a transform needs: Caffe's TransformationParameter (netspec.layers.data) has these fields."""
 
@@ -36,25 +47,34 @@ class TransformFields(Protocol):
 
 @dataclass(frozen=True)
 class Draws:
-    """Per-sample random choices of one batch: crop offsets and horizontal flips."""
+    """Per-sample random choices of one batch: crop offsets, horizontal flips and translations.
+
+    `shift` is (n, 2) whole-pixel moves (down, right) of the image content, or None when not shifting.
+    """
 
     h_off: np.ndarray
     w_off: np.ndarray
     flip: np.ndarray
+    shift: np.ndarray | None = None
 
     def take(self, rows: slice) -> Draws:
-        return Draws(self.h_off[rows], self.w_off[rows], self.flip[rows])
+        shift = None if self.shift is None else self.shift[rows]
+        return Draws(self.h_off[rows], self.w_off[rows], self.flip[rows], shift)
 
 
 @dataclass(frozen=True)
 class Transformer:
-    """A validated transform_param for one image shape (C,H,W); `mean` is (C,H,W) or (C,1,1) float32."""
+    """A validated transform_param for one image shape (C,H,W); `mean` is (C,H,W) or (C,1,1) float32.
+
+    `shift`: the netspec augmentation's largest TRAIN translation in pixels (0: none).
+    """
 
     image_shape: Shape3
     scale: np.float32
     mirror: bool
     crop_size: int
     mean: np.ndarray | None
+    shift: int = 0
 
     @property
     def output_shape(self) -> Shape3:
@@ -62,7 +82,8 @@ class Transformer:
         return (c, self.crop_size, self.crop_size) if self.crop_size else (c, h, w)
 
     def draw(self, rng: np.random.Generator, n: int, train: bool) -> Draws:
-        """TRAIN: random crop offsets in [0, H - crop] and coin-flip mirrors; TEST: centre crop, no flip."""
+        """TRAIN: random crop offsets in [0, H - crop], coin-flip mirrors and shifts in [-shift, shift];
+        TEST: centre crop, no flip, no shift."""
         _, h, w = self.image_shape
         crop = self.crop_size
         if crop and train:
@@ -71,11 +92,14 @@ class Transformer:
             h_off = np.full(n, (h - crop) // 2 if crop else 0)
             w_off = np.full(n, (w - crop) // 2 if crop else 0)
         flip = rng.integers(0, 2, n).astype(bool) if self.mirror and train else np.zeros(n, bool)
-        return Draws(h_off, w_off, flip)
+        shift = rng.integers(-self.shift, self.shift + 1, (n, 2)) if self.shift and train else None
+        return Draws(h_off, w_off, flip, shift)
 
     def apply(self, images: np.ndarray, draws: Draws) -> np.ndarray:
         """float32 (n, C, h, w) from raw (n, C, H, W) images."""
         mean = self.mean
+        if draws.shift is not None:
+            images = _translate(images, draws.shift, self.shift)
         if self.crop_size:
             images = _crop(images, draws.h_off, draws.w_off, self.crop_size)  # raw values: less to copy
             if mean is not None and mean.shape[1:] != (1, 1):  # a mean image, not per-channel values
@@ -98,15 +122,34 @@ def _crop(x: np.ndarray, h_off: np.ndarray, w_off: np.ndarray, size: int) -> np.
     return windows[np.arange(len(x)), :, h_off, w_off]
 
 
+def _translate(x: np.ndarray, moves: np.ndarray, most: int) -> np.ndarray:
+    """Each image's content moved by its (down, right) pixels, uncovered pixels 0 (in x's dtype)."""
+    _, _, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (most, most), (most, most)))
+    # out[y, x] = in[y - dy, x - dx] = padded[y - dy + most, x - dx + most]: one window per image.
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))
+    return windows[np.arange(len(x)), :, most - moves[:, 0], most - moves[:, 1]]
+
+
 def make_transformer(
-    param: TransformFields | None, image_shape: Shape3, base_dir: Path | None = None
+    param: TransformFields | None,
+    image_shape: Shape3,
+    base_dir: Path | None = None,
+    augment: AugmentFields | None = None,
 ) -> Transformer:
-    """Check `param` against the images (Caffe's DataTransformer CHECKs, all reported together)."""
+    """Check `param` (Caffe's DataTransformer CHECKs) and `augment` against the images, all problems
+    reported together."""
     c, h, w = image_shape
-    if param is None:
-        return Transformer(image_shape, np.float32(1), False, 0, None)
-    where = "transform_param"
+    shift = augment.shift if augment is not None else 0
     problems: list[str] = []
+    if shift >= min(h, w):
+        problems.append(
+            f"augment shift {shift} would move a {h}x{w} image out of its frame (at most {min(h, w) - 1})")
+    if param is None:
+        if problems:
+            raise DataError("augment", *problems)
+        return Transformer(image_shape, np.float32(1), False, 0, None, shift)
+    where = "transform_param"
     if param.crop_size and (param.crop_size > h or param.crop_size > w):
         problems.append(f"crop_size {param.crop_size} is larger than the {h}x{w} images")
     mean = None
@@ -127,7 +170,8 @@ def make_transformer(
             problems.append(f"mean image has shape {mean.shape}, the images {image_shape} (before any crop)")
     if problems:
         raise DataError(where, *problems)
-    return Transformer(image_shape, np.float32(param.scale), bool(param.mirror), int(param.crop_size), mean)
+    return Transformer(image_shape, np.float32(param.scale), bool(param.mirror), int(param.crop_size), mean,
+                       shift)
 
 
 def load_mean_file(path: Path) -> np.ndarray:

@@ -178,11 +178,11 @@ class _Trainer:
         return jax.device_put(state, replicated(self.mesh))
 
     def _data_iterator(self, train: bool, state: Mapping[str, int] | None = None) -> Any:
-        from netspec.data import BatchIterator, make_transformer
+        from netspec.data import BatchIterator, data_transformer
 
         p = self.plan
         ds = p.splits.train if train else p.splits.test
-        transform = make_transformer(p.data.transform_param, ds.images.shape[1:], p.base_dir)
+        transform = data_transformer(p.data, ds.images.shape[1:], p.base_dir)
         # Test passes read the test set in one fixed shuffled order (seed 0): a pass over part of it
         # then still samples every class (stored test sets are often sorted by label).
         return BatchIterator(ds, p.batch_size if train else p.test_batch_size, names=p.feed.names, train=train,
