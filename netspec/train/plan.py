@@ -133,6 +133,23 @@ def _data_spec(spec: NetSpec) -> Any:
     raise _err("the spec has no `data:` section; add one, e.g. `data: {source: mnist}`", SourceLoc(spec.file, 1, 1))
 
 
+def _feed_data_layers(spec: NetSpec) -> tuple[NetSpec, Any, Any, list[str]]:
+    """(spec, data section, splits or None, notes): Caffe data layers become Input layers fed from the
+    `data:` section (netspec.train.data_layers); their images are loaded here, since their shape is
+    the data's. Other specs come back as they are, their data not loaded yet."""
+    from netspec.train.data_layers import data_layers, missing_data_section, resolve_data_layers
+
+    if not data_layers(spec):
+        return spec, _data_spec(spec), None, []
+    problem = missing_data_section(spec)
+    if problem is not None and spec.data is None:
+        raise problem
+    data = _data_spec(spec)
+    splits = load_splits(data, Path(spec.file).parent)
+    spec, data, notes = resolve_data_layers(spec, data, splits.train.images.shape[1:])
+    return spec, data, splits, notes
+
+
 def load_splits(data: Any, base_dir: Path) -> Any:
     from netspec.data import DataError, load_dataset
 
@@ -145,7 +162,7 @@ def load_splits(data: Any, base_dir: Path) -> Any:
 def _check_fit(splits: Any, data: Any, feed: Feed, report: ShapeReport, classes: int | None, base_dir: Path,
                phase: str) -> list[Diagnostic]:
     """Images must have the Input layer's C,H,W after the transform; labels must be valid classes."""
-    from netspec.data import DataError, make_transformer
+    from netspec.data import DataError, data_transformer
 
     diags: list[Diagnostic] = []
     graph = report.graph
@@ -155,7 +172,7 @@ def _check_fit(splits: Any, data: Any, feed: Feed, report: ShapeReport, classes:
         if phase == "TEST" and split_name == "train":
             continue
         try:
-            transform = make_transformer(data.transform_param, ds.images.shape[1:], base_dir)
+            transform = data_transformer(data, ds.images.shape[1:], base_dir)
         except DataError as e:
             diags.extend(Diagnostic("error", f"data: {e.where}: {p}") for p in e.problems)
             continue
@@ -180,9 +197,9 @@ def make_plan(options: TrainOptions, devices: int = 1, processes: int = 1) -> Tr
     """Load, resolve and cross-check everything; raise every problem found, before any compute."""
     spec = load_spec(options.spec)
     solver = resolve_solver(spec, options.solver_file, options.solver_overrides)
-    data = _data_spec(spec)
+    spec, data, splits, notes = _feed_data_layers(spec)
     base_dir = Path(spec.file).parent
-    notes: list[str] = [f"solver field '{name}' is ignored: {why}" for name, why in ignored_settings(solver)]
+    notes += [f"solver field '{name}' is ignored: {why}" for name, why in ignored_settings(solver)]
     if solver.snapshot_prefix is not None:
         notes.append("solver field 'snapshot_prefix' is ignored: checkpoints go to the run folder's checkpoints/")
     probe = check(spec, phase="TRAIN")
@@ -223,7 +240,7 @@ def make_plan(options: TrainOptions, devices: int = 1, processes: int = 1) -> Tr
         raise NetspecError(diags)
     seed = data.seed if "seed" in explicit else solver.random_seed
     data = data.model_copy(update={"batch_size": batch, "test_batch_size": test_batch, "seed": seed})
-    splits = load_splits(data, base_dir)
+    splits = splits or load_splits(data, base_dir)
     diags += _check_fit(splits, data, feed, train_report, classes, base_dir, "TRAIN")
     if test_report is not None:
         diags += _check_fit(splits, data, feed, test_report, classes, base_dir, "TEST")
@@ -274,8 +291,7 @@ class EvalPlan:
 
 def make_eval_plan(spec_path: Path, batch_size: int | None, iterations: int | None) -> EvalPlan:
     """What `netspec test` evaluates: the TEST net on the spec's test data, checked before any compute."""
-    spec = load_spec(spec_path)
-    data = _data_spec(spec)
+    spec, data, splits, layer_notes = _feed_data_layers(load_spec(spec_path))
     base_dir = Path(spec.file).parent
     probe = check(spec, phase="TEST")
     feed = choose_feed(probe)
@@ -285,7 +301,7 @@ def make_eval_plan(spec_path: Path, batch_size: int | None, iterations: int | No
     report = check(spec, phase="TEST", batch=batch)
     found = classifier(report)
     data = data.model_copy(update={"batch_size": batch, "test_batch_size": batch})
-    splits = load_splits(data, base_dir)
+    splits = splits or load_splits(data, base_dir)
     diags = _check_fit(splits, data, feed, report, found[1] if found else None, base_dir, "TEST")
     full = len(splits.test) // batch
     if full == 0:
@@ -293,7 +309,7 @@ def make_eval_plan(spec_path: Path, batch_size: int | None, iterations: int | No
                                          f"{batch}", hint="use --batch-size"))
     if diags:
         raise NetspecError(diags)
-    notes = []
+    notes = layer_notes
     if iterations is None:
         solver = spec.solver if isinstance(spec.solver, SolverSpec) else None
         iterations = solver.test_iter[0] if solver is not None and solver.test_iter and solver.test_iter[0] else full
