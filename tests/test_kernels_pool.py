@@ -1,0 +1,49 @@
+"""netspec.kernels.pool.max_pool2d: the same values as lax.reduce_window and the same gradient as JAX's
+derivative of it (first maximum in raster order, Caffe's rule), ties and overlapping windows included."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax import lax
+
+from netspec.kernels.pool import max_pool2d
+
+
+def _reference(xp: jax.Array, kernel: tuple[int, int], stride: tuple[int, int]) -> jax.Array:
+    return lax.reduce_window(xp, -jnp.inf, lax.max, (1, *kernel, 1), (1, *stride, 1), "VALID")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9), st.integers(1, 3), st.integers(1, 4),
+       st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.booleans(), st.integers(0, 2**31 - 1))
+def test_values_and_gradient_match_reduce_window(n: int, h: int, w: int, c: int, kh: int, kw: int, sh: int,
+                                                 sw: int, ties: bool, seed: int) -> None:
+    kh, kw = min(kh, h), min(kw, w)
+    rng = np.random.default_rng(seed)
+    # Small integers make ties common: the gradient must pick the first maximum, not share it.
+    x = rng.integers(0, 3, (n, h, w, c)) if ties else rng.standard_normal((n, h, w, c))
+    xp = jnp.asarray(x, jnp.float32)
+    y = max_pool2d(xp, (kh, kw), (sh, sw))
+    want = _reference(xp, (kh, kw), (sh, sw))
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(want))
+    g = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+    (dx,) = jax.vjp(lambda v: max_pool2d(v, (kh, kw), (sh, sw)), xp)[1](g)
+    (dref,) = jax.vjp(lambda v: _reference(v, (kh, kw), (sh, sw)), xp)[1](g)
+    np.testing.assert_allclose(np.asarray(dx), np.asarray(dref), rtol=1e-6, atol=1e-6)
+
+
+def test_a_tie_sends_the_gradient_to_the_first_maximum_only() -> None:
+    x = jnp.asarray([[1.0, 5.0], [5.0, 5.0]]).reshape(1, 2, 2, 1)
+    (dx,) = jax.vjp(lambda v: max_pool2d(v, (2, 2), (2, 2)), x)[1](jnp.ones((1, 1, 1, 1)))
+    assert np.asarray(dx).ravel().tolist() == [0.0, 1.0, 0.0, 0.0]
+
+
+def test_bfloat16_and_jit() -> None:
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 6, 6, 3)), jnp.bfloat16)
+    f = jax.jit(lambda v: jnp.sum(max_pool2d(v, (3, 3), (2, 2)).astype(jnp.float32)))
+    dx = jax.grad(f)(x)
+    assert dx.dtype == jnp.bfloat16 and float(jnp.sum(dx.astype(jnp.float32))) == 2 * 2 * 2 * 3  # one hit per window (2x2 windows, 2 images, 3 channels)
