@@ -186,11 +186,14 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
 
     # Input grad: XLA's is a forward conv of the dilated output gradient; it is as fast as the matmuls for
     # wide stride-1 layers and for large strided kernels (7x7 s2 stem: 98.6 vs 129 ms), and 1.5-6x slower
-    # for narrow, strided or grouped ones. A depthwise body is elementwise: chunking it measured 4x slower.
+    # for strided or grouped ones. A depthwise body is elementwise: chunking it measured 4x slower.
+    # Narrow stride-1 layers looked 2x faster as matmuls in isolation (LeNet conv2 above), but inside
+    # the whole train step XLA's wins by a third of the step: LeNet b64 20.2 ms (xla) vs 27.0 (im2col)
+    # and 26.4 (taps); b256 92 vs 151 and 148 (whole-step medians, same run). The step is what counts.
+    # (Only the 3-channel stem is left to im2col: its input grad is never computed in a real net.)
     if depthwise:
         input_grad, input_grad_chunk = "taps", 0
-    elif geom.groups == 1 and ((geom.stride == (1, 1) and cin_g >= 64 and cout_g >= 64)
-                               or (geom.stride != (1, 1) and taps > 9)):
+    elif geom.groups == 1 and ((geom.stride == (1, 1) and not narrow) or (geom.stride != (1, 1) and taps > 9)):
         input_grad, input_grad_chunk = "xla", 0
     elif narrow:
         input_grad, input_grad_chunk = "im2col", 0  # stem: 5.0 unchunked vs 8.1 chunked
@@ -198,10 +201,12 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
         input_grad, input_grad_chunk = "taps", chunk
 
     # Weight grad: XLA's is the slow one (a convolution whose kernel is the Ho x Wo output gradient). It
-    # holds its own only for small outputs of narrow layers (LeNet conv2: 8x8 outputs, 20x50 channels).
+    # holds its own for small outputs of narrow layers (LeNet conv2: 8x8 outputs, 20x50 channels) and for
+    # few output channels (LeNet conv1, 1->20: in the whole step taps/im2col were 7% faster at b64 and
+    # 7-10% slower at b256; the ResNet stem's 64 outputs are where im2col starts to pay).
     if depthwise:
         weight_grad, weight_grad_chunk = "taps", chunk
-    elif ho * wo <= 100 and cin_g * cout_g <= 4096:
+    elif (ho * wo <= 100 and cin_g * cout_g <= 4096) or (narrow and cout_g < 32):
         weight_grad, weight_grad_chunk = "xla", 0
     elif narrow:
         weight_grad, weight_grad_chunk = "im2col", chunk
