@@ -124,3 +124,27 @@ def test_netspec_time_reports_every_layer_and_the_whole_net(capsys: pytest.Captu
     for prefix in ("Average Forward pass: ", "Average Backward pass: ", "Average Forward-Backward: ",
                    "Total Time: "):
         assert any(x.startswith(prefix) for x in lines), prefix
+
+
+def test_conv_impl_xla_and_auto_train_the_same_net(tmp_path: Path) -> None:
+    """`--conv-impl xla` keeps the plain XLA lowering for comparison; both reach the same parameters
+    (same data, seed and maths: only the summation order of the gradients differs) and run.json says
+    which ran."""
+    finals = {}
+    for impl in ("xla", "auto"):
+        run = tmp_path / impl
+        assert main(["train", str(TINY), "-o", str(run), "--max-iter", "10", "--progress", "none",
+                     "--conv-impl", impl, *OFF]) == 0
+        assert json.loads((run / "run.json").read_text())["conv_impl"] == impl
+        finals[impl], _ = read_variables(run)
+    for layer in ("conv1", "ip1"):
+        for key in finals["xla"]["params"][layer]:
+            np.testing.assert_allclose(np.asarray(finals["auto"]["params"][layer][key]),
+                                       np.asarray(finals["xla"]["params"][layer][key]), rtol=1e-4, atol=1e-5)
+
+
+def test_conv_impl_takes_only_known_values(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(TINY), "--conv-impl", "fast"])
+    assert info.value.code == 2
+    assert "argument --conv-impl: invalid choice: 'fast' (choose from 'auto', 'xla')" in capsys.readouterr().err

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from netspec.train.plan import make_eval_plan
 
     plan = make_eval_plan(args.spec, args.batch_size, args.iterations)
-    model = lower(plan.spec, "TEST", dtype=args.dtype, batch=plan.batch_size)
+    model = lower(plan.spec, "TEST", dtype=args.dtype, batch=plan.batch_size, conv_impl=args.conv_impl)
     variables, report = load_for_test(model, args.weights)
     for line in report.lines():
         print(line)

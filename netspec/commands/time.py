@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from netspec.train.timing import random_inputs, report_lines, time_layers, time_net
 
     report = check(args.spec, phase=args.phase, batch=args.batch)
-    model = lower(report.graph.spec, args.phase, dtype=args.dtype, batch=args.batch)
+    model = lower(report.graph.spec, args.phase, dtype=args.dtype, batch=args.batch, conv_impl=args.conv_impl)
     feed = choose_feed(report) if report.graph.inputs else None
     found = classifier(report)
     inputs = random_inputs(model, feed.label if feed else None, found[1] if found else None)

@@ -45,6 +45,7 @@ class TrainOptions:
     resume: bool = False
     weights: Path | None = None
     dtype: Dtype = "float32"
+    conv_impl: str = "auto"  # netspec.compile's conv_impl: "auto" or "xla"
     batch_size: int | None = None
     solver_overrides: Mapping[str, Any] = field(default_factory=dict)
     keep_last: int = 3

@@ -146,8 +146,10 @@ class _Trainer:
         from netspec.lowering import compile as lower
 
         p, dtype = self.plan, self.options.dtype
-        self.model = lower(p.spec, "TRAIN", dtype=dtype, batch=p.batch_size)
-        self.test_model = lower(p.spec, "TEST", dtype=dtype, batch=p.test_batch_size) if p.test_iter else None
+        impl = self.options.conv_impl
+        self.model = lower(p.spec, "TRAIN", dtype=dtype, batch=p.batch_size, conv_impl=impl)
+        self.test_model = (lower(p.spec, "TEST", dtype=dtype, batch=p.test_batch_size, conv_impl=impl)
+                           if p.test_iter else None)
         if self.test_model is not None:
             train_shapes = jax.eval_shape(lambda: self.model.init(0))
             test_shapes = jax.eval_shape(lambda: self.test_model.init(0))  # type: ignore[union-attr]
@@ -352,6 +354,7 @@ class _Trainer:
             "spec_sha256": self.plan.spec_sha256,
             "seed": self.solver.random_seed,
             "precision": self.options.dtype,
+            "conv_impl": self.options.conv_impl,
             "backend": jax.default_backend(),
             "devices": [str(d) for d in self.mesh.devices.flat],
             "batch_size": self.plan.batch_size,
