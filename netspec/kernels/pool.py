@@ -10,7 +10,7 @@ Why: JAX differentiates ``reduce_window`` max through ``select_and_gather_add`` 
 ``select_and_scatter_add``, which XLA:CPU runs as scalar loops. For LeNet's pool1 (2x2/2 over
 64x24x24x20) forward + gradient took 4.2 ms that way and 0.5 ms here; at batch 256 44 ms vs 1.7 ms
 (tools/bench_lowering.py measures the whole train step). Here every pass is ``kh * kw`` strided
-slices combined elementwise, which XLA fuses into a few loops.
+slices combined elementwise, which XLA fuses into a few loops (the forward stays reduce_window).
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ from jax import lax
 Pair = tuple[int, int]
 
 
-def _out(size: int, k: int, s: int) -> int:
-    return (size - k) // s + 1
-
-
 def _tap(xp: jax.Array, i: int, j: int, out: Pair, stride: Pair) -> jax.Array:
     """The input element at kernel offset (i, j) of every window: an (N, Ho, Wo, C) strided slice."""
     n, _, _, c = xp.shape
@@ -36,14 +32,9 @@ def _tap(xp: jax.Array, i: int, j: int, out: Pair, stride: Pair) -> jax.Array:
 
 
 def _forward(xp: jax.Array, kernel: Pair, stride: Pair) -> jax.Array:
-    out = (_out(xp.shape[1], kernel[0], stride[0]), _out(xp.shape[2], kernel[1], stride[1]))
-    y = None
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            t = _tap(xp, i, j, out, stride)
-            y = t if y is None else jnp.maximum(y, t)
-    assert y is not None
-    return y
+    # XLA's own reduce_window: its forward is fine (and fuses better in an inference net than kh*kw
+    # slices: LeNet TEST forward at b256 13 vs 31 ms); only its derivative is slow.
+    return lax.reduce_window(xp, -jnp.inf, lax.max, (1, *kernel, 1), (1, *stride, 1), "VALID")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
