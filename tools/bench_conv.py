@@ -53,6 +53,10 @@ CASES: tuple[Case, ...] = (
     Case("dilated 3x3 d2 64->64 32x32 b32", G(32, 32, 32, 64, 64, (3, 3), padding=_sym(2), dilation=(2, 2))),
     Case("depthwise 3x3 128 16x16 b128", G(128, 16, 16, 128, 128, (3, 3), padding=_sym(1), groups=128)),
     Case("tiny 3x3 8->8 8x8 b4", G(4, 8, 8, 8, 8, (3, 3), padding=_sym(1))),
+    # tests/fixtures/lowering/mixed_conv.yaml (tools/bench_train_cpu.py's strided/dilated/grouped net)
+    Case("mixed conv2 3x3 s2 32->64 32x32 b64", G(64, 32, 32, 32, 64, (3, 3), (2, 2), _sym(1))),
+    Case("mixed conv3 3x3 d2 64->64 16x16 b64", G(64, 16, 16, 64, 64, (3, 3), padding=_sym(2), dilation=(2, 2))),
+    Case("mixed conv4 3x3 s2 g4 64->128 16x16 b64", G(64, 16, 16, 64, 128, (3, 3), (2, 2), _sym(1), groups=4)),
 )
 
 PASSES = ("forward", "input_grad", "weight_grad")

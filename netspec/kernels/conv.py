@@ -206,7 +206,9 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
     # 7-10% slower at b256; the ResNet stem's 64 outputs are where im2col starts to pay).
     if depthwise:
         weight_grad, weight_grad_chunk = "taps", chunk
-    elif (ho * wo <= 100 and cin_g * cout_g <= 4096) or (narrow and cout_g < 32):
+    elif geom.groups == 1 and ((ho * wo <= 100 and cin_g * cout_g <= 4096) or (narrow and cout_g < 32)):
+        # Never for grouped layers: XLA's grouped weight gradient is the slowest of all (3x3 s2 g4 64->128
+        # at 16x16, b64: 100 ms vs 3.8 ms taps/0, tools/bench_conv.py --only mixed).
         weight_grad, weight_grad_chunk = "xla", 0
     elif narrow:
         weight_grad, weight_grad_chunk = "im2col", chunk
