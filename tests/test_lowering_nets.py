@@ -76,6 +76,19 @@ class FlaxResNet18(nn.Module):
         return nn.Dense(10, name="fc10")(x)
 
 
+class FlaxMixedConv(nn.Module):
+    """tests/fixtures/lowering/mixed_conv.yaml: strided, dilated and grouped convolutions, NHWC."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        pad1 = ((1, 1), (1, 1))
+        x = nn.relu(nn.Conv(32, (3, 3), padding=pad1, name="conv1")(x))
+        x = nn.relu(nn.Conv(64, (3, 3), (2, 2), padding=pad1, name="conv2")(x))
+        x = nn.relu(nn.Conv(64, (3, 3), padding=((2, 2), (2, 2)), kernel_dilation=(2, 2), name="conv3")(x))
+        x = nn.relu(nn.Conv(128, (3, 3), (2, 2), padding=pad1, feature_group_count=4, name="conv4")(x))
+        return nn.Dense(10, name="fc10")(x.mean(axis=(1, 2)))
+
+
 # --- weight copying: Caffe blobs -> hand-written Flax variables ------------------------------------
 
 def _conv(w: np.ndarray) -> jnp.ndarray:
@@ -116,6 +129,13 @@ def resnet18_flax_variables(blobs: dict[str, list[np.ndarray]]) -> dict[str, Any
             params[n], stats[n] = p, s
     params["fc10"] = {"kernel": jnp.asarray(blobs["fc10"][0].T), "bias": jnp.asarray(blobs["fc10"][1])}
     return {"params": params, "batch_stats": stats}
+
+
+def mixed_conv_flax_variables(blobs: dict[str, list[np.ndarray]]) -> dict[str, Any]:
+    params = {f"conv{i}": {"kernel": _conv(blobs[f"conv{i}"][0]), "bias": jnp.asarray(blobs[f"conv{i}"][1])}
+              for i in range(1, 5)}
+    params["fc10"] = {"kernel": jnp.asarray(blobs["fc10"][0].T), "bias": jnp.asarray(blobs["fc10"][1])}
+    return {"params": params}
 
 
 def randomize(model: netspec.lowering.Model, variables: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -166,6 +186,15 @@ def test_resnet18_matches_hand_written_flax(train: bool) -> None:
     theirs = FlaxResNet18().apply(flax_vars, x.transpose(0, 2, 3, 1), train=train,
                                   mutable=["batch_stats"] if train else False)
     _close(ours, theirs[0] if train else theirs, 1e-4)
+
+
+def test_strided_dilated_grouped_net_matches_hand_written_flax() -> None:
+    model = netspec.compile(FIXTURES / "mixed_conv.yaml", "TRAIN", batch=4)
+    v = randomize(model, model.init(0), 5)
+    x = np.random.RandomState(6).randn(4, 3, 32, 32).astype(np.float32)
+    ours = model.apply(v, {"data": x, "label": np.zeros(4)}, blobs=("fc10",))["fc10"]
+    theirs = FlaxMixedConv().apply(mixed_conv_flax_variables(netspec.caffe_blobs(model, v)), x.transpose(0, 2, 3, 1))
+    _close(ours, theirs, 1e-4)
 
 
 # --- every spec: parameter counts and output shapes without allocating -------------------------------

@@ -178,7 +178,9 @@ def flax_steps(module: Any, variables: dict[str, Any], batch: int, classes: int,
 
 # --- PyTorch (optional) ------------------------------------------------------------------------------
 
-def torch_steps(name: str, batch: int, classes: int, shape: tuple[int, ...]) -> dict[str, Any] | None:
+def torch_steps(name: str, batch: int, classes: int, shape: tuple[int, ...],
+                channels_last: bool = False) -> dict[str, Any] | None:
+    """PyTorch eager CPU training and inference of the same net (NCHW, or channels_last memory format)."""
     try:
         import torch
         from torch import nn as tnn
@@ -190,6 +192,11 @@ def torch_steps(name: str, batch: int, classes: int, shape: tuple[int, ...]) -> 
         net: Any = tnn.Sequential(tnn.Conv2d(1, 20, 5), tnn.MaxPool2d(2, 2), tnn.Conv2d(20, 50, 5),
                                   tnn.MaxPool2d(2, 2), tnn.Flatten(), tnn.Linear(800, 500), tnn.ReLU(),
                                   tnn.Linear(500, 10))
+    elif name == "mixed":
+        net = tnn.Sequential(tnn.Conv2d(3, 32, 3, 1, 1), tnn.ReLU(), tnn.Conv2d(32, 64, 3, 2, 1), tnn.ReLU(),
+                             tnn.Conv2d(64, 64, 3, 1, 2, dilation=2), tnn.ReLU(),
+                             tnn.Conv2d(64, 128, 3, 2, 1, groups=4), tnn.ReLU(), tnn.AdaptiveAvgPool2d(1),
+                             tnn.Flatten(), tnn.Linear(128, 10))
     else:
         def block(cin: int, c: int, s: int) -> Any:
             class B(tnn.Module):
@@ -213,6 +220,9 @@ def torch_steps(name: str, batch: int, classes: int, shape: tuple[int, ...]) -> 
         net = tnn.Sequential(*layers)
     x = torch.randn(batch, *shape)
     y = torch.randint(0, classes, (batch,))
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     lossf = tnn.CrossEntropyLoss()
 

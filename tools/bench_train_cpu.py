@@ -1,0 +1,175 @@
+"""Training throughput on the CPU: netspec vs the hand-written Flax model vs PyTorch eager, one process.
+
+    python tools/bench_train_cpu.py                 # all cases, about 6 minutes on 2 cores
+    python tools/bench_train_cpu.py --quick         # fewer rounds
+    python tools/bench_train_cpu.py --cases lenet64,mixed --json out.json
+    python tools/bench_train_cpu.py --end-to-end    # also `netspec train specs/lenet.yaml`, xla vs auto
+
+Cases: Caffe LeNet at batch 64 and 256, CIFAR ResNet-18 at batch 128, and a net with strided, dilated and
+grouped convolutions (tests/fixtures/lowering/mixed_conv.yaml) at batch 64. Each case times one jitted
+SGD-momentum step (forward, backward, update) of:
+
+- `netspec`: netspec.compile with the default conv_impl="auto" (netspec's own convolution and pooling
+  gradients where they pay, netspec.kernels);
+- `ns-xla`: conv_impl="xla", the plain XLA ops JAX differentiates (what `--conv-impl xla` trains with);
+- `flax`: the hand-written Flax model of the same net with the same weights (tests/test_lowering_nets.py
+  proves identical logits);
+- `torch` / `torch-cl`: PyTorch eager, NCHW and channels_last, when torch is installed
+  (`pip install -e ".[torch]"`).
+
+The JAX variants run round-robin (one step of each per round) so that drifting load hits them alike.
+PyTorch runs afterwards, not interleaved: its OpenMP workers spin for a while after each op and would
+steal the two cores from the JAX step that follows (flax LeNet measured 22 -> 32 ms that way).
+Reported: the median step with its interquartile range, images/s, the inference forward, the speed-up
+over the Flax model and over PyTorch NCHW (>1: netspec is faster), and the achieved FLOP/s of the step
+(6 x the forward multiply-adds `netspec check` counts) as a share of the measured float32 matmul peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bench_lowering import FIXTURES, flax_steps, matmul_peak, netspec_steps, torch_steps  # noqa: E402
+from test_lowering_nets import (FlaxLeNet, FlaxMixedConv, FlaxResNet18, lenet_flax_variables,  # noqa: E402
+                                mixed_conv_flax_variables, resnet18_flax_variables)
+
+# name -> (net, spec, flax module, weight converter, batch, input C,H,W, rounds, quick rounds)
+CASES: dict[str, tuple[str, Path, Any, Callable[..., Any], int, tuple[int, int, int], int, int]] = {
+    "lenet64": ("lenet", FIXTURES / "lenet.yaml", FlaxLeNet(), lenet_flax_variables, 64, (1, 28, 28), 60, 20),
+    "lenet256": ("lenet", FIXTURES / "lenet.yaml", FlaxLeNet(), lenet_flax_variables, 256, (1, 28, 28), 20, 8),
+    "resnet18": ("resnet18", FIXTURES / "resnet18_cifar.yaml", FlaxResNet18(), resnet18_flax_variables, 128,
+                 (3, 32, 32), 5, 3),
+    "mixed": ("mixed", FIXTURES / "mixed_conv.yaml", FlaxMixedConv(), mixed_conv_flax_variables, 64,
+              (3, 32, 32), 20, 8),
+}
+
+
+def _stats(times: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
+    return {"median": statistics.median(times), "q1": q[0], "q3": q[2], "n": len(times)}
+
+
+def round_robin(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 2) -> dict[str, dict[str, float]]:
+    for fn in fns.values():
+        for _ in range(warmup):
+            jax.block_until_ready(fn())
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - t)
+    return {k: _stats(v) for k, v in times.items()}
+
+
+def one_by_one(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 3) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        out[name] = _stats(times)
+    return out
+
+
+def run_case(key: str, quick: bool, with_torch: bool) -> dict[str, Any]:
+    net, spec, module, convert, batch, shape, rounds, quick_rounds = CASES[key]
+    rounds = quick_rounds if quick else rounds
+    ns = netspec_steps(spec, batch, 10, shape)
+    jax_impls = {"netspec": ns, "ns-xla": netspec_steps(spec, batch, 10, shape, "xla"),
+                 "flax": flax_steps(module, convert(ns["blobs"]), batch, 10, shape)}
+    train = round_robin({k: f["train"] for k, f in jax_impls.items()}, rounds)
+    infer = round_robin({k: f["infer"] for k, f in jax_impls.items()}, rounds)
+    compile_s = {k: f["compile_s"] for k, f in jax_impls.items()}
+    if with_torch:
+        torch_impls = {}
+        for name, cl in (("torch", False), ("torch-cl", True)):
+            t = torch_steps(net, batch, 10, shape, channels_last=cl)
+            if t is not None:
+                torch_impls[name] = t
+        train.update(one_by_one({k: f["train"] for k, f in torch_impls.items()}, rounds))
+        infer.update(one_by_one({k: f["infer"] for k, f in torch_impls.items()}, rounds))
+    return {"case": key, "net": net, "batch": batch, "flops_train": 6 * ns["macs"], "train": train,
+            "infer": infer, "compile_s": compile_s}
+
+
+def print_case(row: dict[str, Any], peak: float) -> None:
+    flax = row["train"]["flax"]["median"]
+    torch = row["train"].get("torch", {}).get("median")
+    for impl, t in row["train"].items():
+        med, inf = t["median"], row["infer"][impl]["median"]
+        vs_torch = f"{torch / med:8.2f}" if torch else f"{'-':>8}"
+        comp = row["compile_s"].get(impl)
+        print(f"{row['case']:9} {impl:9} {1e3 * med:9.1f} [{1e3 * t['q1']:7.1f}–{1e3 * t['q3']:7.1f}] "
+              f"{row['batch'] / med:7.0f} {1e3 * inf:8.1f} {flax / med:8.2f} {vs_torch} "
+              f"{100 * row['flops_train'] / med / peak:6.1f} {comp if comp is None else round(comp, 1)!s:>8}")
+
+
+def end_to_end(quick: bool) -> dict[str, float]:
+    """Wall seconds of `netspec train specs/lenet.yaml --seed 1` with --conv-impl xla and auto, warm cache."""
+    out = {}
+    iters = ["--max-iter", "500"] if quick else []
+    for impl in ("xla", "auto", "xla", "auto"):  # twice each: the first fills the compilation cache
+        cmd = [sys.executable, "-m", "netspec.cli", "train", str(ROOT / "specs" / "lenet.yaml"), "--seed", "1",
+               "--progress", "none", "--conv-impl", impl, "-o", f"/tmp/netspec-bench-{impl}", *iters]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        out[impl] = time.perf_counter() - t
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds")
+    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--end-to-end", action="store_true", help="also time `netspec train specs/lenet.yaml`")
+    ap.add_argument("--json", type=Path, help="also write the numbers here")
+    args = ap.parse_args()
+    load = os.getloadavg()[0]
+    print(f"jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} CPUs, "
+          f"{platform.processor() or platform.machine()}, python {platform.python_version()}, load {load:.1f}")
+    peak = matmul_peak()
+    print(f"float32 matmul peak (2048³, jit): {peak / 1e9:.1f} GFLOP/s")
+    print(f"{'case':9} {'impl':9} {'train ms':>9} {'[q1–q3]':>17} {'img/s':>7} {'infer ms':>8} "
+          f"{'vs flax':>8} {'vs torch':>8} {'%peak':>6} {'compile':>8}")
+    results: dict[str, Any] = {"jax": jax.__version__, "cases": [], "load_start": load}
+    for key in args.cases.split(","):
+        row = run_case(key, args.quick, not args.no_torch)
+        peak = max(peak, matmul_peak())  # re-measured: on a shared machine the first one may be low
+        print_case(row, peak)
+        results["cases"].append(row)
+    results["peak_flops"] = peak
+    results["load_end"] = os.getloadavg()[0]
+    print(f"float32 matmul peak, best over the run: {peak / 1e9:.1f} GFLOP/s; load {results['load_end']:.1f}")
+    print("vs flax / vs torch: the other's step time over this row's (>1: this row trains faster)")
+    if args.end_to_end:
+        wall = end_to_end(args.quick)
+        results["end_to_end_s"] = wall
+        print(f"netspec train specs/lenet.yaml (warm compilation cache): --conv-impl xla {wall['xla']:.1f} s, "
+              f"auto {wall['auto']:.1f} s ({wall['xla'] / wall['auto']:.2f}x faster)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
