@@ -259,6 +259,7 @@ def test_policy_on_cpu_follows_the_measurements() -> None:
     assert choose_plan("cpu", grouped).forward == "im2col"
     small_grouped = ConvGeometry(64, 16, 16, 64, 128, (3, 3), (2, 2), ((1, 1), (1, 1)), groups=4)
     assert choose_plan("cpu", small_grouped).weight_grad == "taps"  # XLA's: 100 ms vs 3.8 (bench_conv)
+    assert choose_plan("cpu", small_grouped).forward == "xla"  # narrow groups: XLA's fuses into inference
 
 
 def test_batch_chunk_bounds_window_bytes() -> None:

@@ -176,10 +176,13 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
     narrow = cin_g < 16  # per-tap matmuls with K or N this small run far below peak; im2col widens them
 
     # Forward: XLA wins every dense (groups=1) shape measured, by 1.1-2.3x. Its grouped and depthwise
-    # convolutions are slow on CPU (AlexNet g2 331 vs 103 ms; depthwise 65 vs 2.8 ms).
+    # convolutions are slow on CPU for wide groups (AlexNet g2, 48 channels a group: 331 vs 103 ms) and
+    # depthwise ones (65 vs 2.8 ms). With narrow groups XLA's is fine and im2col's loop fuses badly into
+    # an inference net: 3x3 s2 g4 64->128 (16 channels a group) at b64, whole TEST forward of
+    # tests/fixtures/lowering/mixed_conv.yaml 27 ms with XLA's vs 48 with im2col (train step 152 vs 157).
     if depthwise:
         forward, forward_chunk = "taps", chunk
-    elif geom.groups > 1:
+    elif geom.groups > 1 and cin_g >= 32:
         forward, forward_chunk = "im2col", chunk
     else:
         forward, forward_chunk = "xla", 0
