@@ -97,7 +97,8 @@ def _probe(out: Path) -> dict[str, Any]:
         "bn_per_device_mean_diff": float(np.abs(mean(stats_shard) - mean(stats1)).max()),
         "dropout_masks_equal": bool(np.array_equal(np.asarray(drop8) == 0, np.asarray(drop1) == 0)),
         "dropout_values_diff": float(np.abs(np.asarray(drop8) - np.asarray(drop1)).max()),
-        "dropout_other_key_differs": float(np.mean((np.asarray(drop_other) == 0) != (np.asarray(drop1) == 0))),
+        "dropout_other_key_differs": float(np.mean((np.asarray(drop_other) == 0)
+                                                   != (np.asarray(drop1) == 0))),
     }
     (out / "probe.json").write_text(json.dumps(result))
     return result
@@ -117,23 +118,28 @@ def _step_by_step(spec: Path, batch_size: int | None) -> dict[str, list[float]]:
     from netspec.train.step import batch_sharding, init_state, make_train_step, replicated
 
     overrides = {"seed": 1, "test_interval": 0, "test_iter": 0, "max_iter": STEPS}
-    plan = make_plan(TrainOptions(spec=spec, batch_size=batch_size, solver_overrides=overrides), devices=DEVICES)
+    options = TrainOptions(spec=spec, batch_size=batch_size, solver_overrides=overrides)
+    plan = make_plan(options, devices=DEVICES)
     model = netspec.compile(plan.spec, "TRAIN", batch=plan.batch_size)
     tx = build_optimizer(plan.solver, model.lr_mults(), model.decay_mults())
-    state = init_state(jax.jit(model.init)(jax.random.PRNGKey(plan.solver.random_seed)), tx, plan.solver.random_seed)
+    seed = plan.solver.random_seed
+    state = init_state(jax.jit(model.init)(jax.random.PRNGKey(seed)), tx, seed)
     ds = plan.splits.train
+    transform = make_transformer(plan.data.transform_param, ds.images.shape[1:], plan.base_dir)
     batches = BatchIterator(ds, plan.batch_size, names=plan.feed.names, shuffle=plan.data.shuffle,
-                            transform=make_transformer(plan.data.transform_param, ds.images.shape[1:], plan.base_dir),
-                            seed=plan.data.seed, prefetch=0)
+                            transform=transform, seed=plan.data.seed, prefetch=0)
     steps = {}
     for n in (1, DEVICES):
         mesh = make_mesh(n)
         rep, rows = replicated(mesh), batch_sharding(mesh, False)
-        steps[n] = (jax.jit(make_train_step(model, tx, 1), in_shardings=(rep, rows), out_shardings=(rep, rep)), rep, rows)
+        step = jax.jit(make_train_step(model, tx, 1), in_shardings=(rep, rows), out_shardings=(rep, rep))
+        steps[n] = (step, rep, rows)
 
     def rel(a: Any, b: Any) -> float:
-        return max((float(np.max(np.abs(np.asarray(x) - np.asarray(y))) / max(float(np.max(np.abs(x))), 1e-12))
-                    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))), default=0.0)
+        """The largest difference of two pytrees, relative to each leaf's largest magnitude."""
+        pairs = [(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+        return max((float(np.max(np.abs(x - y)) / max(float(np.max(np.abs(x))), 1e-12)) for x, y in pairs),
+                   default=0.0)
 
     out: dict[str, list[float]] = {"loss_1": [], "loss_8": [], "params": [], "batch_stats": []}
     for _ in range(STEPS):
@@ -155,7 +161,8 @@ def _device_worker(out: Path) -> int:
               for name, (spec, extra) in NETS.items()}
     (out / "status.json").write_text(json.dumps(status))
     for name, (spec, extra) in NETS.items():
-        (out / f"steps-{name}.json").write_text(json.dumps(_step_by_step(spec, int(extra[1]) if extra else None)))
+        replay = _step_by_step(spec, int(extra[1]) if extra else None)
+        (out / f"steps-{name}.json").write_text(json.dumps(replay))
     _probe(out)
     return 0
 
@@ -235,13 +242,13 @@ def test_dropout_masks_do_not_depend_on_the_device_count(eight: Path) -> None:
     probe = json.loads((eight / "probe.json").read_text())
     assert probe["threefry_partitionable"] is True  # JAX's default: sharded random bits equal unsharded ones
     assert probe["dropout_masks_equal"] and probe["dropout_values_diff"] < 1e-4
-    assert probe["dropout_other_key_differs"] > 0.1  # another key moves ~42% of a 0.3 mask: the check can fail
+    assert probe["dropout_other_key_differs"] > 0.1  # another key moves ~42% of a 0.3 mask: this can fail
 
 
 def test_a_batch_the_devices_cannot_split_is_a_clear_error(tmp_path: Path) -> None:
     spec = Path(__file__).parent / "fixtures" / "train" / "tiny.yaml"
-    args = [sys.executable, "-m", "netspec.cli", "train", str(spec), "-o", str(tmp_path / "r"), "--compile-cache",
-            "off", "--progress", "none"]
+    args = [sys.executable, "-m", "netspec.cli", "train", str(spec), "-o", str(tmp_path / "r"),
+            "--compile-cache", "off", "--progress", "none"]
     done = _run_forced_devices([*args, "--batch-size", "12"], timeout=120, cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "error: the batch of 12 does not split over 8 devices" in done.stderr
@@ -257,20 +264,23 @@ def test_a_batch_the_devices_cannot_split_is_a_clear_error(tmp_path: Path) -> No
 
 
 def _float_dtypes(run: Path) -> dict[str, set[str]]:
-    """The floating dtypes of the params, BatchNorm statistics and optimizer state in a run's last checkpoint."""
+    """The floating dtypes of the params, BatchNorm statistics and optimizer state in a run's last
+    checkpoint."""
     import jax
     import orbax.checkpoint as ocp
 
     from netspec.train.checkpoint import resolve_checkpoint
 
     folder, step = resolve_checkpoint(run)
-    mgr = ocp.CheckpointManager(folder.absolute(), options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+    mgr = ocp.CheckpointManager(folder.absolute(), options=options)
     try:
         state = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
     finally:
         mgr.close()
-    return {k: {str(np.asarray(x).dtype) for x in jax.tree.leaves(state.get(k) or {}) if np.asarray(x).dtype.kind == "f"}
-            for k in ("params", "batch_stats", "opt_state")}
+    leaves = {k: [np.asarray(x) for x in jax.tree.leaves(state.get(k) or {})]
+              for k in ("params", "batch_stats", "opt_state")}
+    return {k: {str(x.dtype) for x in xs if x.dtype.kind == "f"} for k, xs in leaves.items()}
 
 
 @pytest.mark.slow
@@ -287,7 +297,8 @@ def test_bfloat16_lenet_reaches_the_float32_accuracy_band(tmp_path: Path) -> Non
         assert done.rc == 0, done.err
         assert done.out.splitlines()[-1].endswith(f"{dtype} on cpu")  # the summary says which precision ran
         summary = json.loads((run / "summary.json").read_text())
-        assert summary["precision"] == dtype and json.loads((run / "run.json").read_text())["precision"] == dtype
+        assert summary["precision"] == dtype
+        assert json.loads((run / "run.json").read_text())["precision"] == dtype
         acc[dtype] = summary["final_test"]["accuracy"]  # 30 x 32 = 960 held-out digits
         # bf16 is the compute precision only: what is stored and updated stays float32.
         assert _float_dtypes(run) == {"params": {"float32"}, "batch_stats": set(), "opt_state": {"float32"}}
@@ -324,7 +335,8 @@ def test_cluster_flags_are_checked_together() -> None:
                     "--peer-timeout 0: must be at least 1 second"]
     (partial,) = check_cluster(Cluster(coordinator="h:1"))
     assert partial.message.startswith("--num-processes, --process-id missing")
-    assert [d.message for d in check_cluster(Cluster("h:70000", 1, 0))][0].startswith("--coordinator 'h:70000'")
+    (port,) = check_cluster(Cluster("h:70000", 1, 0))
+    assert port.message.startswith("--coordinator 'h:70000'")
 
 
 @pytest.mark.parametrize("env, launcher", [
@@ -347,8 +359,8 @@ def test_split_hint_names_a_batch_and_a_device_count_that_work() -> None:
     assert split_hint(12, 8, 2) == "use --batch-size 16 (a multiple of 8) or --devices 3 (per process)"
     assert split_hint(7, 4, 4) == "use --batch-size 8 (a multiple of 4)"
     # LeNet's test batch of 100 on 8 devices: a --devices that also splits the train batch of 64
-    assert split_hint(100, 8, 1, test=True, also=64) == ("use test_batch_size: 104 in the data section (a multiple "
-                                                         "of 8) or --devices 4")
+    assert split_hint(100, 8, 1, test=True, also=64) == (
+        "use test_batch_size: 104 in the data section (a multiple of 8) or --devices 4")
 
 
 # JAX's own words when a peer dies (captured from jaxlib 0.10.2 on this machine), minus the stack frames.
@@ -361,7 +373,8 @@ UNAVAILABLE: The following tasks are unhealthy (stopped sending heartbeats):
 The tasks have crashed. Check the task logs for an earlier error, or scheduler events (e.g. preemption, \
 eviction) to debug further.
 
-RPC: /xla.coordination.CoordinationService/PollForError [type.googleapis.com/tensorflow.CoordinationServiceError='']
+RPC: /xla.coordination.CoordinationService/PollForError \
+[type.googleapis.com/tensorflow.CoordinationServiceError='']
 *** Check failure stack trace: ***
     @     0x7f67a9040634  absl::lts_20260107::log_internal::LogMessage::SendToLog()"""
 LEADER_FATAL = """\
@@ -376,21 +389,26 @@ Additional GRPC error information from remote target coordination_service while 
 
 GLOO_ABORT = """\
 terminate called after throwing an instance of 'gloo::EnforceNotMet'
-  what():  [enforce fail at external/gloo/gloo/transport/tcp/pair.cc:459] op.preamble.length <= op.nbytes. 8 vs 4. \
+  what():  [enforce fail at external/gloo/gloo/transport/tcp/pair.cc:459] op.preamble.length <= op.nbytes. \
+8 vs 4. \
 Received data size doesn't match expected size. Is there a distributed collective mismatch in your code?"""
 SHUTDOWN_FATAL = """\
-E1125 15:45:50.586095   15719 coordination_service.cc:1520] [16943067096590593859] Shutdown barrier in coordination \
+E1125 15:45:50.586095   15719 coordination_service.cc:1520] [16943067096590593859] Shutdown barrier in \
+coordination \
 service has failed:
-INTERNAL: Barrier failed because: task is set to ERROR: UNAVAILABLE: Task 1 heartbeat timeout. This indicates that \
+INTERNAL: Barrier failed because: task is set to ERROR: UNAVAILABLE: Task 1 heartbeat timeout. This \
+indicates that \
 the remote task has failed, got preempted, or crashed unexpectedly.
-F1125 15:45:50.587000   15730 client.h:80] Terminating process because the JAX distributed service detected fatal \
-errors. This most likely indicates that another task died; see the other task logs for more details. absl::Status: \
+F1125 15:45:50.587000   15730 client.h:80] Terminating process because the JAX distributed service detected \
+fatal errors. This most likely indicates that another task died; see the other task logs for more details. \
+absl::Status: \
 INTERNAL: Failed to disconnect from coordination service with status: INTERNAL: Shutdown barrier has failed.
 RPC: /xla.coordination.CoordinationService/ShutdownTask"""
 JOIN_FATAL = """\
-F1125 14:41:36.534881   10977 client.h:80] Terminating process because the JAX distributed service detected fatal \
-errors. This most likely indicates that another task died; see the other task logs for more details. Disable Python \
-buffering, i.e. `python -u`, to be sure to see all the previous output. absl::Status: DEADLINE_EXCEEDED: Deadline Exceeded
+F1125 14:41:36.534881   10977 client.h:80] Terminating process because the JAX distributed service detected \
+fatal errors. This most likely indicates that another task died; see the other task logs for more details. \
+Disable Python buffering, i.e. `python -u`, to be sure to see all the previous output. absl::Status: \
+DEADLINE_EXCEEDED: Deadline Exceeded
 
 RPC: /xla.coordination.CoordinationService/RegisterTask
 *** Check failure stack trace: ***"""
@@ -404,27 +422,28 @@ def test_a_dead_peer_is_reported_in_one_error_with_the_resume_command(tmp_path: 
     beat = explain(HEARTBEAT_FATAL.splitlines())
     assert beat is not None and (beat.kind, beat.peers) == ("peer", (1,))
     text = failure_message(beat, -6, "process 0", tmp_path, cluster)
-    assert text.startswith("error: process 0: process 1 of this run stopped responding (no heartbeat for 5 s): it "
-                           "died or its host became unreachable\n")
+    assert text.startswith("error: process 0: process 1 of this run stopped responding (no heartbeat for "
+                           "5 s): it died or its host became unreachable\n")
     # The same death seen through the shutdown barrier JAX's agent attempts on its way down.
     shutdown = explain(SHUTDOWN_FATAL.splitlines())
     assert shutdown is not None and (shutdown.kind, shutdown.peers) == ("peer", (1,))
-    assert text.endswith(f"hint: the last checkpoint is iteration 20 ({tmp_path / 'checkpoints' / '20'}); start "
-                         f"every process again with --resume -o {tmp_path}")
+    assert text.endswith(f"hint: the last checkpoint is iteration 20 ({tmp_path / 'checkpoints' / '20'}); "
+                         f"start every process again with --resume -o {tmp_path}")
     leader = failure_message(explain(LEADER_FATAL.splitlines()), -6, "process 1", None, cluster)
-    assert leader.startswith("error: process 1: lost the coordinator (process 0), which died or became unreachable")
+    assert leader.startswith("error: process 1: lost the coordinator (process 0), which died or became "
+                             "unreachable")
     assert leader.endswith("hint: no checkpoint was written; start every process again")
     gloo = explain(GLOO_ABORT.splitlines())
     assert gloo is not None and gloo.kind == "collective" and gloo.detail.startswith("[enforce fail at")
     assert failure_message(gloo, -6, "process 0", None, cluster).startswith(
-        "error: process 0: the connection to another process of this run broke during a collective (gloo: [enforce "
-        "fail")
+        "error: process 0: the connection to another process of this run broke during a collective "
+        "(gloo: [enforce fail")
     join = explain(JOIN_FATAL.splitlines())
     assert join == type(join)("join", "DEADLINE_EXCEEDED: Deadline Exceeded")
     assert failure_message(join, -6, "process 1", None, cluster) == (
         "error: process 1: could not join the run: no answer from the coordinator at 10.0.0.1:1234 "
-        "(DEADLINE_EXCEEDED: Deadline Exceeded)\n  hint: start all 2 processes within --join-timeout (30 s) of each "
-        "other, with --coordinator set to process 0's reachable address")
+        "(DEADLINE_EXCEEDED: Deadline Exceeded)\n  hint: start all 2 processes within --join-timeout (30 s) "
+        "of each other, with --coordinator set to process 0's reachable address")
     assert explain(["an ordinary line", "error: the batch of 12 does not split"]) is None
     assert "ended abruptly (SIGKILL)" in failure_message(None, -9, "process 1", None, cluster)
 

@@ -50,8 +50,9 @@ class Procs:
         env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}
         env.pop("XLA_FLAGS", None)
         for k, i in enumerate(range(n) if ids is None else ids):
-            cmd = [sys.executable, "-m", "netspec.cli", "train", *OFF, *args, "--coordinator", f"127.0.0.1:{port}",
-                   "--num-processes", str(n), "--process-id", str(i), "--peer-timeout", str(peer_timeout)]
+            cmd = [sys.executable, "-m", "netspec.cli", "train", *OFF, *args, "--coordinator",
+                   f"127.0.0.1:{port}", "--num-processes", str(n), "--process-id", str(i), "--peer-timeout",
+                   str(peer_timeout)]
             with open(self.out(k), "wb") as out, open(self.err(k), "wb") as err:
                 # A session of its own: cleanup can end the process and its training child together.
                 self.procs.append(subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=self.tmp,
@@ -104,7 +105,8 @@ def _assert_same_params(run: Path, reference: Path) -> None:
     assert got["params"].keys() == want["params"].keys()
     for layer, blobs in want["params"].items():
         for i, x in blobs.items():
-            np.testing.assert_allclose(got["params"][layer][i], x, rtol=RTOL, atol=ATOL, err_msg=f"{layer}/{i}")
+            np.testing.assert_allclose(got["params"][layer][i], x, rtol=RTOL, atol=ATOL,
+                                       err_msg=f"{layer}/{i}")
 
 
 def _losses(run: Path) -> list[float]:
@@ -120,7 +122,8 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
             "--test-iter", "4"]
     with processes(tmp_path, "two") as procs:
         procs.start(args, _free_port())
-        reference = run_cli(["train", *args[:1], "-o", str(tmp_path / "one"), *args[3:], "--devices", "1", *OFF])
+        reference = run_cli(["train", *args[:1], "-o", str(tmp_path / "one"), *args[3:], "--devices", "1",
+                             *OFF])
         codes = procs.wait(timeout=240)
     assert reference.rc == 0, reference.err
     (out0, err0), (out1, err1) = procs.text(0), procs.text(1)
@@ -129,7 +132,10 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
     assert "plain: 12 iterations, batch 16" in out0 and "x4 ->" in out0
     # (gloo's own connection lines, from several threads, may interleave: they are not ours to check)
     lines1 = [x for x in out1.splitlines() if "Gloo" not in x and "peer ranks" not in x]
-    assert [re.sub(r"[\d.]+ s", "T s", x) for x in lines1] == [re.sub(r"[\d.]+ s", "T s", out0.splitlines()[-1])]
+    def untimed(line: str) -> str:
+        return re.sub(r"[\d.]+ s", "T s", line)
+
+    assert [untimed(x) for x in lines1] == [untimed(out0.splitlines()[-1])]
     assert out0.splitlines()[-1].startswith("test accuracy")
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["devices"], summary["processes"], summary["iterations"]) == (4, 2, 12)
@@ -141,7 +147,8 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
     np.testing.assert_allclose(_losses(run), _losses(tmp_path / "one"), rtol=RTOL)
     _assert_same_params(run, tmp_path / "one")
     tests = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"test"' in x]
-    ref_tests = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines() if '"test"' in x]
+    ref_tests = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()
+                 if '"test"' in x]
     assert [t["outputs"]["accuracy"] for t in tests] == [t["outputs"]["accuracy"] for t in ref_tests]
 
 
@@ -173,17 +180,18 @@ def test_a_killed_process_stops_the_other_with_a_clear_error_and_the_run_resumes
     last = _checkpoints(run)[-1]
     # Either JAX's heartbeat check or the broken gloo stream of a collective in flight notices first.
     assert re.search(r"^error: process 0: (process 1 of this run stopped responding \(no heartbeat for "
-                     rf"{peer_timeout} s\)|the connection to another process of this run broke during a collective)",
-                     err0, re.M), err0
+                     rf"{peer_timeout} s\)|the connection to another process of this run broke during a "
+                     r"collective)", err0, re.M), err0
     # JAX's runtime log of the ending (barriers, heartbeats, a stack trace) is replaced by that one error.
     assert "Barrier" not in err0 and "coordination_service" not in err0 and "Terminating process" not in err0
-    assert f"the last checkpoint is iteration {last} ({run / 'checkpoints' / str(last)}); start every process " \
-           f"again with --resume -o {run}" in err0
+    assert f"the last checkpoint is iteration {last} ({run / 'checkpoints' / str(last)}); start every " \
+           f"process again with --resume -o {run}" in err0
     assert "Check failure stack trace" not in err0 and "@     0x" not in err0 and "Traceback" not in err0
 
     with processes(tmp_path, "resumed") as procs:
         procs.start([*args, "--resume"], _free_port(), peer_timeout=peer_timeout)
-        reference = run_cli(["train", *OFF, *args[:1], "-o", str(tmp_path / "one"), *args[3:-2], "--devices", "1"])
+        reference = run_cli(["train", *OFF, *args[:1], "-o", str(tmp_path / "one"), *args[3:-2],
+                             "--devices", "1"])
         codes = procs.wait(timeout=240)
         (out0, err0), (_, err1) = procs.text(0), procs.text(1)
     assert reference.rc == 0, reference.err
@@ -216,9 +224,10 @@ def test_ctrl_c_stops_the_coordinator_at_once_and_the_other_process_says_so(tmp_
         (_, err0), (_, err1) = procs.text(0), procs.text(1)
     assert (code0, code1) == (130, 1), (err0, err1)
     assert took0 < 10 and took1 < 20, (took0, took1)  # not the 30 s heartbeat timeout
-    assert err0.strip() == ("interrupted: process 0 stopped; the others stop within --peer-timeout (30 s); the last "
-                            "checkpoint: none yet; continue with --resume")
-    assert "error: process 1: lost the coordinator (process 0), which died or became unreachable" in err1, err1
+    assert err0.strip() == ("interrupted: process 0 stopped; the others stop within --peer-timeout (30 s); "
+                            "the last checkpoint: none yet; continue with --resume")
+    assert "error: process 1: lost the coordinator (process 0), which died or became unreachable" in err1, \
+        err1
     assert "hint: no checkpoint was written; start every process again" in err1
     assert "Check failure stack trace" not in err1 and "Traceback" not in err1
 
@@ -226,8 +235,8 @@ def test_ctrl_c_stops_the_coordinator_at_once_and_the_other_process_says_so(tmp_
 def test_partial_multi_process_flags_are_a_usage_error_before_anything_starts(tmp_path: Path) -> None:
     done = run_cli(["train", str(PLAIN), "-o", str(tmp_path / "r"), "--coordinator", "127.0.0.1:1", *OFF])
     assert done.rc == 1 and "--num-processes, --process-id missing" in done.err
-    done = run_cli(["train", str(PLAIN), "-o", str(tmp_path / "r"), "--coordinator", "localhost", "--num-processes",
-                    "2", "--process-id", "2", *OFF])
+    done = run_cli(["train", str(PLAIN), "-o", str(tmp_path / "r"), "--coordinator", "localhost",
+                    "--num-processes", "2", "--process-id", "2", *OFF])
     assert done.rc == 1
     assert "--coordinator 'localhost': expected HOST:PORT" in done.err
     assert "--process-id 2: must be in 0..1 for --num-processes 2" in done.err
@@ -269,7 +278,8 @@ def test_processes_agree_on_process_0s_run_folder_and_clock_seed(tmp_path: Path)
     script = AGREE.format(port=_free_port())
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}
     procs = [subprocess.Popen([sys.executable, "-c", script, str(i), str(spec)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env, start_new_session=True) for i in (0, 1)]
+                              stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+             for i in (0, 1)]
     try:
         done = [p.communicate(timeout=120) for p in procs]
     finally:
@@ -280,6 +290,6 @@ def test_processes_agree_on_process_0s_run_folder_and_clock_seed(tmp_path: Path)
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in done]
     rows = [next(x for x in out.splitlines() if x[:1].isdigit()).split() for out, _ in done]
     (i0, n0, b0, mine0, got0, seed0), (i1, n1, b1, mine1, got1, seed1) = rows
-    assert (i0, n0, b0, i1, n1, b1) == ("0", "2", "0", "1", "2", "1")  # process i holds block i of every batch
+    assert (i0, n0, b0, i1, n1, b1) == ("0", "2", "0", "1", "2", "1")  # process i holds block i of a batch
     assert mine0 != mine1 and got0 == got1 == mine0
     assert seed0 == seed1 and int(seed0) >= 0
