@@ -110,7 +110,7 @@ def _step_by_step(spec: Path, batch_size: int | None) -> dict[str, list[float]]:
     import jax
 
     import netspec
-    from netspec.data import BatchIterator, make_transformer
+    from netspec.data import BatchIterator, data_transformer
     from netspec.solver import build_optimizer
     from netspec.train.config import TrainOptions
     from netspec.train.distributed import make_mesh
@@ -125,7 +125,7 @@ def _step_by_step(spec: Path, batch_size: int | None) -> dict[str, list[float]]:
     seed = plan.solver.random_seed
     state = init_state(jax.jit(model.init)(jax.random.PRNGKey(seed)), tx, seed)
     ds = plan.splits.train
-    transform = make_transformer(plan.data.transform_param, ds.images.shape[1:], plan.base_dir)
+    transform = data_transformer(plan.data, ds.images.shape[1:], plan.base_dir)  # augment included, as train
     batches = BatchIterator(ds, plan.batch_size, names=plan.feed.names, shuffle=plan.data.shuffle,
                             transform=transform, seed=plan.data.seed, prefetch=0)
     steps = {}
