@@ -14,7 +14,6 @@ import math
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
-import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -253,7 +252,10 @@ def _pow(base: float, exponent: float) -> float:
 
 
 def _f32(x: float) -> float:
-    # caffe.proto stores every rate hyperparameter as a 32-bit float.
+    # caffe.proto stores every rate hyperparameter as a 32-bit float. (NumPy imported here: `netspec
+    # check` validates solver sections without it.)
+    import numpy as np
+
     return float(np.float32(x))
 
 
@@ -296,6 +298,6 @@ def learning_rate(spec: SolverSpec) -> Callable[[int], float]:
         value = policy_rate(it)
         if it < warm:
             value *= start + (1.0 - start) * it / warm
-        return float(np.float32(value))
+        return _f32(value)
 
     return rate

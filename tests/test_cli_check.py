@@ -102,7 +102,9 @@ from netspec import cli
 import contextlib, io
 with contextlib.redirect_stdout(io.StringIO()):
     rc = cli.main(["check", sys.argv[1]])
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "jaxlib", "flax", "optax", "orbax", "torch")
+# NumPy too: the spec's solver: and data: sections are validated without it (it costs ~70 ms to import).
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "jaxlib", "flax", "optax", "orbax", "torch",
+                                                              "numpy")
                or m.startswith("netspec.commands.") or m.startswith("netspec.lowering"))
 print(rc, heavy)
 """
