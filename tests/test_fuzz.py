@@ -5,8 +5,7 @@ mutations, at the data level (drop, duplicate, rename or retype keys, swap value
 duplicate/drop/move layers) or at the byte level (garbage bytes, truncation, line edits), and runs
 `netspec check` in-process. Properties: no exception escapes, the exit status is 0 or 1, every
 line on stderr is a located diagnostic (`FILE:LINE:COL: error|warning|note: ...`), a hint, or the
-error count, never an internal error, and each example finishes within a second (of CPU time: on a
-shared machine wall time mostly measures the neighbours).
+error count, never an internal error. (Speed is tools/bench_check.py's business, not a test's.)
 
 NETSPEC_FUZZ_EXAMPLES overrides the number of examples (default 1500, about 30 s on 2 cores).
 """
@@ -17,7 +16,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -208,11 +206,8 @@ def test_check_never_crashes(raw: bytes, as_json: bool, phase: str) -> None:
         path = Path(tmp) / "fuzz.yaml"
         path.write_bytes(raw)
         args = ["check", str(path), "--phase", phase] + (["--json"] if as_json else [])
-        start = time.process_time()
         r = run_cli(args)
-        elapsed = time.process_time() - start
     _check_output(str(path), r.rc, r.out, r.err, as_json)
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
 
 
 def test_seeds_are_valid_specs(tmp_path: Path) -> None:

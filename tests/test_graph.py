@@ -102,10 +102,9 @@ def test_cycle_is_reported_once_with_its_path() -> None:
 
 
 @pytest.mark.parametrize("shape", ["unknown bottoms", "chain behind a cycle"])
-def test_many_errors_stay_linear(shape: str) -> None:
-    """Thousands of problems cost about what thousands of layers cost (no quadratic error paths)."""
-    import time
-
+@pytest.mark.timeout(120)  # a hang guard, not a speed test (speed: tools/bench_check.py)
+def test_many_errors_are_reported_once_each(shape: str) -> None:
+    """Thousands of problems: each reported once (a chain behind a cycle adds nothing)."""
     if shape == "unknown bottoms":
         body = "".join(f"  - {{name: l{i}, type: ReLU, bottom: x{i}}}\n" for i in range(4000))
     else:
@@ -114,9 +113,7 @@ def test_many_errors_stay_linear(shape: str) -> None:
                 "".join(f"  - {{name: t{i}, type: ReLU, bottom: {'c' if i == 0 else f't{i - 1}'}}}\n"
                         for i in range(4000)))
     s = spec_of(body)
-    start = time.process_time()
     _, diags = build_partial(s)  # type: ignore[arg-type]
-    assert time.process_time() - start < 1.0
     assert len([d for d in diags if d.severity == "error"]) == (4000 if shape == "unknown bottoms" else 1)
 
 

@@ -1,12 +1,12 @@
 """The positioned YAML loader: values, positions, and hostile input refused with a located error.
 
-"Within a second" is CPU time: on a shared 2-core machine wall time mostly measures the neighbours.
+Bounds are shown by where the loader stops (the error's position), not by timing: speed is measured
+by tools/bench_check.py, never asserted here.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 
 import pytest
 
@@ -120,11 +120,11 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("raw,message,line,col", [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
-def test_hostile_input_is_a_located_error_within_a_second(raw: bytes, message: str, line: int, col: int) -> None:
-    start = time.process_time()
+@pytest.mark.timeout(120)  # a hang guard against expansion bombs, not a speed test (tools/bench_check.py)
+def test_hostile_input_is_a_located_error(raw: bytes, message: str, line: int, col: int) -> None:
+    # The bound is structural: the error's column is where the loader stopped reading.
     with pytest.raises(NetspecError) as info:
         load_yaml(raw, "f.yaml")
-    elapsed = time.process_time() - start
     (d,) = info.value.diagnostics
     if (d.message, d.loc.line) == (LIBYAML_FLOW_LIMIT, 1):
         # PyYAML wheels built with libyaml >= 0.2.5 stop deep flow nesting in their scanner (at 1000
@@ -132,17 +132,15 @@ def test_hostile_input_is_a_located_error_within_a_second(raw: bytes, message: s
         assert raw.startswith(b"a: [[[")
     else:
         assert (d.severity, d.message, d.loc) == ("error", message, SourceLoc("f.yaml", line, col))
-    assert elapsed < 1.0
 
 
 LIBYAML_FLOW_LIMIT = "YAML syntax: exceeded maximum nesting depth (while increasing flow level)"
 
 
+@pytest.mark.timeout(120)  # a hang guard against expansion bombs, not a speed test (tools/bench_check.py)
 def test_many_layers_are_bounded(tmp_path) -> None:
     """A file with a million layers is refused by size before it is parsed."""
     raw = b"layer:\n" + b"  - {name: a, type: ReLU}\n" * 1_000_000
-    start = time.process_time()
     with pytest.raises(NetspecError) as info:
         load_yaml(raw, "big.yaml")
-    assert time.process_time() - start < 1.0
     assert info.value.diagnostics[0].message.startswith("file is 26,000,007 bytes; specs larger than 4 MiB")
