@@ -44,11 +44,8 @@ def _source(layer: LayerSpec) -> str:
     return f"{what} ({source})" if source else what
 
 
-def missing_data_section(spec: NetSpec) -> NetspecError | None:
+def missing_data_section(layers: list[LayerSpec]) -> NetspecError:
     """The error for data layers without a `data:` section saying where their images are."""
-    layers = data_layers(spec)
-    if not layers:
-        return None
     return NetspecError([Diagnostic(
         "error", f"{layer.name}: this {layer.type} layer reads {_source(layer)}, which netspec does not open",
         layer.loc, hint="add a `data:` section saying where the images are, e.g. `data: {source: mnist}`; "

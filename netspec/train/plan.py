@@ -139,11 +139,11 @@ def _feed_data_layers(spec: NetSpec) -> tuple[NetSpec, Any, Any, list[str]]:
     the data's. Other specs come back as they are, their data not loaded yet."""
     from netspec.train.data_layers import data_layers, missing_data_section, resolve_data_layers
 
-    if not data_layers(spec):
+    layers = data_layers(spec)
+    if not layers:
         return spec, _data_spec(spec), None, []
-    problem = missing_data_section(spec)
-    if problem is not None and spec.data is None:
-        raise problem
+    if spec.data is None:
+        raise missing_data_section(layers)
     data = _data_spec(spec)
     splits = load_splits(data, Path(spec.file).parent)
     spec, data, notes = resolve_data_layers(spec, data, splits.train.images.shape[1:])
