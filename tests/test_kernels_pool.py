@@ -46,4 +46,5 @@ def test_bfloat16_and_jit() -> None:
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 6, 6, 3)), jnp.bfloat16)
     f = jax.jit(lambda v: jnp.sum(max_pool2d(v, (3, 3), (2, 2)).astype(jnp.float32)))
     dx = jax.grad(f)(x)
-    assert dx.dtype == jnp.bfloat16 and float(jnp.sum(dx.astype(jnp.float32))) == 2 * 2 * 2 * 3  # one hit per window (2x2 windows, 2 images, 3 channels)
+    # One hit per window: 2x2 windows, 2 images, 3 channels.
+    assert dx.dtype == jnp.bfloat16 and float(jnp.sum(dx.astype(jnp.float32))) == 2 * 2 * 2 * 3

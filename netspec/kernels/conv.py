@@ -196,7 +196,8 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
     # (Only the 3-channel stem is left to im2col: its input grad is never computed in a real net.)
     if depthwise:
         input_grad, input_grad_chunk = "taps", 0
-    elif geom.groups == 1 and ((geom.stride == (1, 1) and not narrow) or (geom.stride != (1, 1) and taps > 9)):
+    elif geom.groups == 1 and ((geom.stride == (1, 1) and not narrow)
+                               or (geom.stride != (1, 1) and taps > 9)):
         input_grad, input_grad_chunk = "xla", 0
     elif narrow:
         input_grad, input_grad_chunk = "im2col", 0  # stem: 5.0 unchunked vs 8.1 chunked
@@ -322,14 +323,15 @@ def _taps(kernel: Pair, spec: _Spec) -> list[tuple[int, int, int, int]]:
             for i in range(kernel[0]) for j in range(kernel[1])]
 
 
-def _window(xp: jax.Array, oi: int, oj: int, out: Pair, stride: Pair) -> jax.Array:
+def window(xp: jax.Array, oi: int, oj: int, out: Pair, stride: Pair) -> jax.Array:
+    """The (N, Ho, Wo, C) strided slice of ``xp`` that kernel offset (oi, oj) reads (kernels.pool too)."""
     n, _, _, c = xp.shape
     limit = (n, oi + stride[0] * (out[0] - 1) + 1, oj + stride[1] * (out[1] - 1) + 1, c)
     return lax.slice(xp, (0, oi, oj, 0), limit, (1, stride[0], stride[1], 1))
 
 
-def _scatter_window(t: jax.Array, oi: int, oj: int, padded: Pair, stride: Pair) -> jax.Array:
-    """Transpose of ``_window``: place ``t`` (N, Ho, Wo, C) at its strided positions in a zero image."""
+def scatter_window(t: jax.Array, oi: int, oj: int, padded: Pair, stride: Pair) -> jax.Array:
+    """Transpose of ``window``: place ``t`` (N, Ho, Wo, C) at its strided positions in a zero image."""
     _, ho, wo, _ = t.shape
     hi_h = padded[0] - oi - stride[0] * (ho - 1) - 1
     hi_w = padded[1] - oj - stride[1] * (wo - 1) - 1
@@ -347,7 +349,7 @@ def _unpad(dxp: jax.Array, spec: _Spec) -> jax.Array:
 def _patches(x: jax.Array, kernel: Pair, out: Pair, spec: _Spec) -> jax.Array:
     """im2col: (N, Ho, Wo, G * kh * kw * Ci) with features ordered (group, tap, channel) to match HWIO."""
     xp = _pad_input(x, spec)
-    wins = [_window(xp, oi, oj, out, spec.stride) for _, _, oi, oj in _taps(kernel, spec)]
+    wins = [window(xp, oi, oj, out, spec.stride) for _, _, oi, oj in _taps(kernel, spec)]
     stacked = jnp.stack(wins, axis=3)  # (N, Ho, Wo, T, G*Ci)
     n, ho, wo, taps, c = stacked.shape
     g = spec.groups
@@ -411,7 +413,7 @@ def _fwd_taps(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
     def chunk(xc: jax.Array) -> jax.Array:
         out = _out_shape(xc.shape, w.shape, spec)[1:3]
         xp = _pad_input(xc, spec)
-        return sum(_mm_fwd(_window(xp, oi, oj, out, spec.stride), w[i, j], spec.groups, acc)
+        return sum(_mm_fwd(window(xp, oi, oj, out, spec.stride), w[i, j], spec.groups, acc)
                    for i, j, oi, oj in _taps(w.shape[:2], spec))
 
     return _batch_map(chunk, (x,), spec.plan.forward_chunk).astype(_out_dtype(x, w, spec))
@@ -441,7 +443,7 @@ def _dx_taps(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.A
     padded = _padded_size(x_shape.shape, spec)
 
     def chunk(dyc: jax.Array) -> jax.Array:
-        dxp = sum(_scatter_window(_mm_dx(dyc, w[i, j], spec.groups, acc), oi, oj, padded, spec.stride)
+        dxp = sum(scatter_window(_mm_dx(dyc, w[i, j], spec.groups, acc), oi, oj, padded, spec.stride)
                   for i, j, oi, oj in _taps(w.shape[:2], spec))
         return _unpad(dxp, spec)
 
@@ -459,7 +461,7 @@ def _dx_im2col(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax
     def chunk(dyc: jax.Array) -> jax.Array:
         n, ho, wo, _ = dyc.shape
         cols = _mm_dx(dyc, wm, g, acc).reshape(n, ho, wo, g, kh * kw, ci)  # col2im below
-        dxp = sum(_scatter_window(cols[:, :, :, :, t].reshape(n, ho, wo, g * ci), oi, oj, padded, spec.stride)
+        dxp = sum(scatter_window(cols[:, :, :, :, t].reshape(n, ho, wo, g * ci), oi, oj, padded, spec.stride)
                   for t, (_, _, oi, oj) in enumerate(_taps((kh, kw), spec)))
         return _unpad(dxp, spec)
 
@@ -479,7 +481,7 @@ def _dw_taps(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.A
     def chunk(xc: jax.Array, dyc: jax.Array) -> jax.Array:
         gt = _dw_operand(dyc, spec.groups, ci)
         xp = _pad_input(xc, spec)
-        return jnp.stack([_mm_dw(_window(xp, oi, oj, dyc.shape[1:3], spec.stride), gt, spec.groups, acc)
+        return jnp.stack([_mm_dw(window(xp, oi, oj, dyc.shape[1:3], spec.stride), gt, spec.groups, acc)
                           for _, _, oi, oj in _taps((kh, kw), spec)])
 
     dw = _batch_sum(chunk, (x, dy), spec.plan.weight_grad_chunk)

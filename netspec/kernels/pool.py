@@ -21,14 +21,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from netspec.kernels.conv import scatter_window, window
+
 Pair = tuple[int, int]
-
-
-def _tap(xp: jax.Array, i: int, j: int, out: Pair, stride: Pair) -> jax.Array:
-    """The input element at kernel offset (i, j) of every window: an (N, Ho, Wo, C) strided slice."""
-    n, _, _, c = xp.shape
-    limit = (n, i + stride[0] * (out[0] - 1) + 1, j + stride[1] * (out[1] - 1) + 1, c)
-    return lax.slice(xp, (0, i, j, 0), limit, (1, stride[0], stride[1], 1))
 
 
 def _forward(xp: jax.Array, kernel: Pair, stride: Pair) -> jax.Array:
@@ -50,19 +45,17 @@ def _fwd(xp: jax.Array, kernel: Pair, stride: Pair) -> tuple[jax.Array, tuple[ja
 
 def _bwd(kernel: Pair, stride: Pair, res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array]:
     xp, y = res
-    n, h, w, c = xp.shape
-    out = y.shape[1:3]
+    padded, out = xp.shape[1:3], y.shape[1:3]
     zero = jnp.zeros((), g.dtype)
     taken = jnp.zeros(y.shape, bool)  # windows whose maximum an earlier tap already claimed
     dx = jnp.zeros(xp.shape, g.dtype)
     for i in range(kernel[0]):
         for j in range(kernel[1]):
-            hit = (_tap(xp, i, j, out, stride) == y) & ~taken
+            # window(): the input element at kernel offset (i, j) of every window; scatter_window() puts
+            # the hits' gradients back at those strided positions in a zero image.
+            hit = (window(xp, i, j, out, stride) == y) & ~taken
             taken = taken | hit
-            # Transpose of _tap: the hits' gradients at their strided positions in a zero image.
-            cfg = ((0, 0, 0), (i, h - i - stride[0] * (out[0] - 1) - 1, stride[0] - 1),
-                   (j, w - j - stride[1] * (out[1] - 1) - 1, stride[1] - 1), (0, 0, 0))
-            dx = dx + lax.pad(jnp.where(hit, g, zero), zero, cfg)
+            dx = dx + scatter_window(jnp.where(hit, g, zero), i, j, padded, stride)
     return (dx,)
 
 
