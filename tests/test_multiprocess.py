@@ -266,7 +266,8 @@ from netspec.train.distributed import Cluster, agree, agree_seed, start
 topology = start(Cluster("127.0.0.1:{port}", 2, int(sys.argv[1]), peer_timeout=20, init_timeout=60), None)
 mine = f"runs/plain-{{random.randrange(10**9)}}"
 seed = agree_seed(topology, Path(sys.argv[2]), None, {{}})["seed"]
-print(topology.process_index, topology.process_count, topology.data_index, mine, agree(topology, mine), seed)
+print("ROW", topology.process_index, topology.process_count, topology.data_index, mine, agree(topology, mine), seed,
+      flush=True)
 """
 
 
@@ -288,7 +289,11 @@ def test_processes_agree_on_process_0s_run_folder_and_clock_seed(tmp_path: Path)
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in done]
-    rows = [next(x for x in out.splitlines() if x[:1].isdigit()).split() for out, _ in done]
+    # gloo writes its own connection lines to stdout from other threads, even into the middle of a line:
+    # find the row by its marker and shape rather than by line.
+    found = [re.search(r"ROW (\d+) (\d+) (\d+) (runs/plain-\d+) (runs/plain-\d+) (\d+)", out) for out, _ in done]
+    assert all(found), [out for out, _ in done]
+    rows = [m.groups() for m in found if m]
     (i0, n0, b0, mine0, got0, seed0), (i1, n1, b1, mine1, got1, seed1) = rows
     assert (i0, n0, b0, i1, n1, b1) == ("0", "2", "0", "1", "2", "1")  # process i holds block i of a batch
     assert mine0 != mine1 and got0 == got1 == mine0
