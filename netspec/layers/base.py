@@ -128,7 +128,12 @@ class LayerType:
 
     @classmethod
     def macs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
-        """Multiply-accumulates for the whole batch (FLOPs = 2 x MACs)."""
+        """Multiply-accumulates for the whole batch (FLOPs = 2 x MACs).
+
+        Only layers that multiply the input by a weight tensor count (Convolution, Deconvolution,
+        InnerProduct), as the papers count them (He et al., Simonyan & Zisserman); elementwise and
+        normalising layers (BatchNorm, Scale, LRN, Eltwise, pooling, activations) count 0.
+        """
         return 0
 
     @classmethod

@@ -4,6 +4,8 @@ LRN (lrn_layer.cpp): ACROSS_CHANNELS y = x·(k + α/n·Σx²)^−β over n neigh
 WITHIN_CHANNEL y = x·(1 + α·mean_{n×n}(x²))^−β. BatchNorm (batch_norm_layer.cpp) normalises only
 and stores (mean·f, variance·f, f) as three non-learnable blobs. Scale/Bias (scale_layer.cpp,
 bias_layer.cpp) multiply/add a learned (or second-bottom) tensor broadcast from `axis`.
+None of them counts multiply-adds (see `LayerType.macs`): BatchNorm and Scale fold into the preceding
+convolution at inference, and the papers' figures leave elementwise work out.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Mapping
 
 from pydantic import Field, PositiveInt, field_validator
 
-from netspec.layers.base import Blob, LayerType, Message, Shape, ShapeError, Window, count, fmt_shape
+from netspec.layers.base import Blob, LayerType, Message, Shape, ShapeError, Window, fmt_shape
 from netspec.layers.common import FillerParameter, constant
 from netspec.layers.spatial import canonical_axis
 
@@ -93,9 +95,6 @@ class BatchNorm(LayerType):
         c = _channels(bottoms[0])
         return (Blob((c,), learnable=False), Blob((c,), learnable=False), Blob((1,), learnable=False))
 
-    @classmethod
-    def macs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
-        return count(bottoms[0])  # (x − μ)·1/σ per element
 
 
 def affine_shape(layer: LayerSpec, axis: int, num_axes: int, bottoms: tuple[Shape, ...]) -> Shape:
@@ -127,10 +126,6 @@ class Scale(LayerType):
         shape = affine_shape(layer, p.axis, p.num_axes, bottoms)
         out = () if len(bottoms) > 1 else (Blob(shape),)
         return out + ((Blob(shape),) if p.bias_term else ())
-
-    @classmethod
-    def macs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
-        return count(bottoms[0])
 
 
 class Bias(LayerType):
