@@ -32,8 +32,9 @@ def check(spec: NetSpec | str | Path, *, phase: Phase = "TEST",
     else:
         spec, spec_diags = parse_partial(read_spec(spec), str(spec))
     report, diags = _infer_all(spec, phase, input_shapes, batch, strict, spec_diags)
-    if report is not None and not _errors(diags):
+    if report is not None:
         diags += _big_blobs(report)
+    if report is not None and not _errors(diags):
         diags += _empty_blobs(report)
         diags += _other_phase(spec, report, input_shapes, batch)
         diags += _input_override(spec, report, input_shapes, batch)
@@ -92,19 +93,20 @@ def _finish(spec: NetSpec, diags: list[Diagnostic]) -> list[Diagnostic]:
 
 
 def _big_blobs(report: ShapeReport) -> list[Diagnostic]:
-    """Blobs a real framework cannot hold: counted here, never allocated."""
+    """Blobs Caffe refuses to create (Blob::Reshape's CHECK_LE(count_, INT_MAX)): errors, as they abort
+    Caffe's net setup. Counted here with Python's exact integers, never allocated."""
     out = []
     for row in report.rows:
         node = report.graph.node(row.name)
         for i, blob in enumerate(row.blobs):
             n = count(blob.shape)
             if n > CAFFE_MAX_BLOB:
-                out.append(Diagnostic("warning", f"parameter blob {i} is {_size(blob.shape)}", node.layer.loc,
+                out.append(Diagnostic("error", f"parameter blob {i} is {_size(blob.shape)}", node.layer.loc,
                                       row.name))
         for name, shape in row.tops:
             n = count(shape)
             if n > CAFFE_MAX_BLOB:
-                out.append(Diagnostic("warning", f"top '{name}' is {_size(shape)}", node.layer.where("top"),
+                out.append(Diagnostic("error", f"top '{name}' is {_size(shape)}", node.layer.where("top"),
                                       row.name))
     return out
 

@@ -175,10 +175,6 @@ WARNINGS = [
     ("zero_dimension",
      "name: t\nlayer:\n  - {name: data, type: Input, top: data, input_param: {shape: {dim: [1, 0, 32, 32]}}}\n",
      "net.yaml:3:36: warning: data: top 'data' is 1×0×32×32: it holds no values\n"),
-    ("absurd_layer_is_counted",
-     HEAD + "  - {name: ip, type: InnerProduct, inner_product_param: {num_output: 1000000000}}\n",
-     "net.yaml:4:5: warning: ip: parameter blob 0 is 1000000000×3072 = 3,072,000,000,000 values (11.2 TiB as "
-     "float32); Caffe refuses blobs over 2^31−1 values\n"),
 ]
 
 
@@ -213,9 +209,54 @@ def test_strict_turns_the_lossy_conv_into_an_error(check_text) -> None:
                      "row/column is never read\n1 error\n")
 
 
-def test_absurd_layer_counts_without_allocating(check_text) -> None:
-    r = check_text(WARNINGS[-1][1])
-    assert "3,073,000,000,000" in r.out  # 10^9 × 3072 weights + 10^9 biases, exact
+ABSURD_IP = HEAD + "  - {name: ip, type: InnerProduct, inner_product_param: {num_output: 1000000000}}\n"
+
+
+def test_absurd_layer_is_counted_without_allocating_and_refused(check_text) -> None:
+    # Caffe's Blob::Reshape: CHECK_LE(count_, INT_MAX) << "blob size exceeds INT_MAX"
+    r = check_text(ABSURD_IP)
+    assert (r.rc, r.out) == (1, "")
+    assert r.err == ("net.yaml:4:5: error: ip: parameter blob 0 is 1000000000×3072 = 3,072,000,000,000 values "
+                     "(11.2 TiB as float32); Caffe refuses blobs over 2^31−1 values\n1 error\n")
+
+
+def test_absurd_layer_with_json_is_an_error_document(check_text) -> None:
+    r = check_text(ABSURD_IP, "--json")
+    doc = json.loads(r.out)
+    assert r.rc == 1 and doc["ok"] is False
+    assert [d["severity"] for d in doc["diagnostics"]] == ["error"]
+
+
+@pytest.mark.parametrize("dims, refused", [
+    ("[1, 2147483647]", False),  # 2^31−1 values: the most Caffe's int count holds
+    ("[1, 2147483648]", True),
+    ("[2, 1073741824]", True),
+    ("[65536, 3, 224, 224]", True),
+])
+def test_top_over_int_max_values_is_an_error(check_text, dims: str, refused: bool) -> None:
+    r = check_text(f"name: t\nlayer:\n  - {{name: data, type: Input, input_param: {{shape: {{dim: {dims}}}}}}}\n")
+    assert r.rc == int(refused), r.err
+    assert ("net.yaml:3:5: error: data: top 'data' is" in r.err) is refused
+
+
+def test_parameter_blob_at_the_limit_is_allowed_and_one_past_it_refused(check_text) -> None:
+    head = "name: t\nlayer:\n  - {name: data, type: Input, input_param: {shape: {dim: [1, 1]}}}\n"
+    ok = check_text(head + "  - {name: ip, type: InnerProduct, inner_product_param: {num_output: 2147483647}}\n")
+    assert ok.rc == 0, ok.err
+    big = check_text(head + "  - {name: ip, type: InnerProduct, inner_product_param: {num_output: 1073741824}}\n"
+                     "  - {name: ip2, type: InnerProduct, inner_product_param: {num_output: 2}}\n")
+    assert big.rc == 1
+    assert big.err.splitlines() == [
+        "net.yaml:5:5: error: ip2: parameter blob 0 is 2×1073741824 = 2,147,483,648 values (8.0 GiB as float32); "
+        "Caffe refuses blobs over 2^31−1 values", "1 error"]
+
+
+def test_big_blobs_are_reported_with_the_other_errors(check_text) -> None:
+    r = check_text(ABSURD_IP + "  - {name: r, type: ReLU, bottom: dta}\n")
+    lines = r.err.splitlines()
+    assert r.rc == 1
+    assert lines[0].startswith("net.yaml:4:5: error: ip: parameter blob 0 is 1000000000×3072")
+    assert lines[1] == "net.yaml:5:35: error: r: unknown bottom blob 'dta'; did you mean 'data'?"
 
 
 def test_unknown_type_without_a_close_match_lists_the_known_ones(check_text) -> None:
