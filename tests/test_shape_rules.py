@@ -217,3 +217,13 @@ def test_scale_second_bottom_broadcast(x: tuple[int, ...], w: tuple[int, ...], a
     else:
         with pytest.raises(ShapeError, match="does not match"):
             Scale.blobs(layer, (x, w))
+
+
+@pytest.mark.parametrize("shape, text", [((), "scalar"), ((7,), "7"), ((1, 3, 224, 224), "1×3×224×224"),
+                                         ((0, 3), "0×3")])
+def test_shapes_print_as_caffe_writes_them_and_a_scalar_as_scalar(shape: tuple[int, ...], text: str) -> None:
+    from netspec.layers.base import fmt_shape
+    from netspec.report import shape_text
+
+    assert fmt_shape(shape) == text
+    assert shape_text(shape) == text  # the table and the messages agree

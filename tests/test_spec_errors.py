@@ -138,6 +138,11 @@ CASES = [
     ("empty_file", "", "net.yaml:1:1: error: empty spec: expected a mapping with a 'layer:' list\n1 error\n"),
     ("not_a_mapping", "- a\n- b\n",
      "net.yaml:1:1: error: a spec must be a mapping (name, layer, ...), not a list\n1 error\n"),
+    ("scalar_label_shape_is_named",
+     "name: t\nlayer:\n  - {name: s, type: Input, input_param: {shape: {dim: [2, 10]}}}\n"
+     "  - {name: l, type: Input, input_param: {shape: {}}}\n  - {name: loss, type: SoftmaxWithLoss, bottom: [s, l]}\n",
+     "net.yaml:5:5: error: loss: label blob scalar has 1 labels but the scores 2×10 need 2 (one per position "
+     "outside axis 1)\n  hint: bottom 's' is 2×10; bottom 'l' is scalar\n1 error\n"),
     ("unknown_top_level_key",
      "name: t\nlayres: []\n",
      "net.yaml:1:1: error: the spec has no 'layer:' list\n"

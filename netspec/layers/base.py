@@ -90,7 +90,8 @@ def count(shape: Shape) -> int:
 
 
 def fmt_shape(shape: Shape) -> str:
-    return "×".join(str(d) for d in shape)
+    """2×3×4; a 0-axis blob (Caffe allows them, e.g. a loss) is `scalar`, as in the report's table."""
+    return "×".join(str(d) for d in shape) if shape else "scalar"
 
 
 class LayerType:
