@@ -9,9 +9,13 @@ blocks (`netspec.blocks.expand`) gives back exactly that list. Nothing is guesse
 - A string that differs keeps what all occurrences share: `conv1_1`, `conv1_2` -> `conv1_${a}` with
   a = 1, 2; holes with the same values across occurrences share one argument (`conv${a}` and
   `relu${a}`), so a layer's name and the bottoms that refer to it collapse into one argument.
-- Greedy: the candidate that shortens the text most is folded first, then the search runs again over
-  the new item list, where `use:` entries are items too, so blocks nest (ResNet's bottleneck inside
-  a stage block). Consecutive uses of one block at the top level merge into a `with:` list.
+- Greedy: candidates are ranked by the characters they save (a cheap estimate), and the first one
+  that makes the written YAML shorter *in lines* (what a reader sees; a short layer that fits on one
+  line at the top level may wrap inside a block) is folded; then the search runs again over the new
+  item list, where `use:` entries are items too, so blocks nest (ResNet's bottleneck inside a stage
+  block). Consecutive uses of one block at the top level merge into a `with:` list.
+- A block is named after the module its layers share a name prefix for (`inception_3a/...` ->
+  inception, `fire2/...` -> fire); without one, after the layer types it holds (`relu_pool`).
 - A layer's `bottom` may be written in one occurrence and left to implicit chaining in another: its
   argument is then the whole list, or null, which drops the key when the block expands.
 
@@ -21,16 +25,21 @@ written `$$`; templates are kept structured (`Tmpl`) until `emit`, so nesting ne
 
 from __future__ import annotations
 
+import heapq
 import json
 import keyword
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import count, islice
 from typing import Any
+
+from .emit import spec_yaml
 
 MIN_RUN = 2            # a block holds at least this many items
 MAX_RUN = 64           # longest run searched (GoogLeNet's inception module is 14 layers)
-MIN_SAVING = 80        # characters a fold must save to be worth an indirection
+MIN_SAVING = 80        # characters a candidate must save to be measured at all (cheap pre-filter)
+MAX_TRIES = 12         # candidates measured in lines per step before the folding stops
 
 # Names an expression can call (netspec.blocks); an argument must not shadow them, nor the index.
 _RESERVED = frozenset({"min", "max", "abs", "len", "str", "int", "float", "letter", "i", "true", "false",
@@ -225,8 +234,10 @@ def _occurrences(starts: Sequence[int], length: int) -> list[int]:
     return out
 
 
-def best_fold(items: Sequence[Any]) -> Fold | None:
-    """The repeated run whose folding saves the most text, or None when none saves MIN_SAVING."""
+def ranked_folds(items: Sequence[Any]) -> Iterator[Fold]:
+    """Every repeated run saving at least MIN_SAVING characters, the largest saving first (lazily:
+    candidates are folded in the order of their upper bound, and a fold is yielded once no later
+    candidate can beat it)."""
     ids: dict[Any, int] = {}
     seq = [ids.setdefault(signature(x), len(ids)) for x in items]
     sizes = [_size(x) for x in items]
@@ -243,52 +254,92 @@ def best_fold(items: Sequence[Any]) -> Fold | None:
                 bound = sum(sum(sizes[s: s + length]) for s in occ[1:])
                 candidates.append((bound, length, occ))
     candidates.sort(key=lambda c: (-c[0], -c[1], c[2][0]))
-    best: Fold | None = None
+    ready: list[tuple[int, int, Fold]] = []
+    order = count()
     for bound, length, occ in candidates:
-        if best is not None and bound <= best.saving:
-            break
+        while ready and -ready[0][0] >= bound:
+            yield heapq.heappop(ready)[2]
         fold = _fold(items, length, occ)
-        if fold.saving >= MIN_SAVING and (best is None or fold.saving > best.saving):
-            best = fold
-    return best
+        if fold.saving >= MIN_SAVING:
+            heapq.heappush(ready, (-fold.saving, next(order), fold))
+    while ready:
+        yield heapq.heappop(ready)[2]
 
 
 # --------------------------------------------------------------------------------------- folding
 
 
+# Short words for the layer types a block name is made of.
+_SHORT_TYPES = {"Convolution": "conv", "Deconvolution": "deconv", "InnerProduct": "fc", "Pooling": "pool",
+                "BatchNorm": "bn", "Dropout": "drop", "SoftmaxWithLoss": "loss"}
+_MAX_KINDS = 3
+_MAX_NAME = 40
+
+
+def _module_prefix(names: Sequence[Any]) -> str:
+    """What every layer name of every occurrence starts with, as an identifier ("" if nothing)."""
+    if not names or not all(isinstance(v, str) for v in names):
+        return ""
+    return re.sub(r"[^A-Za-z0-9]+", "_", _common_prefix(names)).strip("_0123456789").lower()
+
+
 def _block_name(items: Sequence[Any], fold: Fold, taken: Mapping[str, Any]) -> str:
-    """From what the occurrences' first layer names share (`inception_3a/1x1`... -> inception)."""
-    names = [items[s].get("name") if isinstance(items[s], Mapping) else None for s in fold.starts]
-    base = ""
-    if all(isinstance(v, str) for v in names):
-        base = re.sub(r"[^A-Za-z0-9]+", "_", _common_prefix(names)).strip("_0123456789").lower()
-    if not base:
-        kinds = [x.get("type") or x.get("use") for x in fold.body if isinstance(x, Mapping)]
-        base = "_".join(str(k).lower() for k in dict.fromkeys(kinds) if isinstance(k, str))[:40] or "block"
-    base = base if _IDENT.match(base) else "block"
+    """The module the occurrences' layers all name (`inception_3a/1x1`, `inception_3a/relu_1x1`...
+    -> inception); otherwise the kinds the block holds, in order, when they are few (`relu_pool`,
+    `conv_relu`); otherwise the neutral `block`."""
+    members = [x for s in fold.starts for x in items[s: s + fold.length]]
+    names = [x.get("name") if isinstance(x, Mapping) and "use" not in x else None for x in members]
+    base = _module_prefix(names)
+    if len(base) < 2:
+        kinds = [x.get("use") or _SHORT_TYPES.get(str(x.get("type")), str(x.get("type")).lower())
+                 for x in fold.body if isinstance(x, Mapping)]
+        distinct = list(dict.fromkeys(k for k in kinds if isinstance(k, str)))
+        base = "_".join(distinct) if len(distinct) <= _MAX_KINDS else ""
+    base = base if len(base) <= _MAX_NAME and _IDENT.match(base) and not keyword.iskeyword(base) else "block"
     name, n = base, 2
     while name in taken:
         name, n = f"{base}{n}", n + 1
     return name
 
 
-def fold_all(layers: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[Any]]:
-    """Blocks (name -> {args, layer}) and the top-level items, before escaping (`emit`)."""
+Measure = Callable[[Mapping[str, Mapping[str, Any]], Sequence[Any]], int]
+
+
+def yaml_lines(blocks: Mapping[str, Mapping[str, Any]], items: Sequence[Any]) -> int:
+    """Lines of the `blocks:` and `layer:` YAML that import-caffe writes for these."""
+    out_blocks, out_items = emit(blocks, _merge_uses(items))
+    doc = {"blocks": out_blocks, "layer": out_items} if out_blocks else {"layer": out_items}
+    return spec_yaml(doc).count("\n")
+
+
+def _apply(items: Sequence[Any], fold: Fold, name: str) -> list[Any]:
+    new: list[Any] = []
+    k = 0
+    for s, values in zip(fold.starts, fold.values):
+        new += items[k:s]
+        new.append({"use": name, "with": values} if values else {"use": name})
+        k = s + fold.length
+    return new + list(items[k:])
+
+
+def fold_all(layers: Sequence[Mapping[str, Any]], measure: Measure = yaml_lines,
+             ) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+    """Blocks (name -> {args, layer}) and the top-level items, before escaping (`emit`). Each fold
+    must make `measure` (lines of YAML) smaller, or it is not made."""
     items: list[Any] = [dict(x) for x in layers]
     blocks: dict[str, dict[str, Any]] = {}
+    current = measure(blocks, items)
     while True:
-        fold = best_fold(items)
-        if fold is None:
+        for fold in islice(ranked_folds(items), MAX_TRIES):
+            name = _block_name(items, fold, blocks)
+            new_blocks = {**blocks, name: {"args": list(fold.args), "layer": fold.body}}
+            new_items = _apply(items, fold, name)
+            size = measure(new_blocks, new_items)
+            if size < current:
+                blocks, items, current = new_blocks, new_items, size
+                break
+        else:
             break
-        name = _block_name(items, fold, blocks)
-        blocks[name] = {"args": list(fold.args), "layer": fold.body}
-        new: list[Any] = []
-        k = 0
-        for s, values in zip(fold.starts, fold.values):
-            new += items[k:s]
-            new.append({"use": name, "with": values} if values else {"use": name})
-            k = s + fold.length
-        items = new + items[k:]
     return blocks, _merge_uses(items)
 
 

@@ -210,6 +210,15 @@ def to_yaml(
     return "\n".join(lines) + "\n"
 
 
+# Keys whose one-element lists stay lists in a spec import-caffe writes (a block's `args` included).
+SPEC_LIST_KEYS = BLOCK_LIST_KEYS | {"args"}
+
+
+def spec_yaml(data: Mapping[str, Any], *, header_comment: str | None = None) -> str:
+    """A spec as import-caffe writes it: `to_yaml` with short layers on one line."""
+    return to_yaml(data, header_comment=header_comment, flow_layers=True, keep_lists=SPEC_LIST_KEYS)
+
+
 # ------------------------------------------------------------------------------------------- prototxt
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -511,15 +511,16 @@ def net_data(net: CaffeNet, *, solver: CaffeSolver | None = None, compact: bool 
     doc: dict[str, Any] = {k: v for k, v in net.header.items()}
     if compact:
         from .compact import compact_layers
-        from .emit import BLOCK_LIST_KEYS, to_yaml
+        from .emit import spec_yaml
 
         blocks, folded = compact_layers(layers)
 
-        def size(d: dict[str, Any]) -> int:
-            return len(to_yaml(d, flow_layers=True, keep_lists=BLOCK_LIST_KEYS | {"args"}))
+        def lines(d: dict[str, Any]) -> int:
+            return spec_yaml(d).count("\n")
 
-        # The fold's own estimate counts JSON; keep the blocks only if the YAML is shorter too.
-        if blocks and size({"blocks": blocks, "layer": folded}) < size({"layer": layers}):
+        # Every fold made the YAML shorter in lines; the blocks also cost the header's line saying
+        # they are there, so they are kept only if the file as a whole still gets shorter.
+        if blocks and lines({"blocks": blocks, "layer": folded}) + 1 < lines({"layer": layers}):
             doc["blocks"], layers = blocks, folded
     doc["layer"] = layers
     if solver is not None:
@@ -529,13 +530,12 @@ def net_data(net: CaffeNet, *, solver: CaffeSolver | None = None, compact: bool 
 
 def render(net: CaffeNet, *, command: str, output: str, solver: CaffeSolver | None = None,
            compact: bool = False, input_shapes: Mapping[str, Shape] | None = None) -> str:
-    from .emit import BLOCK_LIST_KEYS, to_yaml
+    from .emit import spec_yaml
 
     doc = net_data(net, solver=solver, compact=compact)
     header = header_lines(net, command=command, solver=solver, output=output,
                           input_shapes=input_shapes or {}, compact=compact)
-    return to_yaml(doc, header_comment="\n".join(header), flow_layers=True,
-                   keep_lists=BLOCK_LIST_KEYS | {"args"})
+    return spec_yaml(doc, header_comment="\n".join(header))
 
 
 # ------------------------------------------------------------------------------------ weights
