@@ -13,7 +13,7 @@ from typing import Mapping
 
 from netspec.errors import Diagnostic, NetspecError, sort_key
 from netspec.graph import Graph, Node
-from netspec.layers.base import Blob, Shape, ShapeError, Window, count, fmt_shape
+from netspec.layers.base import Blob, Shape, ShapeError, ShapeErrors, Window, count, fmt_shape
 
 BYTES_PER_VALUE = 4  # activations are float32 unless lowered with another dtype
 
@@ -164,8 +164,9 @@ def infer(graph: Graph, input_shapes: Mapping[str, Shape] | None = None, batch: 
         except ShapeError as e:
             detail = "; ".join(f"bottom '{graph.blob_names[b]}' is {fmt_shape(s)}"
                                for b, s in zip(node.bottoms, bottoms))
-            hint = e.hint or (detail if detail else None)
-            diags.append(Diagnostic("error", e.message, layer.where(*e.field), layer.name, hint))
+            for one in e.errors if isinstance(e, ShapeErrors) else (e,):
+                hint = one.hint or (detail if detail else None)
+                diags.append(Diagnostic("error", one.message, layer.where(*one.field), layer.name, hint))
             continue
         for t, s in zip(node.tops, tops):
             if any(d < 0 for d in s):

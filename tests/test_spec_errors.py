@@ -138,6 +138,24 @@ CASES = [
     ("empty_file", "", "net.yaml:1:1: error: empty spec: expected a mapping with a 'layer:' list\n1 error\n"),
     ("not_a_mapping", "- a\n- b\n",
      "net.yaml:1:1: error: a spec must be a mapping (name, layer, ...), not a list\n1 error\n"),
+    ("conv_every_lone_h_w_field",
+     HEAD + "  - {name: c, type: Convolution, convolution_param: {num_output: 8, kernel_size: 3, stride_h: 2, "
+            "pad_w: 1}}\n",
+     "net.yaml:4:95: error: c: 'stride_h' and 'stride_w' go together\n  hint: bottom 'data' is 1×3×32×32\n"
+     "net.yaml:4:105: error: c: 'pad_h' and 'pad_w' go together\n  hint: bottom 'data' is 1×3×32×32\n"
+     "2 errors\n"),
+    ("conv_both_group_problems",
+     HEAD + "  - {name: c, type: Convolution, convolution_param: {num_output: 7, kernel_size: 3, group: 2}}\n",
+     "net.yaml:4:92: error: c: input channels 3 are not divisible by group 2\n  hint: bottom 'data' is 1×3×32×32\n"
+     "net.yaml:4:92: error: c: num_output 7 is not divisible by group 2\n  hint: bottom 'data' is 1×3×32×32\n"
+     "2 errors\n"),
+    ("pool_every_lone_h_w_field",
+     HEAD + "  - {name: p, type: Pooling, pooling_param: {kernel_h: 2, stride_w: 2, pad_h: 1, kernel_size: 2}}\n",
+     "net.yaml:4:69: error: p: 'stride_h' and 'stride_w' go together\n  hint: bottom 'data' is 1×3×32×32\n"
+     "net.yaml:4:79: error: p: 'pad_h' and 'pad_w' go together\n  hint: bottom 'data' is 1×3×32×32\n"
+     "net.yaml:4:95: error: p: give either 'kernel_size' or 'kernel_h'/'kernel_w', not both\n"
+     "  hint: bottom 'data' is 1×3×32×32\n"
+     "3 errors\n"),
     ("scalar_label_shape_is_named",
      "name: t\nlayer:\n  - {name: s, type: Input, input_param: {shape: {dim: [2, 10]}}}\n"
      "  - {name: l, type: Input, input_param: {shape: {}}}\n  - {name: loss, type: SoftmaxWithLoss, bottom: [s, l]}\n",

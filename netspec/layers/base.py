@@ -8,7 +8,7 @@ JAX lives in `netspec.lowering` (keyed by the same type name) so that checking n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Mapping, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
@@ -46,6 +46,32 @@ class ShapeError(Exception):
         self.message = message
         self.field = field
         self.hint = hint
+
+
+class ShapeErrors(ShapeError):
+    """Independent problems of one layer, raised together so that one pass reports them all."""
+
+    def __init__(self, errors: Sequence[ShapeError]) -> None:
+        super().__init__(errors[0].message, field=errors[0].field, hint=errors[0].hint)
+        self.errors = tuple(errors)
+
+
+def gather(*rules: Callable[[], Any]) -> tuple[Any, ...]:
+    """Run independent rules; raise every ShapeError among them at once, else return their results."""
+    results: list[Any] = []
+    errors: list[ShapeError] = []
+    for rule in rules:
+        try:
+            results.append(rule())
+        except ShapeErrors as e:
+            errors += e.errors
+        except ShapeError as e:
+            errors.append(e)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ShapeErrors(errors)
+    return tuple(results)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Mapping
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from netspec.layers.base import (Blob, LayerType, Message, Repeated, Shape, ShapeError, ShapeNote, Window,
-                                 count, fmt_shape)
+                                 count, fmt_shape, gather)
 from netspec.layers.common import FillerParameter
 from netspec.layers.spatial import axis_names, canonical_axis, per_axis
 
@@ -53,22 +53,31 @@ class _Geometry:
         self.n_spatial = len(bottom) - self.axis - 1
         if self.n_spatial < 1:
             raise ShapeError(f"needs a blob with spatial axes after the channel axis, got {fmt_shape(bottom)}")
-        self.kernel = per_axis(p, "kernel_size", self.n_spatial, None)
-        self.stride = per_axis(p, "stride", self.n_spatial, 1)
-        self.pad = per_axis(p, "pad", self.n_spatial, 0)
-        self.dilation = per_axis(p, "dilation", self.n_spatial, 1)
         self.channels = bottom[self.axis]
         self.spatial = bottom[self.axis + 1:]
+        n = self.n_spatial
+        self.kernel, self.stride, self.pad, self.dilation, _, _ = gather(
+            lambda: _axes(p, "kernel_size", n, None), lambda: _axes(p, "stride", n, 1),
+            lambda: _axes(p, "pad", n, 0), lambda: _axes(p, "dilation", n, 1),
+            lambda: _divisible("input channels", self.channels, p.group),
+            lambda: _divisible("num_output", p.num_output, p.group))
         self.ext = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
-        if self.channels % p.group:
-            raise ShapeError(f"input channels {self.channels} are not divisible by group {p.group}",
-                             field=("convolution_param", "group"))
-        if p.num_output % p.group:
-            raise ShapeError(f"num_output {p.num_output} is not divisible by group {p.group}",
-                             field=("convolution_param", "group"))
 
     def window(self, transposed: bool = False) -> Window:
         return Window(self.kernel, self.stride, self.pad, self.dilation, transposed)
+
+
+def _axes(p: ConvolutionParameter, field: str, n_spatial: int, default: int | None) -> tuple[int, ...]:
+    try:
+        return per_axis(p, field, n_spatial, default)
+    except ShapeError as e:
+        raise ShapeError(e.message, field=("convolution_param",) + e.field, hint=e.hint) from None
+
+
+def _divisible(what: str, n: int, group: int) -> None:
+    if n % group:
+        raise ShapeError(f"{what} {n} {'are' if what.endswith('s') else 'is'} not divisible by group {group}",
+                         field=("convolution_param", "group"))
 
 
 def _arith(size: int, k: int, ext: int, d: int, p: int, s: int) -> str:

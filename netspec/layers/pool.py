@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Mapping
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
-from netspec.layers.base import LayerType, Message, Shape, ShapeError, Window, fmt_shape
+from netspec.layers.base import LayerType, Message, Shape, ShapeError, Window, fmt_shape, gather
 from netspec.layers.spatial import axis_names
 
 if TYPE_CHECKING:
@@ -52,7 +52,8 @@ def _pair(p: PoolingParameter, stem: str, single: int | None, default: int | Non
             raise ShapeError(f"give either '{field}' or '{stem}_h'/'{stem}_w', not both",
                              field=("pooling_param", field))
         if h is None or w is None:
-            raise ShapeError(f"'{stem}_h' and '{stem}_w' go together", field=("pooling_param",))
+            raise ShapeError(f"'{stem}_h' and '{stem}_w' go together",
+                             field=("pooling_param", f"{stem}_h" if w is None else f"{stem}_w"))
         return (h, w)
     if single is None:
         if default is None:
@@ -77,12 +78,13 @@ class Geometry:
                                  field=("pooling_param", "global_pooling"))
             self.kernel = (bottom[2], bottom[3])
             self.stride, self.pad = (1, 1), (0, 0)
-            if _pair(p, "pad", p.pad, 0) != (0, 0) or _pair(p, "stride", p.stride, 1) != (1, 1):
+            pad, stride = gather(lambda: _pair(p, "pad", p.pad, 0), lambda: _pair(p, "stride", p.stride, 1))
+            if pad != (0, 0) or stride != (1, 1):
                 raise ShapeError("global_pooling needs pad 0 and stride 1", field=("pooling_param",))
         else:
-            self.kernel = _pair(p, "kernel", p.kernel_size, None)
-            self.stride = _pair(p, "stride", p.stride, 1)
-            self.pad = _pair(p, "pad", p.pad, 0)
+            self.kernel, self.stride, self.pad = gather(
+                lambda: _pair(p, "kernel", p.kernel_size, None), lambda: _pair(p, "stride", p.stride, 1),
+                lambda: _pair(p, "pad", p.pad, 0))
         if any(self.pad) and p.pool == "STOCHASTIC":
             raise ShapeError("padding is implemented only for MAX and AVE pooling", field=("pooling_param", "pad"))
         for pad, k in zip(self.pad, self.kernel):

@@ -18,7 +18,7 @@ def per_axis(msg: Any, field: str, n_spatial: int, default: int | None) -> tuple
                              field=(field,))
         if h is None or w is None:
             raise ShapeError(f"'{_stem(field)}_h' and '{_stem(field)}_w' go together",
-                             field=(f"{_stem(field)}_h" if h is None else f"{_stem(field)}_w",))
+                             field=(f"{_stem(field)}_w" if h is None else f"{_stem(field)}_h",))
         if n_spatial != 2:
             raise ShapeError(f"'{_stem(field)}_h'/'_w' need a 4-D input, got {n_spatial} spatial axes",
                              field=(f"{_stem(field)}_h",))
