@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import typing
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Mapping, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator
 from pydantic.json_schema import models_json_schema
@@ -105,6 +105,16 @@ def _blocks_schema() -> dict[str, Any] | None:
     return BLOCKS_JSON_SCHEMA  # type: ignore[no-any-return]
 
 
+def _v1_layer(registry: Mapping[str, Any]) -> dict[str, Any]:
+    """A `layers:` entry typed with a V1 enum name: only its name and type are described."""
+    from netspec.caffe.upgrade import V1_LAYER_TYPES
+
+    names = sorted(k for k, v in V1_LAYER_TYPES.items() if v in registry)
+    return {"description": "A layer whose type is a V1 enum name (CONVOLUTION, RELU, ...), accepted under "
+                           "`layers:` only; its other fields are those of the type it stands for.",
+            "type": "object", "required": ["name", "type"], "properties": {"type": {"enum": names}}}
+
+
 def json_schema() -> dict[str, Any]:
     """The whole format as one JSON Schema document."""
     from netspec.layers import REGISTRY
@@ -156,13 +166,18 @@ def json_schema() -> dict[str, Any]:
                                         "list).",
                          "anyOf": [{"type": "array", "items": {"$ref": "#/$defs/LayerEntry"}},
                                    {"$ref": "#/$defs/LayerEntry"}]}
+    defs["V1Layer"] = _v1_layer(REGISTRY)
+    v1_entry = {"anyOf": [{"$ref": "#/$defs/LayerEntry"}, {"$ref": "#/$defs/V1Layer"}]}
+    defs["V1LayerList"] = {"description": "The legacy `layers:` list: as `layer:`, and a type may be a V1 "
+                                          "enum name.",
+                           "anyOf": [{"type": "array", "items": v1_entry}, v1_entry]}
 
     net = defs.pop(name_of[NetEnvelope])
     if blocks is not None and "blocks" in blocks:
         blocks = {**blocks, "blocks": _strip_titles(blocks["blocks"])}
     props = dict(net["properties"])
     props["layer"] = {"$ref": "#/$defs/LayerList"}
-    props["layers"] = {"$ref": "#/$defs/LayerList", "description": "legacy spelling of 'layer'"}
+    props["layers"] = {"$ref": "#/$defs/V1LayerList", "description": "legacy spelling of 'layer'"}
     for section in ("solver", "data"):
         model = extensions.get(section)
         props[section] = ref(model) if model is not None else {"type": "object"}

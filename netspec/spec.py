@@ -16,7 +16,7 @@ import functools
 import re
 import types
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, ValidationError
 
@@ -662,13 +662,13 @@ class _LayerParser:
         before = len(diags)
         ltype = item.get("type") if isinstance(item.get("type"), str) else None
         cls = lookup(ltype) if ltype else None
+        v1 = _v1_types() if ltype and cls is None and key == "layers" and ltype.isupper() else None
+        if v1 is not None and ltype in v1:
+            cls = lookup(v1[ltype])  # Caffe's UpgradeV1LayerType
         fixed = self.known_keys(item, cls, who)
         env = self.envelope({k: v for k, v in fixed.items() if k in _ENVELOPE_FIELDS}, fixed, who)
         if ltype and cls is None:
-            hint = did_you_mean(ltype, REGISTRY.keys())
-            diags.append(Diagnostic("error", f"unknown layer type '{ltype}'" + (f"; {hint}" if hint else ""),
-                                    locate(fixed, ("type",)), who,
-                                    None if hint else f"known types: {', '.join(sorted(REGISTRY))}"))
+            diags.append(_unknown_type(ltype, v1, locate(fixed, ("type",)), who))
         messages = self.messages(cls, fixed, who)
         if env is not None:
             self.rules(env, fixed, who)
@@ -771,6 +771,28 @@ class _LayerParser:
                 LayerSpec,
             name=name, type=str(item.get("type")), bottom=bottom, top=top or (name,), include=include,
             exclude=exclude, index=index, loc=at, raw=item)
+
+
+def _v1_types() -> Mapping[str, str]:
+    """V1 enum names (CONVOLUTION, SOFTMAX_LOSS, ...) -> type names, as Caffe's upgrade maps them.
+
+    Imported only when a V1 net needs it: the netspec.caffe package loads NumPy for .caffemodel files.
+    """
+    from netspec.caffe.upgrade import V1_LAYER_TYPES
+
+    return V1_LAYER_TYPES
+
+
+def _unknown_type(ltype: str, v1: Mapping[str, str] | None, at: SourceLoc | None, who: str) -> Diagnostic:
+    """An unknown type, with a did-you-mean among the names valid here (V1 names only under `layers:`)."""
+    if v1 is not None and ltype in v1:
+        return Diagnostic("error", f"V1 layer type '{ltype}' is Caffe's '{v1[ltype]}', which netspec does not "
+                                   "support", at, who, f"known types: {', '.join(sorted(REGISTRY))}")
+    # an upper-case name under `layers:` most likely misspells a V1 one
+    hint = did_you_mean(ltype, [k for k, v in v1.items() if v in REGISTRY]) if v1 is not None else None
+    hint = hint or did_you_mean(ltype, REGISTRY.keys())
+    return Diagnostic("error", f"unknown layer type '{ltype}'" + (f"; {hint}" if hint else ""), at, who,
+                      None if hint else f"known types: {', '.join(sorted(REGISTRY))}")
 
 
 def _legacy_inputs(env: NetEnvelope, raw: PosDict, file: str,

@@ -123,3 +123,18 @@ def test_an_ascii_terminal_gets_escapes_not_a_crash(tmp_path: Path) -> None:
                           cwd=tmp_path, check=False, env={**os.environ, "PYTHONIOENCODING": "ascii"})
     assert done.returncode == 0, done.stderr
     assert b"t \\u2014 net.yaml \\u2014 TEST net, batch 8" in done.stdout
+
+
+def test_schema_takes_v1_type_names_under_layers_only() -> None:
+    from netspec.caffe.upgrade import V1_LAYER_TYPES
+    from netspec.layers import REGISTRY
+
+    r = run_cli(["schema"])
+    schema = json.loads(r.out)
+    props, defs = schema["properties"], schema["$defs"]
+    assert props["layer"] == {"$ref": "#/$defs/LayerList"}
+    assert props["layers"]["$ref"] == "#/$defs/V1LayerList"
+    assert "V1Layer" not in json.dumps(defs["LayerList"])
+    accepted = {k for k, v in V1_LAYER_TYPES.items() if v in REGISTRY}
+    assert set(defs["V1Layer"]["properties"]["type"]["enum"]) == accepted
+    assert {"CONVOLUTION", "RELU", "POOLING", "INNER_PRODUCT", "SOFTMAX_LOSS"} <= accepted

@@ -282,6 +282,43 @@ def test_big_blobs_are_reported_with_the_other_errors(check_text) -> None:
     assert lines[1] == "net.yaml:5:35: error: r: unknown bottom blob 'dta'; did you mean 'data'?"
 
 
+V1_NET = ("name: t\n{key}:\n  - {{name: data, type: Input, input_param: {{shape: {{dim: [2, 3, 32, 32]}}}}}}\n"
+          "  - {{name: label, type: Input, input_param: {{shape: {{dim: [2]}}}}}}\n"
+          "  - {{name: c, type: {conv}, bottom: data, convolution_param: {{num_output: 8, kernel_size: 3}}}}\n"
+          "  - {{name: r, type: {relu}, bottom: c, top: c}}\n"
+          "  - {{name: p, type: {pool}, pooling_param: {{kernel_size: 2, stride: 2}}}}\n"
+          "  - {{name: ip, type: {ip}, inner_product_param: {{num_output: 10}}}}\n"
+          "  - {{name: loss, type: {loss}, bottom: [ip, label]}}\n")
+V1_NAMES = {"conv": "CONVOLUTION", "relu": "RELU", "pool": "POOLING", "ip": "INNER_PRODUCT", "loss": "SOFTMAX_LOSS"}
+V2_NAMES = {"conv": "Convolution", "relu": "ReLU", "pool": "Pooling", "ip": "InnerProduct", "loss": "SoftmaxWithLoss"}
+
+
+def test_legacy_layers_take_v1_type_names(check_text) -> None:
+    v1 = check_text(V1_NET.format(key="layers", **V1_NAMES), "--json")
+    v2 = check_text(V1_NET.format(key="layer", **V2_NAMES), "--json")
+    assert (v1.rc, v1.err) == (0, "")
+    assert json.loads(v1.out)["layers"] == json.loads(v2.out)["layers"]  # the upgraded types, same counts
+    assert [layer["type"] for layer in json.loads(v1.out)["layers"]][2:] == list(V2_NAMES.values())
+
+
+def test_v1_type_names_are_errors_under_layer(check_text) -> None:
+    r = check_text(V1_NET.format(key="layer", **V1_NAMES))
+    assert r.rc == 1
+    assert r.err.splitlines()[:2] == [
+        "net.yaml:5:21: error: c: unknown layer type 'CONVOLUTION'; did you mean 'Convolution'?",
+        "net.yaml:6:21: error: r: unknown layer type 'RELU'; did you mean 'ReLU'?"]
+
+
+def test_legacy_layers_suggest_v1_names_and_name_unsupported_ones(check_text) -> None:
+    r = check_text(V1_NET.format(key="layers", **{**V1_NAMES, "conv": "CONVOLUTON", "relu": "HDF5_OUTPUT"}))
+    assert r.rc == 1
+    first, second, hint, summary = r.err.splitlines()
+    assert first == "net.yaml:5:21: error: c: unknown layer type 'CONVOLUTON'; did you mean 'CONVOLUTION'?"
+    assert second == ("net.yaml:6:21: error: r: V1 layer type 'HDF5_OUTPUT' is Caffe's 'HDF5Output', which "
+                      "netspec does not support")
+    assert hint.startswith("  hint: known types: AbsVal, ") and summary == "2 errors"
+
+
 def test_unknown_type_without_a_close_match_lists_the_known_ones(check_text) -> None:
     r = check_text(HEAD + "  - {name: x, type: Frobnicate}\n")
     first, hint, summary = r.err.splitlines()
