@@ -22,8 +22,12 @@ index; a block's body sees only its own arguments, and defaults may use the argu
 
 Positions survive: expanded layers reuse the template's PosDict/PosList locations, so a later error
 points at the template line, and every expanded layer carries its chain of use sites (`origin`).
-Bounds: at most MAX_LAYERS expanded layers (and as many instantiations), MAX_DEPTH nested uses,
-no recursion, and size caps on every value an expression builds.
+Bounds, checked before the work is done: a net has at most MAX_LAYERS layers (netspec.spec's one
+limit, whether written out or expanded), and a use whose copies are bound to pass it is refused before
+its first copy, from lower bounds on each block's size computed from the definitions; what those
+bounds cannot see (`repeat: $n`, `if:`) is caught by counters as expansion goes, which also cap the
+work (copies plus template entries visited) at MAX_STEPS. Recursion is found in the definitions;
+uses nest at most MAX_DEPTH deep; every value an expression builds has a size cap.
 """
 
 from __future__ import annotations
@@ -36,8 +40,11 @@ from typing import Any, Callable
 
 from netspec.errors import Diagnostic, SourceLoc, did_you_mean
 from netspec.source import PosDict, PosList
+from netspec.spec import MAX_LAYERS
 
-MAX_LAYERS = 100_000
+# Work besides the layers themselves (block copies, entries dropped by `if:`); three times the layers so
+# that a net of MAX_LAYERS layers made one copy per layer still fits.
+MAX_STEPS = 3 * MAX_LAYERS
 MAX_DEPTH = 32
 MAX_EXPR_CHARS = 1_000
 MAX_EXPR_NODES = 200
@@ -45,6 +52,7 @@ MAX_STR = 10_000
 MAX_LIST = 10_000
 MAX_INT = 2**63
 MAX_DIAGNOSTICS = 50
+_HUGE = 10**30  # lower bounds saturate here: anything near it is refused anyway
 
 BLOCK_KEYS = ("args", "layer", "doc")
 USE_KEYS = ("use", "with", "repeat", "index", "if")
@@ -107,6 +115,14 @@ BLOCKS_JSON_SCHEMA: dict[str, Any] = {
 
 class ExprError(Exception):
     """A template or expression that cannot be evaluated; the caller adds the location."""
+
+
+class UnknownName(ExprError):
+    """A name not in scope; the expander explains it when it is a repetition index of an outer use."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,8 +228,8 @@ class _Interpreter:
             return CONSTANTS[node.id]
         known = sorted(self.scope) + sorted(CONSTANTS)
         hint = did_you_mean(node.id, known)
-        raise ExprError(f"unknown name '{node.id}'" + (f"; {hint}" if hint else
-                        f" (known here: {', '.join(sorted(self.scope)) or 'none'})"))
+        raise UnknownName(f"unknown name '{node.id}'" + (f"; {hint}" if hint else
+                          f" (known here: {', '.join(sorted(self.scope)) or 'none'})"), node.id)
 
     def _BinOp(self, node: ast.BinOp) -> Any:
         return _binop(node.op, self.run(node.left), self.run(node.right))
@@ -463,7 +479,10 @@ class _Expander:
     diags: list[Diagnostic]
     blocks: dict[str, Block] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
-    budget: int = field(default_factory=lambda: MAX_LAYERS)
+    layers: int = 0  # layers in the net so far (written out or expanded)
+    steps: int = 0  # block copies and template entries visited so far
+    recursive: set[str] = field(default_factory=set)  # blocks on a cycle of uses (reported)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # block -> lower bounds per copy
     seen: set[tuple[Any, ...]] = field(default_factory=set)
     parsed: dict[str, list[Part]] = field(default_factory=dict)
     trees: dict[str, ast.expr] = field(default_factory=dict)
@@ -519,6 +538,41 @@ class _Expander:
             args = self.arguments(name, body)
             if args is not None:
                 self.blocks[name] = Block(name, args, layers, at)
+        self.find_recursion()
+
+    def static_uses(self, block: Block) -> list[tuple[str, SourceLoc | None]]:
+        """The blocks `block` uses by a written-out name (a template name is only known when expanded)."""
+        out = []
+        for i, item in enumerate(block.layers):
+            name = item.get("use") if isinstance(item, dict) else None
+            if isinstance(name, str) and "$" not in name and name in self.blocks:
+                out.append((name, _loc_of(block.layers, i)))
+        return out
+
+    def find_recursion(self) -> None:
+        """Report every cycle of uses at the `use:` that closes it, before anything expands."""
+        done: set[str] = set()
+        for root in self.blocks:
+            if root in done:
+                continue
+            path = [root]
+            stack = [iter(self.static_uses(self.blocks[root]))]
+            while stack:  # iterative: a chain of thousands of blocks must not hit Python's recursion limit
+                step = next(stack[-1], None)
+                if step is None:
+                    stack.pop()
+                    done.add(path.pop())
+                    continue
+                target, at = step
+                if target in path:
+                    cycle = path[path.index(target):] + [target]
+                    self.recursive.update(cycle)
+                    shown = cycle if len(cycle) <= 8 else cycle[:3] + [f"... {len(cycle) - 6} more ..."] + cycle[-3:]
+                    self.error(f"block '{target}' uses itself (recursion: {' -> '.join(shown)})", at,
+                               hint="a block cannot contain itself; 'repeat:' makes copies")
+                elif target not in done:
+                    path.append(target)
+                    stack.append(iter(self.static_uses(self.blocks[target])))
 
     def arguments(self, block: str, body: PosDict) -> tuple[Arg, ...] | None:
         spec = body.get("args", [])
@@ -556,12 +610,62 @@ class _Expander:
 
     # -- expansion ------------------------------------------------------------------------------
 
-    def spend(self, loc: SourceLoc | None, chain: tuple[Use, ...]) -> None:
-        self.budget -= 1
-        if self.budget < 0:
-            # Blame the top-level entry that set it off; the hint shows the chain of uses.
-            self.error(f"block expansion exceeds {MAX_LAYERS} layers/instantiations; refusing to expand "
-                       "further (an expansion bomb?)", chain[0].loc if chain else loc, chain)
+    def least(self, name: str, depth: int = 0) -> tuple[int, int]:
+        """Lower bounds on the layers and the steps one copy of block `name` makes, from the definitions
+        alone, assuming its templates evaluate; what they cannot see counts 0. Memoised per block."""
+        known = self.sizes.get(name)
+        if known is not None:
+            return known
+        if depth > MAX_DEPTH or name in self.recursive:
+            return 0, 0  # both are errors of their own when expanded
+        self.sizes[name] = (0, 0)  # guards a cycle through a template name while this one is computed
+        layers = steps = 0
+        for item in self.blocks[name].layers:
+            steps += 1
+            if not isinstance(item, dict):
+                continue
+            target = item.get("use")
+            if "use" not in item:
+                layers += "if" not in item
+            elif isinstance(target, str) and "$" not in target and target in self.blocks:
+                attempted, sure = _copies(self.blocks[target], item)
+                inner_layers, inner_steps = self.least(target, depth + 1)
+                layers += sure * inner_layers
+                steps += attempted + sure * inner_steps
+            layers, steps = min(layers, _HUGE), min(steps, _HUGE)
+        self.sizes[name] = (layers, steps)
+        return layers, steps
+
+    def reserve(self, name: str, attempted: int, sure: int, at: SourceLoc | None, chain: tuple[Use, ...]) -> None:
+        """Refuse a use whose copies are bound to pass a bound, before expanding the first of them."""
+        per_layers, per_steps = self.least(name)
+        layers, steps = sure * per_layers, attempted + sure * per_steps
+        copies = f"{sure:,} cop{'y' if sure == 1 else 'ies'} of at least {per_layers:,} layer{'s' * (per_layers != 1)} each"
+        if self.layers + layers > MAX_LAYERS:
+            before = f", after the {self.layers:,} before it" if self.layers else ""
+            self.error(f"'use: {name}' asks for at least {layers:,} layers ({copies}{before}); a net may have "
+                       f"at most {MAX_LAYERS:,} layers", at, chain, "refused before expanding (an expansion bomb?)")
+            raise _Abort
+        if self.steps + steps > MAX_STEPS:
+            self.error(f"'use: {name}' asks for at least {steps:,} expansion steps ({attempted:,} block copies and "
+                       f"their template entries); expansion stops at {MAX_STEPS:,}", at, chain,
+                       "copies that make no layers (dropped by 'if:') cost work too")
+            raise _Abort
+
+    def step(self, at: SourceLoc | None, chain: tuple[Use, ...]) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            # What the lower bounds could not see; blame the top-level entry, the hint shows the chain.
+            self.error(f"block expansion takes more than {MAX_STEPS:,} steps (block copies and template "
+                       "entries); refusing to expand further (an expansion bomb?)", chain[0].loc if chain else at,
+                       chain)
+            raise _Abort
+
+    def emit(self, at: SourceLoc | None, chain: tuple[Use, ...]) -> None:
+        self.layers += 1
+        if self.layers > MAX_LAYERS and chain:
+            self.error(f"block expansion makes more than {MAX_LAYERS:,} layers, the most a net may have; "
+                       "refusing to expand further (an expansion bomb?)", chain[0].loc, chain)
             raise _Abort
 
     def layer_list(self, items: PosList, scope: dict[str, Any] | None, chain: tuple[Use, ...],
@@ -572,10 +676,11 @@ class _Expander:
             if isinstance(item, dict) and "use" in item:
                 self.use(item, at, scope or {}, chain, out)
             elif scope is None:
+                self.emit(at, chain)  # counted, never refused here: the spec reports too many written layers
                 out.append(item)
                 out.item_locs.append(at)
             else:
-                self.spend(at, chain)
+                self.step(at, chain)
                 if isinstance(item, dict) and "if" in item:
                     keep = self.condition(item, scope, chain)
                     if not keep:
@@ -587,6 +692,7 @@ class _Expander:
                     continue  # reported; a half-substituted layer would only add follow-on errors
                 if isinstance(value, PosDict) and chain:
                     value.__dict__["block_origin"] = chain
+                self.emit(at, chain)
                 out.append(value)
                 out.item_locs.append(at)
 
@@ -622,6 +728,8 @@ class _Expander:
             return
         self.used.add(name)
         block = self.blocks[name]
+        if name in self.recursive:
+            return  # reported with the definitions
         if any(u.block == name for u in chain):
             path = " -> ".join([u.block for u in chain] + [name])
             self.error(f"block '{name}' uses itself (recursion: {path})", at, chain)
@@ -636,9 +744,16 @@ class _Expander:
         argsets = self.iterations(entry, scope, chain)
         if argsets is None or not ok:
             return
+        if "if" in entry:
+            sure = 0
+        elif "repeat" in entry:  # one argument set, copied
+            sure = len(argsets) if argsets and _binds(block, argsets[0][0]) else 0
+        else:
+            sure = sum(_binds(block, s) for s, _ in argsets)
+        self.reserve(name, len(argsets), sure, at, chain)
         for k, (argset, argset_loc) in enumerate(argsets):
             local = {**scope, index: k}
-            self.spend(at, chain)
+            self.step(at, chain)
             if "if" in entry and not self.condition(entry, local, chain):
                 continue
             args = self.bind(block, argset, argset_loc or at, local, chain)
@@ -682,7 +797,8 @@ class _Expander:
                 self.error(f"'repeat' needs a count >= 0, got {shown}", at, chain)
                 return None
             if count > MAX_LAYERS:
-                self.error(f"'repeat: {count}' exceeds the limit of {MAX_LAYERS}", at, chain)
+                self.error(f"'repeat: {count}' exceeds the limit of {MAX_LAYERS:,}", at, chain,
+                           "a net may have at most that many layers")
                 return None
         return [(sets, sets_loc if "with" in entry else None)] * count
 
@@ -762,7 +878,7 @@ class _Expander:
             joined = "".join(_text(p) if p is not None else _null_in_string() for p in pieces)
             return _bounded(joined)
         except ExprError as e:
-            self.error(str(e), at, chain)
+            self.error(str(e), at, chain, _index_hint(e, chain))
             return _DROP
 
     def expression(self, text: str, scope: dict[str, Any]) -> Any:
@@ -773,6 +889,49 @@ class _Expander:
         if isinstance(result, list):
             return _as_poslist(result)
         return result
+
+
+def _index_hint(e: ExprError, chain: tuple[Use, ...]) -> str | None:
+    """Why a repetition index shown in the chain ('(i = 0)') is unknown in the block's own layers."""
+    if not isinstance(e, UnknownName):
+        return None
+    for use in reversed(chain):
+        if use.index and use.index[0] == e.name:
+            where = f" at {use.loc}" if use.loc else ""
+            return (f"'{e.name}' is the copy index of the 'use: {use.block}'{where}: it is bound in that entry's "
+                    f"with/repeat/if only, and a block's layers see only its arguments; pass it in "
+                    f"(add {e.name} to the block's args, and with: {{{e.name}: ${e.name}}})")
+    return None
+
+
+def _copies(block: Block, entry: PosDict) -> tuple[int, int]:
+    """How many copies a `use:` entry inside a block attempts, and how many of them surely expand,
+    as far as its text says (a `repeat: $n` or an `if:` is known only when expanded: 0)."""
+    index = entry.get("index", "i")
+    if any(key not in USE_KEYS for key in entry) or not isinstance(index, str) or not _IDENT.match(index):
+        return 0, 0
+    sets = entry.get("with")
+    if isinstance(sets, list):
+        if "repeat" in entry or not all(isinstance(s, dict) for s in sets):
+            return 0, 0
+        attempted, sure = len(sets), sum(_binds(block, s) for s in sets)
+    elif sets is None or isinstance(sets, dict):
+        count = entry.get("repeat", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_LAYERS:
+            return 0, 0
+        attempted = count
+        sure = count if _binds(block, sets or {}) else 0
+    else:
+        return 0, 0
+    return attempted, 0 if "if" in entry else sure
+
+
+def _binds(block: Block, argset: Any) -> bool:
+    """Whether an argument set names only the block's arguments and all the required ones."""
+    if not isinstance(argset, dict):
+        return False
+    return all(block.arg(key) is not None for key in argset) and \
+        all(a.name in argset for a in block.args if a.required)
 
 
 def _null_in_string() -> str:
@@ -834,7 +993,11 @@ def expand(raw: Any, file: str, diags: list[Diagnostic]) -> Any:
         try:
             ex.layer_list(items, None, (), out)
         except _Abort:
-            pass
+            # A refused net has nothing worth checking: a partial expansion only adds follow-on errors.
+            for other in ("layer", "layers"):
+                if other in result:
+                    result[other] = PosList(loc=getattr(result[other], "loc", None))
+            break
         result[key] = out
     if ex.errors > MAX_DIAGNOSTICS:
         diags.append(Diagnostic("note", f"{ex.errors - MAX_DIAGNOSTICS} more block expansion error(s) not shown",

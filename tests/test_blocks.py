@@ -211,6 +211,44 @@ def test_recursion_is_an_error_at_the_inner_use() -> None:
     assert errors_of(text) == ["6:9: block 'a' uses itself (recursion: a -> b -> a)"]
 
 
+def test_recursion_is_found_in_the_definitions_before_anything_expands(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Even a recursion that an `if:` would end is refused, and so is one that no layer uses.
+    text = """\
+    blocks:
+      down:
+        args: [n]
+        layer:
+          - {name: "d$n", type: ReLU}
+          - {if: "${n > 0}", use: down, with: {n: "${n - 1}"}}
+      loop: {layer: {use: loop, repeat: 9000}}
+    layer:
+      - {use: down, repeat: 9000, with: {n: 9000}}
+    """
+    binds = count_binds(monkeypatch)
+    _, diags = expanded(text)
+    assert [(d.loc.line, d.loc.col, d.message) for d in diags] == [
+        (6, 9, "block 'down' uses itself (recursion: down -> down)"),
+        (7, 17, "block 'loop' uses itself (recursion: loop -> loop)")]
+    assert diags[0].hint == "a block cannot contain itself; 'repeat:' makes copies"
+    assert binds == [0]
+
+
+def test_a_repetition_index_used_inside_the_block_is_explained() -> None:
+    text = """\
+    blocks:
+      a: {layer: {name: r$i, type: ReLU}}
+      b: {layer: {use: a, repeat: 2}}
+    layer:
+      - {use: b}
+    """
+    _, diags = expanded(text)
+    assert [(d.loc.line, d.loc.col, d.message) for d in diags] == [(2, 21, "unknown name 'i' (known here: none)")]
+    assert diags[0].hint == (
+        "'i' is the copy index of the 'use: a' at t.yaml:3:14: it is bound in that entry's with/repeat/if only, "
+        "and a block's layers see only its arguments; pass it in (add i to the block's args, and with: {i: $i}); "
+        "in block 'a' used at t.yaml:3:14 (i = 0), in block 'b' used at t.yaml:5:5")
+
+
 def test_malformed_definitions_and_use_entries() -> None:
     text = """\
     blocks:
@@ -277,30 +315,150 @@ def test_parse_reports_expansion_errors_with_the_rest() -> None:
 # bounds
 
 
-@pytest.mark.timeout(120)  # a hang guard, not a speed test (speed: tools/bench_check.py)
-def test_an_expansion_bomb_stops_at_the_layer_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blocks, "MAX_LAYERS", 5_000)
+def count_binds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many block copies get as far as binding their arguments (the start of a copy's work)."""
+    calls = [0]
+    bind = blocks._Expander.bind
+
+    def counted(self: Any, *args: Any) -> Any:
+        calls[0] += 1
+        return bind(self, *args)
+
+    monkeypatch.setattr(blocks._Expander, "bind", counted)
+    return calls
+
+
+NESTED_BOMB = """\
+blocks:
+  a:
+    args: [p, q]
+    layer:
+      - {name: "r${p}_${q}", type: ReLU}
+  b:
+    args: [p]
+    layer:
+      - {use: a, repeat: 9000, with: {p: $p, q: $i}}
+layer:
+  - {name: data, type: Input, input_param: {shape: {dim: [1, 3, 8, 8]}}}
+  - {use: b, repeat: 9000, with: {p: $i}}
+"""
+
+
+@pytest.mark.timeout(60)  # a hang guard, not a speed test (speed: tools/bench_check.py)
+def test_a_nested_repeat_bomb_is_refused_before_its_first_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    binds = count_binds(monkeypatch)
+    layers, diags = expanded(NESTED_BOMB)
+    assert [(d.loc.line, d.loc.col, d.message) for d in diags] == [
+        (12, 5, f"'use: b' asks for at least 81,000,000 layers (9,000 copies of at least 9,000 layers each, after "
+                f"the 1 before it); a net may have at most {blocks.MAX_LAYERS:,} layers")]
+    assert diags[0].hint == "refused before expanding (an expansion bomb?)"
+    assert binds == [0] and list(layers) == []  # no copy was started; nothing half-expanded is left to check
+
+
+@pytest.mark.timeout(60)
+def test_a_bomb_is_one_located_error_from_the_whole_check() -> None:
+    errs = spec_errors(NESTED_BOMB)
+    assert [(e.loc.line, e.loc.col, e.message.split(" (")[0]) for e in errs] == [
+        (12, 5, "'use: b' asks for at least 81,000,000 layers")]
+
+
+def test_the_layer_limit_is_the_nets() -> None:
+    """Block expansion stops where `netspec check` does: MAX_LAYERS layers in all, the hand-written ones
+    included; one more is refused by the expander alone (no second error from the spec)."""
+    from netspec import spec
+
+    assert blocks.MAX_LAYERS is spec.MAX_LAYERS
+    one = "blocks: {one: {layer: {name: 'r$n', type: ReLU}, args: [n]}}\nlayer:\n" + INPUT
+    fits = one + f"  - {{use: one, repeat: {blocks.MAX_LAYERS - 1}, with: {{n: $i}}}}\n"
+    layers, diags = expanded(fits)
+    assert not diags and len(layers) == blocks.MAX_LAYERS
+    errs = spec_errors(fits.replace(f"repeat: {blocks.MAX_LAYERS - 1}", f"repeat: {blocks.MAX_LAYERS}"))
+    assert [(e.loc.line, e.message) for e in errs] == [
+        (4, f"'use: one' asks for at least {blocks.MAX_LAYERS:,} layers ({blocks.MAX_LAYERS:,} copies of at "
+            f"least 1 layer each, after the 1 before it); a net may have at most {blocks.MAX_LAYERS:,} layers")]
+
+
+def test_a_repeat_count_known_only_when_expanded_is_refused_at_the_copy_that_would_pass_the_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blocks, "MAX_LAYERS", 100)
     text = """\
     blocks:
       one: {layer: {name: x, type: ReLU}}
-      ten: {layer: {use: one, repeat: 1000}}
-      bomb: {layer: {use: ten, repeat: 1000}}
+      many: {args: [n], layer: {use: one, repeat: $n}}
     layer:
-      - {use: bomb, repeat: 1000}
+      - {use: many, repeat: 50, with: {n: 10}}
     """
-    errs = errors_of(text)  # 10^9 layers asked for; the cap stops it at once (the test's timeout guards a hang)
-    assert errs == ["6:5: block expansion exceeds 5000 layers/instantiations; refusing to "
-                    "expand further (an expansion bomb?)"]
+    binds = count_binds(monkeypatch)
+    layers, diags = expanded(text)
+    assert [(d.loc.line, d.loc.col, d.message) for d in diags] == [
+        (3, 28, "'use: one' asks for at least 10 layers (10 copies of at least 1 layer each, after the 100 before "
+                "it); a net may have at most 100 layers")]
+    assert diags[0].hint == "refused before expanding (an expansion bomb?); in block 'many' used at t.yaml:5:5 (i = 10)"
+    assert binds == [11 + 100] and list(layers) == []  # 11 copies of many, 100 of one; the 101st never began
+
+
+def test_copies_that_make_no_layers_still_count_as_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = """\
+    blocks:
+      one: {layer: {name: x, type: ReLU}}
+      none: {layer: {use: one, repeat: 5000, if: false}}
+    layer:
+      - {use: none, repeat: 1000}
+    """
+    binds = count_binds(monkeypatch)
+    assert errors_of(text) == [
+        f"5:5: 'use: none' asks for at least 5,002,000 expansion steps (1,000 block copies and their template "
+        f"entries); expansion stops at {blocks.MAX_STEPS:,}"]
+    assert binds == [0]
+
+
+def test_the_counters_stop_what_the_lower_bounds_miss(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `if:` on a template layer makes its lower bound 0, so only the running count sees these layers.
+    monkeypatch.setattr(blocks, "MAX_LAYERS", 50)
+    text = """\
+    blocks:
+      one: {layer: {if: true, name: x, type: ReLU}}
+      thirty: {layer: {use: one, repeat: 30}}
+    layer:
+      - {use: thirty, repeat: 2}
+    """
+    assert errors_of(text) == [
+        "5:5: block expansion makes more than 50 layers, the most a net may have; refusing to expand further "
+        "(an expansion bomb?)"]
+    # With the lower bounds switched off, the running counts alone still stop a bomb.
+    monkeypatch.setattr(blocks._Expander, "least", lambda self, name, depth=0: (0, 0))
+    monkeypatch.setattr(blocks, "MAX_STEPS", 500)
+    text = """\
+    blocks:
+      one: {layer: {if: false, name: x, type: ReLU}}
+      many: {layer: {use: one, repeat: 50}}
+    layer:
+      - {use: many, repeat: 50}
+    """
+    assert errors_of(text) == [
+        "5:5: block expansion takes more than 500 steps (block copies and template entries); refusing to "
+        "expand further (an expansion bomb?)"]
 
 
 def test_repeat_and_nesting_depth_are_capped() -> None:
-    assert errors_of("blocks: {a: {layer: {name: x, type: ReLU}}}\nlayer:\n  - {use: a, repeat: 100001}\n") == [
-        f"3:22: 'repeat: 100001' exceeds the limit of {blocks.MAX_LAYERS}"]
+    too_many = blocks.MAX_LAYERS + 1
+    assert errors_of(f"blocks: {{a: {{layer: {{name: x, type: ReLU}}}}}}\nlayer:\n  - {{use: a, repeat: {too_many}}}\n") == [
+        f"3:22: 'repeat: {too_many}' exceeds the limit of {blocks.MAX_LAYERS:,}"]
     depth = blocks.MAX_DEPTH + 2
     chain = "".join(f"  b{i}: {{layer: {{use: b{i + 1}}}}}\n" for i in range(depth)) + \
         f"  b{depth}: {{layer: {{name: x, type: ReLU}}}}\n"
     errs = errors_of("blocks:\n" + chain + "layer:\n  - {use: b0}\n")
     assert errs == [f"{blocks.MAX_DEPTH + 1}:16: blocks nest deeper than {blocks.MAX_DEPTH} levels"]
+
+
+def test_a_long_chain_or_cycle_of_blocks_is_reported_not_a_recursion_error() -> None:
+    n = 3000  # deeper than Python's recursion limit
+    chain = "".join(f"  b{i}: {{layer: {{use: b{i + 1}}}}}\n" for i in range(n)) + f"  b{n}: {{layer: {{name: x, type: ReLU}}}}\n"
+    assert errors_of("blocks:\n" + chain + "layer:\n  - {use: b0}\n") == [
+        f"{blocks.MAX_DEPTH + 1}:16: blocks nest deeper than {blocks.MAX_DEPTH} levels"]
+    cycle = chain.replace(f"b{n}: {{layer: {{name: x, type: ReLU}}}}", f"b{n}: {{layer: {{use: b0}}}}")
+    assert errors_of("blocks:\n" + cycle + "layer:\n  - {use: b0}\n") == [
+        f"{n + 2}:18: block 'b0' uses itself (recursion: b0 -> b1 -> b2 -> ... {n - 4} more ... -> b{n - 1} -> b{n} -> b0)"]
 
 
 def test_expression_size_limits() -> None:
