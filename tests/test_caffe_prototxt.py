@@ -24,7 +24,7 @@ from netspec.caffe import (
     upgrade_v1,
 )
 from netspec.caffe.emit import yaml_string
-from netspec.caffe.prototxt import ALWAYS_REPEATED, SCHEMA, iter_paths
+from netspec.caffe.prototxt import ALWAYS_REPEATED, ENUMS, FLOAT_MAX, INT_RANGES, SCHEMA, iter_paths
 from netspec.caffe.upgrade import V1_LAYER_TYPES, V1_NUMBER_BY_TYPE, V1_TYPE_BY_NUMBER
 
 ZOO = Path(__file__).resolve().parents[2] / "shared" / "caffe-zoo"
@@ -346,6 +346,73 @@ def test_type_errors_are_all_reported_together() -> None:
     ]
 
 
+def _fields(kind: str) -> list[tuple[str, str, Any]]:
+    return [(m, n, spec) for m, fields in SCHEMA.items() for n, spec in fields.items() if spec.kind == kind]
+
+
+def _one(data: dict[str, Any], name: str) -> Any:
+    value = data[name]
+    return value[0] if isinstance(value, list) else value
+
+
+def test_enum_numbers_become_names_by_caffe_protos_numbering() -> None:
+    # Every enum field of every message: each number reads as its name; a number the enum lacks is a
+    # located error (protobuf's text parser refuses it too).
+    enum_fields = _fields("enum")
+    assert len(enum_fields) == 28
+    for message, name, spec in enum_fields:
+        for value, number in ENUMS[spec.type].items():
+            assert _one(parse(f"{name}: {number}", message=message).data, name) == value
+        bad = max(ENUMS[spec.type].values()) + 1
+        with pytest.raises(PrototxtError, match=f"{bad} is not a number of caffe.proto's enum {spec.type}"):
+            parse(f"{name}: {bad}", message=message)
+    # Spot checks against caffe.proto, where same-named fields have different enums.
+    assert parse("operation: 0", message="EltwiseParameter").data == {"operation": "PROD"}
+    assert parse("operation: 1", message="ReductionParameter").data == {"operation": "SUM"}
+    assert _errors("layer { reduction_param { operation: 0 } }") == [
+        (1, 27, "field 'operation': 0 is not a number of caffe.proto's enum ReductionOp (SUM = 1, ASUM = 2, "
+                "SUMSQ = 3, MEAN = 4)")]
+    assert parse("layer { pooling_param { pool: 1 round_mode: 1 } include { phase: 1 } }").data == {
+        "layer": [{"pooling_param": {"pool": "AVE", "round_mode": "FLOOR"}, "include": [{"phase": "TEST"}]}]}
+    assert parse("layers { type: 4 }").data == {"layers": [{"type": "CONVOLUTION"}]}
+    assert parse("solver_mode: 0 base_lr: 0.1", message="auto").data == {"solver_mode": "CPU", "base_lr": 0.1}
+
+
+def test_integer_fields_are_range_checked_by_their_caffe_proto_type() -> None:
+    types = {(m, n): spec.type for m, n, spec in _fields("int")}
+    assert {types[k] for k in types} == {"int32", "uint32", "int64"}
+    assert (types["ConvolutionParameter", "num_output"], types["ConvolutionParameter", "axis"],
+            types["BlobShape", "dim"], types["SolverParameter", "random_seed"],
+            types["SolverParameter", "max_iter"]) == ("uint32", "int32", "int64", "int64", "int32")
+    for (message, name), proto_type in types.items():
+        low, high = INT_RANGES[proto_type]
+        assert _one(parse(f"{name}: {high} {name}: {low}" if SCHEMA[message][name].repeated
+                          else f"{name}: {high}", message=message).data, name) == high
+        for bad in (low - 1, high + 1):
+            with pytest.raises(PrototxtError, match=f"field '{name}' is {proto_type}: {bad} is out of its range"):
+                parse(f"{name}: {bad}", message=message)
+    # Located, all together; hex and octal are read first (0x100000000 = 2^32).
+    assert _errors("layer {\n  convolution_param { num_output: 0x100000000 group: -1 axis: 2147483648 }\n"
+                   "  pooling_param { kernel_size: 4294967295 }\n}") == [
+        (2, 23, "field 'num_output' is uint32: 0x100000000 is out of its range [0, 4294967295]"),
+        (2, 47, "field 'group' is uint32: -1 is out of its range [0, 4294967295]"),
+        (2, 57, "field 'axis' is int32: 2147483648 is out of its range [-2147483648, 2147483647]")]
+
+
+def test_float_fields_are_range_checked_and_huge_integers_never_crash() -> None:
+    assert parse("layer { loss_weight: 3.4e38 loss_weight: -inf loss_weight: nan }").data["layer"][0][
+        "loss_weight"][:2] == [3.4e38, -math.inf]
+    assert _errors("layer { loss_weight: 3.5e38 loss_weight: -1e999 }") == [
+        (1, 9, f"field 'loss_weight' is float: 3.5e38 is out of its range (±{FLOAT_MAX:.7g})"),
+        (1, 29, f"field 'loss_weight' is float: -1e999 is out of its range (±{FLOAT_MAX:.7g})")]
+    assert _errors("layer { blobs { double_data: 1e308 double_data: 1e309 } }") == [
+        (1, 36, "field 'double_data' is double: 1e309 is out of its range (±1.797693e+308)")]
+    # Past Python's 4300-digit conversion limit: one located error, not a crash.
+    assert _errors("layer { convolution_param { num_output: " + "9" * 5000 + " } }") == [
+        (1, 41, "integer 999999999999999999999... (5000 characters) is out of the range of every caffe.proto "
+                "integer type")]
+
+
 def test_error_text_is_file_line_col() -> None:
     with pytest.raises(PrototxtError) as info:
         parse("layer {\n  name: 'a'\n  name: 'b'\n}", file="net.prototxt")
@@ -422,15 +489,18 @@ def test_v1_upgrade_follows_caffe() -> None:
 
 
 def test_v1_unknown_types_are_located_errors() -> None:
-    text = (
-        "layers { name: 'a' type: CONVOLUTON }\nlayers {\n  name: 'b'\n  type: 99\n}\nlayers { type: NONE }\n"
-    )
+    text = "layers { name: 'a' type: CONVOLUTON }\nlayers {\n  name: 'b'\n  type: 4\n}\nlayers { type: NONE }\n"
     with pytest.raises(PrototxtError) as info:
         upgrade_v1(parse(text, file="v1.prototxt"))
     found = [(str(d.loc), d.message, d.hint) for d in info.value.diagnostics]
     assert found[0] == ("v1.prototxt:1:20", "unknown V1 layer type CONVOLUTON", "did you mean 'CONVOLUTION'?")
-    assert found[1][:2] == ("v1.prototxt:4:3", "unknown V1 layer type 99")
-    assert found[2][:2] == ("v1.prototxt:6:10", "V1 layer type NONE has no layer to upgrade to")
+    assert found[1][:2] == ("v1.prototxt:6:10", "V1 layer type NONE has no layer to upgrade to")
+    assert len(found) == 2  # `type: 4` is CONVOLUTION, by caffe.proto's numbering
+    # A number LayerType lacks is refused by the parser, as protobuf's text parser does.
+    with pytest.raises(PrototxtError) as info:
+        parse(text.replace("type: 4", "type: 99"), file="v1.prototxt")
+    assert [(str(d.loc), d.message) for d in info.value.diagnostics] == [
+        ("v1.prototxt:4:3", "field 'type': 99 is not a number of caffe.proto's enum LayerType (numbers 0 to 39)")]
 
 
 def test_v1_mixed_and_v0_nets_are_refused() -> None:
@@ -441,6 +511,7 @@ def test_v1_mixed_and_v0_nets_are_refused() -> None:
 
 
 def test_v1_type_table() -> None:
+    assert sorted(V1_TYPE_BY_NUMBER.values()) == sorted(ENUMS["LayerType"])
     assert len(V1_LAYER_TYPES) == 39  # caffe.proto's LayerType has 40 values, NONE maps to nothing
     assert V1_LAYER_TYPES["SOFTMAX_LOSS"] == "SoftmaxWithLoss" and V1_LAYER_TYPES["TANH"] == "TanH"
     assert V1_LAYER_TYPES["HDF5_DATA"] == "HDF5Data" and V1_LAYER_TYPES["ABSVAL"] == "AbsVal"

@@ -370,6 +370,33 @@ layer { name: "r" type: "ReLU" bottom: "nope" top: "r" }
     assert "unknown bottom blob 'nope'" in e.value.errors[0].message
 
 
+def test_enum_numbers_import_as_names(capsys: pytest.CaptureFixture[str]) -> None:
+    _write(Path("n.prototxt"), """layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: 1 kernel_size: 2 stride: 2 } }
+layer { name: "e" type: "Eltwise" bottom: "p" bottom: "p" top: "e" eltwise_param { operation: 2 } }
+""")
+    assert main(["import-caffe", "n.prototxt", "-o", "n.yaml"]) == 0
+    layers = yaml.safe_load(Path("n.yaml").read_text())["layer"]
+    assert (layers[1]["pooling_param"]["pool"], layers[2]["eltwise_param"]["operation"]) == ("AVE", "MAX")
+    assert load_spec("n.yaml").layers[1].messages["pooling_param"].pool == "AVE"
+
+
+def test_out_of_range_integers_are_located_in_the_prototxt(capsys: pytest.CaptureFixture[str]) -> None:
+    _write(Path("n.prototxt"), """layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 1 dim: 99999999999999999999 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+  inner_product_param { num_output: 4294967296 } }
+""")
+    assert main(["import-caffe", "n.prototxt", "-o", "n.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if ": error: " in line] == [
+        "n.prototxt:2:32: error: field 'dim' is int64: 99999999999999999999 is out of its range "
+        "[-9223372036854775808, 9223372036854775807]",
+        "n.prototxt:4:25: error: field 'num_output' is uint32: 4294967296 is out of its range [0, 4294967295]"]
+    assert not Path("n.yaml").exists()
+
+
 def test_a_solver_given_as_the_net_and_a_missing_file_are_errors(capsys: pytest.CaptureFixture[str]) -> None:
     _write(Path("s.prototxt"), 'net: "x.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\n')
     assert main(["import-caffe", "s.prototxt"]) == 1

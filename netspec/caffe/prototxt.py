@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import sys
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,9 +38,52 @@ class PrototxtError(NetspecError):
 
 
 # --------------------------------------------------------------------------------------------------------
-# Schema: Caffe's messages, field kinds and labels (BVLC master, plus the deprecated V0/V1 messages).
-# "*name:kind" is a repeated field. A kind is int, float, bool, string, enum, or a message name.
+# Schema: Caffe's messages, field types and labels (BVLC master, plus the deprecated V0/V1 messages).
+# "*name:type" is a repeated field. A type is caffe.proto's: int32, uint32, int64, float, double, bool,
+# string, an enum of ENUMS, or a message name.
 # --------------------------------------------------------------------------------------------------------
+
+# caffe.proto's enums: name -> {value name: number}. Same-named enums of different messages (the
+# Engine of each layer, PoolMethod of Pooling, SPP and V0) have the same values.
+_ENGINE = {"DEFAULT": 0, "CAFFE": 1, "CUDNN": 2}
+_POOL_METHOD = {"MAX": 0, "AVE": 1, "STOCHASTIC": 2}
+ENUMS: Mapping[str, Mapping[str, int]] = MappingProxyType({k: MappingProxyType(v) for k, v in {
+    "Phase": {"TRAIN": 0, "TEST": 1},
+    "VarianceNorm": {"FAN_IN": 0, "FAN_OUT": 1, "AVERAGE": 2},
+    "SnapshotFormat": {"HDF5": 0, "BINARYPROTO": 1},
+    "SolverMode": {"CPU": 0, "GPU": 1},
+    "SolverType": {"SGD": 0, "NESTEROV": 1, "ADAGRAD": 2, "RMSPROP": 3, "ADADELTA": 4, "ADAM": 5},
+    "DimCheckMode": {"STRICT": 0, "PERMISSIVE": 1},
+    "NormalizationMode": {"FULL": 0, "VALID": 1, "BATCH_SIZE": 2, "NONE": 3},
+    "Engine": _ENGINE,
+    "DB": {"LEVELDB": 0, "LMDB": 1},
+    "EltwiseOp": {"PROD": 0, "SUM": 1, "MAX": 2},
+    "Norm": {"L1": 1, "L2": 2},
+    "NormRegion": {"ACROSS_CHANNELS": 0, "WITHIN_CHANNEL": 1},
+    "PoolMethod": _POOL_METHOD,
+    "RoundMode": {"CEIL": 0, "FLOOR": 1},
+    "ReductionOp": {"SUM": 1, "ASUM": 2, "SUMSQ": 3, "MEAN": 4},
+    # V1LayerParameter.LayerType (netspec.caffe.upgrade maps each to its V2 type string).
+    "LayerType": {
+        "NONE": 0, "ABSVAL": 35, "ACCURACY": 1, "ARGMAX": 30, "BNLL": 2, "CONCAT": 3,
+        "CONTRASTIVE_LOSS": 37, "CONVOLUTION": 4, "DATA": 5, "DECONVOLUTION": 39, "DROPOUT": 6,
+        "DUMMY_DATA": 32, "EUCLIDEAN_LOSS": 7, "ELTWISE": 25, "EXP": 38, "FLATTEN": 8, "HDF5_DATA": 9,
+        "HDF5_OUTPUT": 10, "HINGE_LOSS": 28, "IM2COL": 11, "IMAGE_DATA": 12, "INFOGAIN_LOSS": 13,
+        "INNER_PRODUCT": 14, "LRN": 15, "MEMORY_DATA": 29, "MULTINOMIAL_LOGISTIC_LOSS": 16, "MVN": 34,
+        "POOLING": 17, "POWER": 26, "RELU": 18, "SIGMOID": 19, "SIGMOID_CROSS_ENTROPY_LOSS": 27,
+        "SILENCE": 36, "SOFTMAX": 20, "SOFTMAX_LOSS": 21, "SPLIT": 22, "SLICE": 33, "TANH": 23,
+        "WINDOW_DATA": 24, "THRESHOLD": 31,
+    },
+}.items()})
+
+# Integer types: the closed range protobuf's text parser accepts for each.
+INT_RANGES: Mapping[str, tuple[int, int]] = MappingProxyType({
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint64": (0, 2**64 - 1),
+})
+FLOAT_MAX = 3.4028234663852886e38  # the largest finite float32 (FLT_MAX)
 
 _LAYER_PARAMS = (
     "accuracy_param:AccuracyParameter argmax_param:ArgMaxParameter batch_norm_param:BatchNormParameter "
@@ -76,120 +120,136 @@ _V1_LAYER_PARAMS = (
 )
 
 _SCHEMA_SOURCE: dict[str, str] = {
-    "BlobShape": "*dim:int",
-    "BlobProto": "shape:BlobShape *data:float *diff:float *double_data:float *double_diff:float "
-    "num:int channels:int height:int width:int",
+    "BlobShape": "*dim:int64",
+    "BlobProto": "shape:BlobShape *data:float *diff:float *double_data:double *double_diff:double "
+    "num:int32 channels:int32 height:int32 width:int32",
     "BlobProtoVector": "*blobs:BlobProto",
-    "Datum": "channels:int height:int width:int data:string label:int *float_data:float encoded:bool",
-    "FillerParameter": "type:string value:float min:float max:float mean:float std:float sparse:int "
-    "variance_norm:enum",
-    "NetParameter": "name:string *input:string *input_shape:BlobShape *input_dim:int force_backward:bool "
+    "Datum": "channels:int32 height:int32 width:int32 data:string label:int32 *float_data:float encoded:bool",
+    "FillerParameter": "type:string value:float min:float max:float mean:float std:float sparse:int32 "
+    "variance_norm:VarianceNorm",
+    "NetParameter": "name:string *input:string *input_shape:BlobShape *input_dim:int32 force_backward:bool "
     "state:NetState debug_info:bool *layer:LayerParameter *layers:V1LayerParameter",
     "SolverParameter": "net:string net_param:NetParameter train_net:string *test_net:string "
     "train_net_param:NetParameter *test_net_param:NetParameter train_state:NetState *test_state:NetState "
-    "*test_iter:int test_interval:int test_compute_loss:bool test_initialization:bool base_lr:float "
-    "display:int average_loss:int max_iter:int iter_size:int lr_policy:string gamma:float power:float "
-    "momentum:float weight_decay:float regularization_type:string stepsize:int *stepvalue:int "
-    "clip_gradients:float snapshot:int snapshot_prefix:string snapshot_diff:bool snapshot_format:enum "
-    "solver_mode:enum device_id:int random_seed:int type:string delta:float momentum2:float rms_decay:float "
-    "debug_info:bool snapshot_after_train:bool solver_type:enum layer_wise_reduce:bool *weights:string",
-    "SolverState": "iter:int learned_net:string *history:BlobProto current_step:int",
-    "NetState": "phase:enum level:int *stage:string",
-    "NetStateRule": "phase:enum min_level:int max_level:int *stage:string *not_stage:string",
-    "ParamSpec": "name:string share_mode:enum lr_mult:float decay_mult:float",
-    "LayerParameter": "name:string type:string *bottom:string *top:string phase:enum *loss_weight:float "
+    "*test_iter:int32 test_interval:int32 test_compute_loss:bool test_initialization:bool base_lr:float "
+    "display:int32 average_loss:int32 max_iter:int32 iter_size:int32 lr_policy:string gamma:float "
+    "power:float momentum:float weight_decay:float regularization_type:string stepsize:int32 "
+    "*stepvalue:int32 clip_gradients:float snapshot:int32 snapshot_prefix:string snapshot_diff:bool "
+    "snapshot_format:SnapshotFormat solver_mode:SolverMode device_id:int32 random_seed:int64 type:string "
+    "delta:float momentum2:float rms_decay:float debug_info:bool snapshot_after_train:bool "
+    "solver_type:SolverType layer_wise_reduce:bool *weights:string",
+    "SolverState": "iter:int32 learned_net:string *history:BlobProto current_step:int32",
+    "NetState": "phase:Phase level:int32 *stage:string",
+    "NetStateRule": "phase:Phase min_level:int32 max_level:int32 *stage:string *not_stage:string",
+    "ParamSpec": "name:string share_mode:DimCheckMode lr_mult:float decay_mult:float",
+    "LayerParameter": "name:string type:string *bottom:string *top:string phase:Phase *loss_weight:float "
     "*param:ParamSpec *blobs:BlobProto *propagate_down:bool *include:NetStateRule *exclude:NetStateRule "
     "transform_param:TransformationParameter loss_param:LossParameter " + _LAYER_PARAMS,
-    "TransformationParameter": "scale:float mirror:bool crop_size:int mean_file:string *mean_value:float "
+    "TransformationParameter": "scale:float mirror:bool crop_size:uint32 mean_file:string *mean_value:float "
     "force_color:bool force_gray:bool",
-    "LossParameter": "ignore_label:int normalization:enum normalize:bool",
-    "AccuracyParameter": "top_k:int axis:int ignore_label:int",
-    "ArgMaxParameter": "out_max_val:bool top_k:int axis:int",
+    "LossParameter": "ignore_label:int32 normalization:NormalizationMode normalize:bool",
+    "AccuracyParameter": "top_k:uint32 axis:int32 ignore_label:int32",
+    "ArgMaxParameter": "out_max_val:bool top_k:uint32 axis:int32",
     "ClipParameter": "min:float max:float",
-    "ConcatParameter": "axis:int concat_dim:int",
+    "ConcatParameter": "axis:int32 concat_dim:uint32",
     "BatchNormParameter": "use_global_stats:bool moving_average_fraction:float eps:float",
-    "BiasParameter": "axis:int num_axes:int filler:FillerParameter",
+    "BiasParameter": "axis:int32 num_axes:int32 filler:FillerParameter",
     "ContrastiveLossParameter": "margin:float legacy_version:bool",
-    "ConvolutionParameter": "num_output:int bias_term:bool *pad:int *kernel_size:int *stride:int "
-    "*dilation:int pad_h:int pad_w:int kernel_h:int kernel_w:int stride_h:int stride_w:int group:int "
-    "weight_filler:FillerParameter bias_filler:FillerParameter engine:enum axis:int force_nd_im2col:bool",
-    "CropParameter": "axis:int *offset:int",
-    "DataParameter": "source:string batch_size:int rand_skip:int backend:enum scale:float mean_file:string "
-    "crop_size:int mirror:bool force_encoded_color:bool prefetch:int",
+    "ConvolutionParameter": "num_output:uint32 bias_term:bool *pad:uint32 *kernel_size:uint32 "
+    "*stride:uint32 *dilation:uint32 pad_h:uint32 pad_w:uint32 kernel_h:uint32 kernel_w:uint32 "
+    "stride_h:uint32 stride_w:uint32 group:uint32 weight_filler:FillerParameter bias_filler:FillerParameter "
+    "engine:Engine axis:int32 force_nd_im2col:bool",
+    "CropParameter": "axis:int32 *offset:uint32",
+    "DataParameter": "source:string batch_size:uint32 rand_skip:uint32 backend:DB scale:float "
+    "mean_file:string crop_size:uint32 mirror:bool force_encoded_color:bool prefetch:uint32",
     "DropoutParameter": "dropout_ratio:float",
-    "DummyDataParameter": "*data_filler:FillerParameter *shape:BlobShape *num:int *channels:int "
-    "*height:int *width:int",
-    "EltwiseParameter": "operation:enum *coeff:float stable_prod_grad:bool",
+    "DummyDataParameter": "*data_filler:FillerParameter *shape:BlobShape *num:uint32 *channels:uint32 "
+    "*height:uint32 *width:uint32",
+    "EltwiseParameter": "operation:EltwiseOp *coeff:float stable_prod_grad:bool",
     "ELUParameter": "alpha:float",
-    "EmbedParameter": "num_output:int input_dim:int bias_term:bool weight_filler:FillerParameter "
+    "EmbedParameter": "num_output:uint32 input_dim:uint32 bias_term:bool weight_filler:FillerParameter "
     "bias_filler:FillerParameter",
     "ExpParameter": "base:float scale:float shift:float",
-    "FlattenParameter": "axis:int end_axis:int",
-    "HDF5DataParameter": "source:string batch_size:int shuffle:bool",
+    "FlattenParameter": "axis:int32 end_axis:int32",
+    "HDF5DataParameter": "source:string batch_size:uint32 shuffle:bool",
     "HDF5OutputParameter": "file_name:string",
-    "HingeLossParameter": "norm:enum",
-    "ImageDataParameter": "source:string batch_size:int rand_skip:int shuffle:bool new_height:int "
-    "new_width:int is_color:bool scale:float mean_file:string crop_size:int mirror:bool root_folder:string",
-    "InfogainLossParameter": "source:string axis:int",
-    "InnerProductParameter": "num_output:int bias_term:bool weight_filler:FillerParameter "
-    "bias_filler:FillerParameter axis:int transpose:bool",
+    "HingeLossParameter": "norm:Norm",
+    "ImageDataParameter": "source:string batch_size:uint32 rand_skip:uint32 shuffle:bool new_height:uint32 "
+    "new_width:uint32 is_color:bool scale:float mean_file:string crop_size:uint32 mirror:bool "
+    "root_folder:string",
+    "InfogainLossParameter": "source:string axis:int32",
+    "InnerProductParameter": "num_output:uint32 bias_term:bool weight_filler:FillerParameter "
+    "bias_filler:FillerParameter axis:int32 transpose:bool",
     "InputParameter": "*shape:BlobShape",
     "LogParameter": "base:float scale:float shift:float",
-    "LRNParameter": "local_size:int alpha:float beta:float norm_region:enum k:float engine:enum",
-    "MemoryDataParameter": "batch_size:int channels:int height:int width:int",
+    "LRNParameter": "local_size:uint32 alpha:float beta:float norm_region:NormRegion k:float engine:Engine",
+    "MemoryDataParameter": "batch_size:uint32 channels:uint32 height:uint32 width:uint32",
     "MVNParameter": "normalize_variance:bool across_channels:bool eps:float",
     "ParameterParameter": "shape:BlobShape",
     # BVLC's pooling pad/kernel_size/stride are singular (only convolution's are repeated).
-    "PoolingParameter": "pool:enum pad:int pad_h:int pad_w:int kernel_size:int kernel_h:int kernel_w:int "
-    "stride:int stride_h:int stride_w:int engine:enum global_pooling:bool round_mode:enum",
+    "PoolingParameter": "pool:PoolMethod pad:uint32 pad_h:uint32 pad_w:uint32 kernel_size:uint32 "
+    "kernel_h:uint32 kernel_w:uint32 stride:uint32 stride_h:uint32 stride_w:uint32 engine:Engine "
+    "global_pooling:bool round_mode:RoundMode",
     "PowerParameter": "power:float scale:float shift:float",
     "PReLUParameter": "filler:FillerParameter channel_shared:bool",
     "PythonParameter": "module:string layer:string param_str:string share_in_parallel:bool",
-    "RecurrentParameter": "num_output:int weight_filler:FillerParameter bias_filler:FillerParameter "
+    "RecurrentParameter": "num_output:uint32 weight_filler:FillerParameter bias_filler:FillerParameter "
     "debug_info:bool expose_hidden:bool",
-    "ReductionParameter": "operation:enum axis:int coeff:float",
-    "ReLUParameter": "negative_slope:float engine:enum",
-    "ReshapeParameter": "shape:BlobShape axis:int num_axes:int",
-    "ScaleParameter": "axis:int num_axes:int filler:FillerParameter bias_term:bool "
+    "ReductionParameter": "operation:ReductionOp axis:int32 coeff:float",
+    "ReLUParameter": "negative_slope:float engine:Engine",
+    "ReshapeParameter": "shape:BlobShape axis:int32 num_axes:int32",
+    "ScaleParameter": "axis:int32 num_axes:int32 filler:FillerParameter bias_term:bool "
     "bias_filler:FillerParameter",
-    "SigmoidParameter": "engine:enum",
-    "SliceParameter": "axis:int *slice_point:int slice_dim:int",
-    "SoftmaxParameter": "engine:enum axis:int",
-    "SPPParameter": "pyramid_height:int pool:enum engine:enum",
+    "SigmoidParameter": "engine:Engine",
+    "SliceParameter": "axis:int32 *slice_point:uint32 slice_dim:uint32",
+    "SoftmaxParameter": "engine:Engine axis:int32",
+    "SPPParameter": "pyramid_height:uint32 pool:PoolMethod engine:Engine",
     "SwishParameter": "beta:float",
-    "TanHParameter": "engine:enum",
+    "TanHParameter": "engine:Engine",
     "ThresholdParameter": "threshold:float",
-    "TileParameter": "axis:int tiles:int",
-    "WindowDataParameter": "source:string scale:float mean_file:string batch_size:int crop_size:int "
-    "mirror:bool fg_threshold:float bg_threshold:float fg_fraction:float context_pad:int crop_mode:string "
+    "TileParameter": "axis:int32 tiles:int32",
+    "WindowDataParameter": "source:string scale:float mean_file:string batch_size:uint32 crop_size:uint32 "
+    "mirror:bool fg_threshold:float bg_threshold:float fg_fraction:float context_pad:uint32 crop_mode:string "
     "cache_images:bool root_folder:string",
     # V1's `type` is an enum (CONVOLUTION...), `param` names shared blobs; see upgrade.py.
     "V1LayerParameter": "*bottom:string *top:string name:string *include:NetStateRule "
-    "*exclude:NetStateRule type:enum *blobs:BlobProto *param:string *blob_share_mode:enum "
+    "*exclude:NetStateRule type:LayerType *blobs:BlobProto *param:string *blob_share_mode:DimCheckMode "
     "*blobs_lr:float *weight_decay:float *loss_weight:float layer:V0LayerParameter " + _V1_LAYER_PARAMS,
-    "V0LayerParameter": "name:string type:string num_output:int biasterm:bool weight_filler:FillerParameter "
-    "bias_filler:FillerParameter pad:int kernelsize:int group:int stride:int pool:enum dropout_ratio:float "
-    "local_size:int alpha:float beta:float k:float source:string scale:float meanfile:string batchsize:int "
-    "cropsize:int mirror:bool *blobs:BlobProto *blobs_lr:float *weight_decay:float rand_skip:int "
-    "det_fg_threshold:float det_bg_threshold:float det_fg_fraction:float det_context_pad:int "
-    "det_crop_mode:string new_num:int new_channels:int new_height:int new_width:int shuffle_images:bool "
-    "concat_dim:int hdf5_output_param:HDF5OutputParameter",
+    "V0LayerParameter": "name:string type:string num_output:uint32 biasterm:bool "
+    "weight_filler:FillerParameter bias_filler:FillerParameter pad:uint32 kernelsize:uint32 group:uint32 "
+    "stride:uint32 pool:PoolMethod dropout_ratio:float local_size:uint32 alpha:float beta:float k:float "
+    "source:string scale:float meanfile:string batchsize:uint32 cropsize:uint32 mirror:bool "
+    "*blobs:BlobProto *blobs_lr:float *weight_decay:float rand_skip:uint32 det_fg_threshold:float "
+    "det_bg_threshold:float det_fg_fraction:float det_context_pad:uint32 det_crop_mode:string new_num:int32 "
+    "new_channels:int32 new_height:int32 new_width:int32 shuffle_images:bool concat_dim:uint32 "
+    "hdf5_output_param:HDF5OutputParameter",
 }
 
 ScalarKind = Literal["int", "float", "bool", "string", "enum"]
 _SCALAR_KINDS = frozenset({"int", "float", "bool", "string", "enum"})
+_FLOAT_TYPES = frozenset({"float", "double"})
 
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One field of a Caffe message: its kind (a scalar kind or a message name) and whether it repeats."""
+    """One field of a Caffe message: its kind (a scalar kind or a message name), whether it repeats,
+    and caffe.proto's type for it (int32, uint32, int64, float, double, bool, string, an enum name)."""
 
     kind: str
     repeated: bool
+    type: str = ""
 
     @property
     def is_message(self) -> bool:
         return self.kind not in _SCALAR_KINDS
+
+
+def _kind(proto_type: str) -> str:
+    if proto_type in INT_RANGES:
+        return "int"
+    if proto_type in _FLOAT_TYPES:
+        return "float"
+    return "enum" if proto_type in ENUMS else proto_type
 
 
 def _compile_schema(source: Mapping[str, str]) -> Mapping[str, Mapping[str, FieldSpec]]:
@@ -197,9 +257,10 @@ def _compile_schema(source: Mapping[str, str]) -> Mapping[str, Mapping[str, Fiel
     for message, fields in source.items():
         specs: dict[str, FieldSpec] = {}
         for item in fields.split():
-            name, kind = item.split(":")
-            specs[name.lstrip("*")] = FieldSpec(kind, name.startswith("*"))
-            assert kind in _SCALAR_KINDS or kind in source, f"{message}.{name}: unknown kind {kind}"
+            name, proto_type = item.split(":")
+            kind = _kind(proto_type)
+            specs[name.lstrip("*")] = FieldSpec(kind, name.startswith("*"), proto_type)
+            assert kind in _SCALAR_KINDS or kind in source, f"{message}.{name}: unknown type {proto_type}"
         schema[message] = MappingProxyType(specs)
     return MappingProxyType(schema)
 
@@ -316,6 +377,14 @@ def _unescape(body: str) -> tuple[str, list[tuple[int, str]]]:
     return out.decode("utf-8", "replace"), bad
 
 
+_MAX_NUMBER_CHARS = 100
+_INTEGER_RE = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
+
+
+def _shown(text: str, limit: int = 24) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _number(text: str) -> int | float:
     if text[:2] in ("0x", "0X"):
         return int(text, 16)
@@ -356,6 +425,11 @@ def _tokenize(text: str, file: str) -> tuple[list[_Token], list[Diagnostic]]:
                     _diag(file, line, col + 1 + offset, f"invalid escape sequence {esc!r} in string")
                 )
             tokens.append(_Token("string", raw, value, line, col))
+        elif kind == "number" and len(raw) > _MAX_NUMBER_CHARS and _INTEGER_RE.fullmatch(raw):
+            # Far past uint64 (20 digits); Python would refuse to convert it past 4300 digits anyway.
+            diags.append(_diag(file, line, col, f"integer {_shown(raw)} ({len(raw)} characters) is out of "
+                                                "the range of every caffe.proto integer type"))
+            tokens.append(_Token("number", raw, 0, line, col))  # recover: keep the parse going
         elif kind == "number":
             tokens.append(_Token("number", raw, _number(raw), line, col))
         else:
@@ -378,6 +452,7 @@ def _diag(file: str, line: int, col: int, message: str, hint: str | None = None)
 class _RawScalar:
     token: TokenKind
     value: Scalar
+    text: str = ""  # a number as written (with its sign): the value of `1e999` and of `-inf` can't tell
 
 
 @dataclass(frozen=True)
@@ -501,15 +576,15 @@ class _Parser:
                 parts.append(str(self.take().value))
             return _RawScalar("string", "".join(parts))
         if tok.kind in ("number", "ident"):
-            return _RawScalar(tok.kind, tok.value)
+            return _RawScalar(tok.kind, tok.value, tok.text)
         raise self.fail(tok, f"expected a value for field '{name}', found {tok.describe()}")
 
     def negative(self, name: str, minus: _Token) -> _RawScalar:
         tok = self.take()
         if tok.kind == "number":
-            return _RawScalar("number", -tok.value)  # type: ignore[operator]
+            return _RawScalar("number", -tok.value, "-" + tok.text)  # type: ignore[operator]
         if tok.kind == "ident" and tok.text.lower() in _INF_NAN:
-            return _RawScalar("number", -_INF_NAN[tok.text.lower()])
+            return _RawScalar("number", -_INF_NAN[tok.text.lower()], "-" + tok.text)
         raise self.fail(tok, f"expected a number after '-' for field '{name}', found {tok.describe()}")
 
 
@@ -580,13 +655,22 @@ class _Builder:
         if spec is not None and spec.is_message:
             self.error(f, f"field '{f.name}' is a message ({spec.kind}): write '{f.name} {{ ... }}'")
             return _MISSING
-        return self.scalar(f, f.value, spec.kind if spec else None)
+        return self.scalar(f, f.value, spec)
 
-    def scalar(self, f: _RawField, raw: _RawScalar, kind: str | None) -> Any:
+    def scalar(self, f: _RawField, raw: _RawScalar, spec: FieldSpec | None) -> Any:
+        kind = spec.kind if spec else None
         value = _convert(raw, kind)
         if value is _MISSING:
             shown = f'"{raw.value}"' if raw.token == "string" else str(raw.value)
             self.error(f, f"field '{f.name}' expects {_KIND_WORDS[kind or '']}, found {shown}")
+            return value
+        problem = _out_of_range(f.name, raw, value, spec.type) if spec else None
+        if problem is not None:
+            self.error(f, problem)
+            return _MISSING
+        if spec is not None and kind == "enum" and isinstance(value, int):
+            # protobuf text format accepts an enum's number; the rest of netspec reads names.
+            return next(name for name, number in ENUMS[spec.type].items() if number == value)
         return value
 
     def error(self, f: _RawField, message: str, *, key: bool = False) -> None:
@@ -607,6 +691,39 @@ _KIND_WORDS = {
     "enum": "a bare enum name (no quotes)",
     "": "a value",
 }
+
+
+def _out_of_range(name: str, raw: _RawScalar, value: Any, proto_type: str) -> str | None:
+    """Why protobuf's text parser refuses `value` for a field of caffe.proto type `proto_type`, if it does:
+    an integer outside its type's range, a number past float's, an enum number the enum lacks."""
+    if isinstance(value, bool) or raw.token != "number":
+        return None
+    if proto_type in INT_RANGES:
+        low, high = INT_RANGES[proto_type]
+        if not low <= value <= high:
+            return f"field '{name}' is {proto_type}: {_shown(raw.text)} is out of its range [{low}, {high}]"
+    elif proto_type in _FLOAT_TYPES and raw.text.lstrip("-").lower() not in _INF_NAN:
+        limit = FLOAT_MAX if proto_type == "float" else sys.float_info.max
+        if _magnitude_over(value, limit):
+            return f"field '{name}' is {proto_type}: {_shown(raw.text)} is out of its range (±{limit:.7g})"
+    elif proto_type in ENUMS and value not in ENUMS[proto_type].values():
+        return f"field '{name}': {value} is not a number of caffe.proto's enum {proto_type} ({_values(proto_type)})"
+    return None
+
+
+def _values(enum: str) -> str:
+    values = ENUMS[enum]
+    if len(values) <= 8:
+        return ", ".join(f"{k} = {v}" for k, v in values.items())
+    numbers = sorted(values.values())
+    return f"numbers {numbers[0]} to {numbers[-1]}"
+
+
+def _magnitude_over(value: int | float, limit: float) -> bool:
+    try:
+        return abs(float(value)) > limit
+    except OverflowError:  # an integer past any float
+        return True
 
 
 def _convert(raw: _RawScalar, kind: str | None) -> Any:
