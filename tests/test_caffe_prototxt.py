@@ -413,6 +413,20 @@ def test_float_fields_are_range_checked_and_huge_integers_never_crash() -> None:
                 "integer type")]
 
 
+@pytest.mark.parametrize("depth", [101, 1000, 10000])
+def test_nesting_deeper_than_protobufs_limit_is_one_located_error(depth: int) -> None:
+    text = "a {\n" * depth + "}" * depth
+    assert _errors(text, message=None) == [
+        (101, 3, "messages nested more than 100 deep (protobuf's text parser stops there too)")]
+
+
+def test_nesting_up_to_the_limit_parses() -> None:
+    data = parse("a { " * 100 + "b: 1 " + "}" * 100, message=None).data
+    for _ in range(100):
+        data = data["a"]
+    assert data == {"b": 1}
+
+
 def test_error_text_is_file_line_col() -> None:
     with pytest.raises(PrototxtError) as info:
         parse("layer {\n  name: 'a'\n  name: 'b'\n}", file="net.prototxt")

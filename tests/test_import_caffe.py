@@ -397,6 +397,18 @@ layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
     assert not Path("n.yaml").exists()
 
 
+@pytest.mark.parametrize("depth", [1000, 10000])
+def test_deeply_nested_files_are_a_located_error_not_a_crash(depth: int,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    _write(Path("deep.prototxt"), "name: 'deep'\n" + "layer {\n" * depth + "}\n" * depth)
+    assert main(["import-caffe", "deep.prototxt", "-o", "deep.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "deep.prototxt:102:7: error: messages nested more than 100 deep (protobuf's text parser stops there "
+        "too)", "1 error"]
+    assert not Path("deep.yaml").exists()
+
+
 def test_a_solver_given_as_the_net_and_a_missing_file_are_errors(capsys: pytest.CaptureFixture[str]) -> None:
     _write(Path("s.prototxt"), 'net: "x.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\n')
     assert main(["import-caffe", "s.prototxt"]) == 1

@@ -476,6 +476,7 @@ class _SyntaxError(Exception):
 
 
 _CLOSER = {"{": "}", "<": ">"}
+MAX_DEPTH = 100  # nested messages, as protobuf's TextFormat::Parser's default recursion limit
 _INF_NAN = {"inf": float("inf"), "infinity": float("inf"), "nan": float("nan")}
 
 
@@ -540,6 +541,9 @@ class _Parser:
 
     def block(self, name: str) -> list[_RawField]:
         opener = self.take()
+        if len(self.open_blocks) >= MAX_DEPTH:
+            raise self.fail(opener, f"messages nested more than {MAX_DEPTH} deep (protobuf's text parser "
+                                    "stops there too)")
         self.open_blocks.append((name, opener))
         body = self.message_body(_CLOSER[opener.text])
         self.open_blocks.pop()
