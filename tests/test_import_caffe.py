@@ -409,6 +409,19 @@ def test_deeply_nested_files_are_a_located_error_not_a_crash(depth: int,
     assert not Path("deep.yaml").exists()
 
 
+def test_an_unknown_net_level_field_is_reported_once(capsys: pytest.CaptureFixture[str]) -> None:
+    _write(Path("n.prototxt"), """name: "n"
+foo_unknown: 3
+state { phase: TEST bar: 1 }
+layer { name: "d" type: "Input" top: "d" input_param { shape { dim: 1 dim: 2 } } }
+""")
+    assert main(["import-caffe", "n.prototxt", "-o", "n.yaml"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "n.prototxt:2:1: error: 'foo_unknown' is not a field of Caffe's NetParameter",
+        "n.prototxt:3:21: error: 'state.bar' is not a field of Caffe's NetParameter",
+        "2 errors"]
+
+
 def test_a_solver_given_as_the_net_and_a_missing_file_are_errors(capsys: pytest.CaptureFixture[str]) -> None:
     _write(Path("s.prototxt"), 'net: "x.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\n')
     assert main(["import-caffe", "s.prototxt"]) == 1

@@ -164,8 +164,10 @@ def check_dialect(parsed: Parsed, *, fix_dialect: bool = False) -> tuple[dict[st
     data = copy.deepcopy(parsed.data)
     found = _Findings()
     for path in unknown_fields({k: v for k, v in data.items() if k != "layer"}, NET_ROOT, ()):
-        found.errors.append(_err(parsed, path, f"'{path[-1]}' is not a field of Caffe's NetParameter",
+        where = ".".join(str(p) for p in path if not isinstance(p, int))
+        found.errors.append(_err(parsed, path, f"'{where}' is not a field of Caffe's NetParameter",
                                  hint=FIELD_HINTS.get(str(path[-1]))))
+        _drop(data, path)  # reported here: netspec's own validation must not report it again
     for i, layer in enumerate(_as_list(data.get("layer", []))):
         if not isinstance(layer, dict):
             continue
@@ -191,6 +193,12 @@ def check_dialect(parsed: Parsed, *, fix_dialect: bool = False) -> tuple[dict[st
                                      hint or _close_field(path)))
         _batch_norm_params(layer, i, parsed, name, found)
     return data, found
+
+
+def _drop(data: Any, path: Path) -> None:
+    for step in path[:-1]:
+        data = data[step]
+    del data[path[-1]]
 
 
 def _close_field(path: Path) -> str | None:
