@@ -524,6 +524,17 @@ def test_v1_mixed_and_v0_nets_are_refused() -> None:
         upgrade_v1(parse("layers { layer { name: 'a' type: 'conv' } }"))
 
 
+def test_the_v1_type_map_imports_without_numpy() -> None:
+    # `netspec check` reads V1 `layers:` specs with this map; it must stay a light import.
+    import subprocess
+    import sys
+
+    code = ("import sys; from netspec.caffe.upgrade import V1_LAYER_TYPES; "
+            "print(len(V1_LAYER_TYPES), 'numpy' in sys.modules, 'jax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["39", "False", "False"]
+
+
 def test_v1_type_table() -> None:
     assert sorted(V1_TYPE_BY_NUMBER.values()) == sorted(ENUMS["LayerType"])
     assert len(V1_LAYER_TYPES) == 39  # caffe.proto's LayerType has 40 values, NONE maps to nothing
