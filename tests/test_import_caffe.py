@@ -366,8 +366,56 @@ layer { name: "r" type: "ReLU" bottom: "nope" top: "r" }
 """
     with pytest.raises(NetspecError) as e:
         import_net(_write(Path("n.prototxt"), text))
-    assert [d.loc[:3] for d in e.value.errors] == [("n.prototxt", 4, 32)]
-    assert "unknown bottom blob 'nope'" in e.value.errors[0].message
+    # Both problems, wiring and shape, in one run.
+    assert [(d.loc[:3], d.message) for d in e.value.errors] == [
+        (("n.prototxt", 2, 1), "needs a blob with spatial axes after the channel axis, got 1×2"),
+        (("n.prototxt", 4, 32), "unknown bottom blob 'nope'")]
+
+
+def _error_heads(err: str) -> list[str]:
+    return [line for line in err.splitlines() if ": error: " in line]
+
+
+def test_unlowerable_layers_and_the_rest_of_the_nets_problems_come_together(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A Python layer is opaque (its top still exists), so the conv's unknown bottom and the pooling
+    # window that does not fit are found in the same run.
+    _write(Path("n.prototxt"), """name: "n"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "py" type: "Python" bottom: "data" top: "py" }
+layer { name: "c" type: "Convolution" bottom: "nope" top: "c" convolution_param { num_output: 2 kernel_size: 3 } }
+layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: MAX kernel_size: 20 } }
+layer { name: "after" type: "ReLU" bottom: "py" top: "after" }
+""")
+    assert main(["import-caffe", "n.prototxt", "-o", "n.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert _error_heads(err) == [
+        "n.prototxt:3:20: error: py: BVLC Caffe's Python layer: netspec has no such layer type",
+        "n.prototxt:4:39: error: c: unknown bottom blob 'nope'",
+        "n.prototxt:5:59: error: p: window 20 does not fit the padded input: 8+2·0 = 8 rows"]
+    assert err.rstrip().endswith("3 errors") and not Path("n.yaml").exists()
+
+
+def test_v1_types_without_an_upgrade_and_unsupported_ones_come_together(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _write(Path("v1.prototxt"), """name: "v1"
+input: "data"
+input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8
+layers { name: "b" type: BOGUS bottom: "data" top: "b" }
+layers { name: "am" type: ARGMAX bottom: "data" top: "am" }
+layers { name: "w" type: WINDOW_DATA top: "w" }
+layers { name: "s" type: SILENCE bottom: "am" }
+layers { name: "c" type: CONVOLUTION bottom: "b" top: "c" convolution_param { num_output: 2 kernel_size: 3 } }
+layers { name: "r" type: RELU bottom: "nope" top: "r" }
+""")
+    assert main(["import-caffe", "v1.prototxt", "-o", "v1.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert _error_heads(err) == [
+        "v1.prototxt:4:20: error: b: unknown V1 layer type BOGUS",
+        "v1.prototxt:5:21: error: am: layer type 'ArgMax' (BVLC Caffe) is not supported by netspec yet",
+        "v1.prototxt:6:20: error: w: layer type 'WindowData' (BVLC Caffe) is not supported by netspec yet",
+        "v1.prototxt:7:20: error: s: layer type 'Silence' (BVLC Caffe) is not supported by netspec yet",
+        "v1.prototxt:9:31: error: r: unknown bottom blob 'nope'"]
 
 
 def test_enum_numbers_import_as_names(capsys: pytest.CaptureFixture[str]) -> None:

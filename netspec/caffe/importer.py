@@ -35,7 +35,7 @@ from netspec.layers import REGISTRY
 from netspec.layers.base import Shape
 
 from .prototxt import NET_ROOT, SOLVER_ROOT, Parsed, Path, PrototxtError, field_spec, parse
-from .upgrade import upgrade_net
+from .upgrade import upgrade_net_partial
 
 # Every layer type BVLC Caffe registers (src/caffe/layers/*.cpp REGISTER_LAYER_CLASS / _CREATOR).
 BVLC_TYPES = frozenset({
@@ -159,8 +159,10 @@ def _fix_ceil_mode(layer: dict[str, Any], i: int, parsed: Parsed, name: str | No
                             name, severity="note"))
 
 
-def check_dialect(parsed: Parsed, *, fix_dialect: bool = False) -> tuple[dict[str, Any], _Findings]:
-    """Net data with the known fixes applied, plus every unsupported type and fork field found."""
+def check_dialect(parsed: Parsed, *, fix_dialect: bool = False,
+                  opaque: frozenset[int] = frozenset()) -> tuple[dict[str, Any], _Findings]:
+    """Net data with the known fixes applied, plus every unsupported type and fork field found.
+    The layers in `opaque` (reported already: a V1 type that has no upgrade) are only marked bad."""
     data = copy.deepcopy(parsed.data)
     found = _Findings()
     for path in unknown_fields({k: v for k, v in data.items() if k != "layer"}, NET_ROOT, ()):
@@ -173,6 +175,9 @@ def check_dialect(parsed: Parsed, *, fix_dialect: bool = False) -> tuple[dict[st
             continue
         name = layer.get("name") if isinstance(layer.get("name"), str) else None
         kind = layer.get("type")
+        if i in opaque:
+            found.bad_layers.add(i)
+            continue
         if isinstance(kind, str) and kind not in REGISTRY:
             found.bad_layers.add(i)
             found.errors.append(_unsupported_type(parsed, i, kind, name))
@@ -331,54 +336,69 @@ def _data_tops(spec: Any, given: Mapping[str, Shape]) -> tuple[str, ...]:
 def import_net(path: str | os.PathLike[str], *, fix_dialect: bool = False,
                input_shapes: Mapping[str, Shape] | None = None) -> CaffeNet:
     """Read, upgrade and validate a Caffe net prototxt. Raises NetspecError with every problem,
-    each located in the prototxt."""
-    from netspec.check import check
-    from netspec.graph import build
-    from netspec.spec import parse as parse_spec
+    each located in the prototxt.
+
+    Like a compiler, one run reports every independent problem: a layer netspec cannot lower (or whose
+    V1 type cannot be upgraded) is reported once and kept as an opaque layer that still defines its
+    tops, so the rest of the net is wired and shape-checked as far as it does not depend on it. Only a
+    file that cannot be read as a net (syntax, a value of the wrong type, inconsistent legacy inputs)
+    stops before that."""
+    from netspec.spec import parse_partial
 
     given = dict(input_shapes or {})
     parsed = read_prototxt(path, NET_ROOT)
     legacy = tuple(_as_list(parsed.data.get("input", []))) if any(
         k in parsed.data for k in ("input_shape", "input_dim")) else ()
     try:
-        parsed = upgrade_net(parsed, inputs=True)
+        parsed, upgrade_errors, not_upgraded = upgrade_net_partial(parsed, inputs=True)
     except PrototxtError as e:
         raise NetspecError(e.diagnostics) from None
-    data, found = check_dialect(parsed, fix_dialect=fix_dialect)
+    data, found = check_dialect(parsed, fix_dialect=fix_dialect, opaque=not_upgraded)
     layers = [_ordered(layer) for layer in _as_list(data.get("layer", [])) if isinstance(layer, dict)]
     if not layers:
         raise NetspecError([Diagnostic("error", "the net has no layers (no `layer { ... }`, `layers { ... }` "
                                                 "or net-level input)", SourceLoc(parsed.file, 1, 1))])
     data["layer"] = layers
-    errors = list(found.errors) + _missing_bottoms(parsed, layers, found.bad_layers)
+    errors = upgrade_errors + found.errors + _missing_bottoms(parsed, layers, found.bad_layers)
     spans = _layer_spans(parsed, len(layers), found.bad_layers)
-    try:
-        spec = parse_spec(located(parsed, data), parsed.file)
-    except NetspecError as e:
-        errors += [d for d in e.diagnostics if d.severity == "error" and _outside(d, spans)]
-        raise NetspecError(sorted(errors, key=sort_key)) from None
-    if errors:
-        raise NetspecError(sorted(errors, key=sort_key))
-    diags: list[Diagnostic] = list(found.notes)
-    try:
-        for phase in ("TRAIN", "TEST"):
-            graph = build(spec, phase)  # type: ignore[arg-type]
-            if phase == "TEST":
-                diags += [d for d in graph.warnings if d not in diags]
-    except NetspecError as e:
-        raise NetspecError(sorted(e.diagnostics, key=sort_key)) from None
+    # netspec's own validation of a layer already reported here (unknown type, fork field) would say
+    # it again; the layer stays in the spec as a broken one, which defines its tops for the wiring.
+    spec, spec_diags = parse_partial(located(parsed, data), parsed.file)
+    spec_diags = [d for d in spec_diags if _outside(d, spans)]
+    errors += [d for d in spec_diags if d.severity == "error"]
     unchecked = _data_tops(spec, given)
-    report = None
-    if not unchecked:
-        for phase in ("TRAIN", "TEST"):
-            r = check(spec, phase=phase, input_shapes=given)  # type: ignore[arg-type]
-            report = r if phase == "TEST" else report
-        assert report is not None
-        diags += [d for d in report.diagnostics if d not in diags and d.severity != "error"]
+    diags, report = _check_phases(spec, given, shapes=not unchecked)
+    errors += [d for d in diags if d.severity == "error" and d not in errors]
+    if errors:
+        warnings = [d for d in diags if d.severity == "warning"]
+        raise NetspecError(sorted(dict.fromkeys(errors + warnings), key=sort_key))
+    notes = list(found.notes) + [d for d in diags if d.severity != "error" and d not in found.notes]
     header = {k: v for k, v in data.items() if k not in ("layer",)}
     readers = tuple(dict.fromkeys(layer.name for layer in spec.layers if layer.type in DATA_TYPES))
     return CaffeNet(parsed.file, data.get("name"), header, tuple(layers), spec, report,
-                    tuple(sorted(diags, key=sort_key)), legacy, unchecked, readers)
+                    tuple(sorted(notes, key=sort_key)), legacy, unchecked, readers)
+
+
+def _check_phases(spec: Any, given: Mapping[str, Shape], *, shapes: bool) -> tuple[list[Diagnostic], Any]:
+    """Every wiring (and, with `shapes`, shape) diagnostic of both phases, and the TEST phase's report
+    (None without shapes or with errors). The TEST phase's warnings only: TRAIN's repeat them."""
+    from netspec.check import check
+    from netspec.graph import build_partial
+
+    out: list[Diagnostic] = []
+    report = None
+    for phase in ("TRAIN", "TEST"):
+        if shapes:
+            try:
+                checked = check(spec, phase=phase, input_shapes=given)  # type: ignore[arg-type]
+                found = list(checked.diagnostics)
+                report = checked if phase == "TEST" else report
+            except NetspecError as e:
+                found = e.diagnostics
+        else:
+            found = build_partial(spec, phase)[1]  # type: ignore[arg-type]
+        out += [d for d in found if d not in out and (d.severity == "error" or phase == "TEST")]
+    return out, report
 
 
 # ------------------------------------------------------------------------------------ idiomatic form

@@ -86,8 +86,9 @@ _FIRST_KEYS = ("name", "type", "bottom", "top")
 Remap = Callable[[Path], Path | None]
 
 
-def _error(parsed: Parsed, path: Path, message: str, hint: str | None = None) -> Diagnostic:
-    return Diagnostic("error", message, parsed.loc(path), hint=hint)
+def _error(parsed: Parsed, path: Path, message: str, hint: str | None = None,
+           layer: str | None = None) -> Diagnostic:
+    return Diagnostic("error", message, parsed.loc(path), layer, hint)
 
 
 def _with(
@@ -121,20 +122,20 @@ def is_v1(data: Mapping[str, Any]) -> bool:
     return "layers" in data
 
 
-def _v2_type(parsed: Parsed, i: int, v1: Any, diags: list[Diagnostic]) -> str | None:
+def _v2_type(parsed: Parsed, i: int, v1: Any, diags: list[Diagnostic], layer: str | None) -> str | None:
     name = V1_TYPE_BY_NUMBER.get(v1) if isinstance(v1, int) and not isinstance(v1, bool) else v1
     if isinstance(name, str) and V1_LAYER_TYPES.get(name):
         return V1_LAYER_TYPES[name]
     path = ("layers", i, "type")
     if name == "NONE":
-        diags.append(_error(parsed, path, "V1 layer type NONE has no layer to upgrade to"))
+        diags.append(_error(parsed, path, "V1 layer type NONE has no layer to upgrade to", layer=layer))
     else:
         hint = (
             did_you_mean(str(v1), list(V1_LAYER_TYPES))
             or "V1 types are enum names such as CONVOLUTION, "
             "POOLING, RELU, INNER_PRODUCT, SOFTMAX_LOSS (netspec.caffe.upgrade.V1_LAYER_TYPES lists them)"
         )
-        diags.append(_error(parsed, path, f"unknown V1 layer type {v1}", hint))
+        diags.append(_error(parsed, path, f"unknown V1 layer type {v1}", hint, layer))
     return None
 
 
@@ -149,6 +150,9 @@ def _v1_params(v1: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _upgrade_v1_layer(parsed: Parsed, i: int, v1: dict[str, Any], diags: list[Diagnostic]) -> dict[str, Any]:
+    """The V2 layer; one whose type cannot be upgraded keeps its V1 type name (the caller can tell by
+    the diagnostics added)."""
+    name = v1.get("name") if isinstance(v1.get("name"), str) else None
     if "layer" in v1:
         diags.append(
             _error(
@@ -156,13 +160,13 @@ def _upgrade_v1_layer(parsed: Parsed, i: int, v1: dict[str, Any], diags: list[Di
                 ("layers", i, "layer"),
                 "V0 layer definitions (layers { layer { ... } }) are not supported",
                 "upgrade the file with Caffe's upgrade_net_proto_text",
+                name,
             )
         )
     layer: dict[str, Any] = {k: v1[k] for k in ("name",) if k in v1}
     if "type" in v1:
-        v2 = _v2_type(parsed, i, v1["type"], diags)
-        if v2 is not None:
-            layer["type"] = v2
+        v2 = _v2_type(parsed, i, v1["type"], diags, name)
+        layer["type"] = v2 if v2 is not None else str(v1["type"])
     layer.update({k: v1[k] for k in ("bottom", "top") if k in v1})
     params = _v1_params(v1)
     if params:
@@ -192,20 +196,33 @@ def _v1_remap(i_types: Mapping[int, Mapping[str, str]]) -> Remap:
 def upgrade_v1(parsed: Parsed) -> Parsed:
     """V1 `layers` -> V2 `layer` as Caffe's UpgradeV1Net does; a V2 net comes back unchanged.
     Unknown V1 types, NONE, V0 sub-layers and a net mixing `layer` with `layers` are located errors."""
+    upgraded, diags, _ = upgrade_v1_partial(parsed)
+    if diags:
+        raise PrototxtError(diags)
+    return upgraded
+
+
+def upgrade_v1_partial(parsed: Parsed) -> tuple[Parsed, list[Diagnostic], frozenset[int]]:
+    """`upgrade_v1` that upgrades every layer it can and reports the rest: (net, diagnostics, indices of
+    the layers that could not be upgraded, which keep their V1 type name). Only a net mixing `layer`
+    with `layers` cannot be upgraded at all (PrototxtError)."""
     if not is_v1(parsed.data):
-        return parsed
-    diags: list[Diagnostic] = []
+        return parsed, [], frozenset()
     if "layer" in parsed.data:
-        diags.append(_error(parsed, ("layers",), "a net must use either V1 'layers' or V2 'layer', not both"))
+        raise PrototxtError([_error(parsed, ("layers",), "a net must use either V1 'layers' or V2 'layer', "
+                                                         "not both")])
+    diags: list[Diagnostic] = []
+    failed: set[int] = set()
     new_layers: list[dict[str, Any]] = []
     moves: dict[int, dict[str, str]] = {}
     for i, v1 in enumerate(_as_list(parsed.data["layers"])):
         v1_dict = dict(v1)
         v1_dict, moved = _move_transform(v1_dict)
         moves[i] = moved
+        before = len(diags)
         new_layers.append(_upgrade_v1_layer(parsed, i, v1_dict, diags))
-    if diags:
-        raise PrototxtError(diags)
+        if len(diags) > before:
+            failed.add(i)
     data = _replace_key(parsed.data, "layers", "layer", new_layers)
     # A transform_param the upgrade created is located where its fields used to be.
     extra: dict[Path, tuple[int, int]] = {
@@ -214,7 +231,7 @@ def upgrade_v1(parsed: Parsed) -> Parsed:
         for param in moved.values()
         if ("layers", i, param) in parsed.positions
     }
-    return _with(parsed, data, _v1_remap(moves), extra)
+    return _with(parsed, data, _v1_remap(moves), extra), diags, frozenset(failed)
 
 
 def _move_transform(v1: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -330,3 +347,16 @@ def upgrade_net(parsed: Parsed, *, inputs: bool = False) -> Parsed:
     """Caffe's net upgrades known here: V1 -> V2, then (with `inputs`) legacy inputs -> an Input layer."""
     upgraded = upgrade_v1(parsed)
     return inputs_to_layer(upgraded) if inputs else upgraded
+
+
+def upgrade_net_partial(parsed: Parsed, *, inputs: bool = False
+                        ) -> tuple[Parsed, list[Diagnostic], frozenset[int]]:
+    """`upgrade_net` that goes on past layers it cannot upgrade: (net, diagnostics, indices into the
+    net's `layer` list of the layers that kept their V1 type). A mixed V1/V2 net and inconsistent
+    legacy inputs still raise PrototxtError: nothing after them could be trusted."""
+    upgraded, diags, failed = upgrade_v1_partial(parsed)
+    if not inputs:
+        return upgraded, diags, failed
+    with_input = inputs_to_layer(upgraded)
+    shift = len(_as_list(with_input.data.get("layer", []))) - len(_as_list(upgraded.data.get("layer", [])))
+    return with_input, diags, frozenset(i + shift for i in failed)
