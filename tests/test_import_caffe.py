@@ -482,6 +482,7 @@ def test_a_solver_given_as_the_net_and_a_missing_file_are_errors(capsys: pytest.
     assert "s.prototxt:1:1: error: this is a solver prototxt, not a net\n  hint: give it as --solver" in err
     assert "missing.prototxt:1:1: error: cannot read: No such file or directory" in err
     assert "bad_solver.prototxt:3:1: error: 'max_itr' is not a field of Caffe's SolverParameter" in err
+    assert "bad_solver.prototxt:2:1: error: lr_policy: Input should be 'fixed'" in err  # in the same run
     assert "did you mean 'max_iter'?" in err
     assert "Traceback" not in err
 

@@ -455,22 +455,25 @@ def import_solver(path: str | os.PathLike[str]) -> CaffeSolver:
     from netspec.solver_spec import SolverSpec
 
     parsed = read_prototxt(path, SOLVER_ROOT)
+    unknown = unknown_fields(parsed.data, SOLVER_ROOT)
     diags = [_err(parsed, p, f"'{p[-1]}' is not a field of Caffe's SolverParameter",
                   hint=_close_solver_field(str(p[-1])))
-             for p in unknown_fields(parsed.data, SOLVER_ROOT)]
-    solver = {k: v for k, v in parsed.data.items() if k not in SOLVER_NET_FIELDS}
-    dropped = tuple((k, v) for k, v in parsed.data.items() if k in SOLVER_NET_FIELDS)
-    if not diags:
-        try:
-            SolverSpec.model_validate(solver)
-        except ValidationError as e:
-            for err in e.errors(include_url=False):
-                loc = tuple(err["loc"])
-                where = parsed.loc(loc) if loc else SourceLoc(parsed.file, 1, 1)
-                field_name = ".".join(str(p) for p in loc)
-                text = err["msg"].removeprefix("Value error, ")
-                msg = f"{field_name}: {text}" if field_name else text
-                diags.append(Diagnostic("error", msg, where))
+             for p in unknown]
+    known = copy.deepcopy(parsed.data)
+    for p in unknown:
+        _drop(known, p)  # reported: the values of the other fields are still checked
+    solver = {k: v for k, v in known.items() if k not in SOLVER_NET_FIELDS}
+    dropped = tuple((k, v) for k, v in known.items() if k in SOLVER_NET_FIELDS)
+    try:
+        SolverSpec.model_validate(solver)
+    except ValidationError as e:
+        for err in e.errors(include_url=False):
+            loc = tuple(err["loc"])
+            where = parsed.loc(loc) if loc else SourceLoc(parsed.file, 1, 1)
+            field_name = ".".join(str(p) for p in loc)
+            text = err["msg"].removeprefix("Value error, ")
+            msg = f"{field_name}: {text}" if field_name else text
+            diags.append(Diagnostic("error", msg, where))
     if diags:
         raise NetspecError(sorted(diags, key=sort_key))
     return CaffeSolver(parsed.file, solver, dropped)
