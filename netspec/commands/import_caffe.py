@@ -70,6 +70,8 @@ def _summary(net: Any, layers: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Everything is checked before anything is written: the net, the solver, the checkpoint folder and
+    (with --weights) every blob. On any error nothing is written; the spec is written atomically."""
     from netspec.caffe.importer import import_net, import_solver, render
 
     if args.weights is not None and args.output is None:
@@ -96,38 +98,70 @@ def run(args: argparse.Namespace) -> int:
     output = str(args.output) if args.output is not None else "net.yaml"
     text = render(net, command=command_line(args), output=output, solver=solver, compact=args.compact,
                   input_shapes=shapes)
+    _check_it_loads(output, text)
     print_diagnostics([d for d in net.diagnostics if d.severity != "note"])
     if args.output is None:
         sys.stdout.write(text)
         return EXIT_OK
-    written = _written_spec(args.output, text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
+    if args.weights is None:
+        _write_atomically(args.output, text)
+        print(f"wrote {args.output}: {_summary(net, len(net.layers))}")
+        return EXIT_OK
+    try:
+        weights = _mapped_weights(args, net, shapes)
+    except NetspecError as e:
+        return _fail(e.diagnostics)
+    # The checkpoint first: should writing it fail, no spec names a checkpoint that is not there.
+    done = _write_weights(args, weights)
+    _write_atomically(args.output, text)
     print(f"wrote {args.output}: {_summary(net, len(net.layers))}")
-    if args.weights is not None:
-        return _weights(args, written, shapes)
+    print(done)
     return EXIT_OK
 
 
-def _written_spec(path: Path, text: str) -> Any:
-    """The YAML as netspec will read it: it must load (blocks expanded) before anything is written."""
+def _check_it_loads(path: str, text: str) -> None:
+    """The YAML as netspec will read it must load (blocks expanded) before anything is written."""
     from netspec.spec import load_spec
 
-    return load_spec(path, text=text.encode("utf-8"))
+    load_spec(path, text=text.encode("utf-8"))
 
 
-def _weights(args: argparse.Namespace, spec: Any, shapes: dict[str, tuple[int, ...]]) -> int:
-    from netspec.caffe.importer import import_weights, write_checkpoint
+def _write_atomically(path: Path, text: str) -> None:
+    """The whole file or none of it: a reader never sees a half-written spec."""
+    import os
+    import tempfile
 
-    weights = import_weights(spec, args.weights, input_shapes=shapes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _mapped_weights(args: argparse.Namespace, net: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
+    """The caffemodel's blobs on the net's parameters (NetspecError if they do not fit). The net's
+    spec is the prototxt's, so a mismatch is located in the prototxt: the YAML is not written yet."""
+    from netspec.caffe.importer import import_weights
+
+    weights = import_weights(net.spec, args.weights, input_shapes=shapes)
     print_diagnostics(weights.diagnostics)
+    return weights
+
+
+def _write_weights(args: argparse.Namespace, weights: Any) -> str:
+    """Writes the checkpoint; returns the line that says so."""
+    from netspec.caffe.importer import write_checkpoint
+
     target = _checkpoint_dir(args)
     meta = {"caffemodel": str(args.weights), "spec": str(args.output)}
     folder = write_checkpoint(target, weights, meta=meta)
     n = len(weights.loaded)
-    print(f"wrote {folder}: blobs of {n} layer{'s' if n != 1 else ''} from {args.weights} "
-          f"(load with: netspec train {args.output} --weights {target})")
-    return EXIT_OK
+    return (f"wrote {folder}: blobs of {n} layer{'s' if n != 1 else ''} from {args.weights} "
+            f"(load with: netspec train {args.output} --weights {target})")
 
 
 def _fail(problems: list[Diagnostic]) -> int:
