@@ -137,6 +137,46 @@ def test_zoo_files_with_data_layers_need_input_shapes() -> None:
         check(load_spec("lenet.yaml", text=text))
 
 
+@needs_zoo
+def test_data_shapes_caffe_fixes_are_derived_and_checked(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # GoogLeNet's Data layers crop to 224 and subtract 3 mean values: the whole shape is fixed.
+    path = ZOO / "bvlc_googlenet/train_val.prototxt"
+    out = tmp_path / "g.yaml"
+    assert main(["import-caffe", str(path), "-o", str(out)]) == 0
+    assert "(checked with data=50,3,224,224, by Caffe's rules)" in capsys.readouterr().out
+    text = out.read_text()
+    assert ("# By Caffe's rules data is 50,3,224,224 (N = batch_size 50 (TEST), C = 3 mean_value entries, "
+            "H = W = crop_size 224); the import checked the net with it.") in text
+    line = next(x for x in text.splitlines() if x.startswith("# Check: "))
+    assert line.endswith("--input-shape data=50,3,224,224")
+    assert main(line.removeprefix("# Check: netspec ").split()) == 0
+    net = import_net(path)
+    assert net.report.learnable_params == expected_figures()[_rel(path)][1]
+    assert yaml.safe_load(text)["layer"] == yaml.safe_load(render(
+        import_net(path, input_shapes={"data": (50, 3, 224, 224)}), command="c", output="g.yaml"))["layer"]
+    # AlexNet subtracts a mean_file: C is left to the user, the rest is filled in.
+    net = import_net(ZOO / "bvlc_alexnet/train_val.prototxt")
+    assert net.report is None and net.data_shapes["data"].text() == "50,C,227,227"
+    text = render(net, command="c", output="a.yaml")
+    assert "# Check: netspec check a.yaml --input-shape data=50,C,227,227" in text
+    assert "C only the database knows (give it with --input-shape)" in text
+
+
+def test_data_shapes_stay_unknown_where_caffe_leaves_them_to_the_database() -> None:
+    # One mean_value does not tell the channels; TRAIN and TEST crops that differ fix no H, W.
+    _write(Path("d.prototxt"), """layer { name: "d" type: "Data" top: "data" top: "label" include { phase: TRAIN }
+  transform_param { crop_size: 8 mean_value: 128 } data_param { source: "x" batch_size: 4 } }
+layer { name: "d" type: "Data" top: "data" top: "label" include { phase: TEST }
+  transform_param { crop_size: 10 mean_value: 128 } data_param { source: "y" batch_size: 2 } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 3 } }
+""")
+    net = import_net(Path("d.prototxt"))
+    assert net.report is None and net.data_shapes["data"].dims == (2, None, None, None)
+    text = render(net, command="c", output="d.yaml")
+    assert "By Caffe's rules" not in text and "--input-shape data=2,C,H,W" in text
+
+
 def _shapes(report: Any, names: list[str]) -> list[tuple[int, ...]]:
     return [report.row(n).tops[0][1][1:] for n in names]
 

@@ -294,8 +294,46 @@ class CaffeNet:
     report: Any                        # ShapeReport of the TEST phase, or None without input shapes
     diagnostics: tuple[Diagnostic, ...]  # warnings and notes (errors are raised)
     legacy_inputs: tuple[str, ...] = ()  # net-level input names that became the Input layer "input"
-    unchecked: tuple[str, ...] = ()      # data tops whose shapes only --input-shape can give
+    unchecked: tuple[str, ...] = ()      # data tops whose shapes `netspec check` needs --input-shape for
     data_layers: tuple[str, ...] = ()    # layers reading databases (LMDB, LevelDB, HDF5, images)
+    data_shapes: Mapping[str, DataShape] = field(default_factory=dict)  # what Caffe fixes of those
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What Caffe's own rules fix of a database top's shape; None where only the database knows."""
+
+    dims: tuple[int | None, ...]  # N, C, H, W
+    reasons: tuple[str, ...]      # how each known dimension follows, for the YAML's header
+
+    @property
+    def complete(self) -> bool:
+        return all(d is not None for d in self.dims)
+
+    def text(self) -> str:
+        """For --input-shape: `50,3,224,224`, or `50,C,227,227` with the unknown ones named."""
+        return ",".join(str(d) if d is not None else axis for d, axis in zip(self.dims, "NCHW"))
+
+
+def data_shape(spec: Any, top: str) -> DataShape:
+    """The shape of a database layer's top as far as Caffe's rules fix it: N is the TEST phase's
+    batch_size; H = W = transform_param.crop_size when set (DataTransformer::InferBlobShape crops every
+    image to it); C is the number of mean_value entries when there are several (the transformer
+    CHECKs that they match the channels; one value, or a mean_file, leaves C to the database).
+    A dimension the TRAIN and TEST layers disagree on stays unknown."""
+    readers = [x for x in spec.layers if x.top and x.top[0] == top and x.type in DATA_TYPES]
+    readers.sort(key=lambda x: not x.in_phase("TEST"))
+    batches = [b for x in readers for m in x.messages.values() if (b := getattr(m, "batch_size", 0))]
+    transforms = [x.messages.get("transform_param") for x in readers]
+    crops = {getattr(t, "crop_size", 0) for t in transforms}
+    means = {len(getattr(t, "mean_value", ())) for t in transforms}
+    n = batches[0] if batches else None
+    side = next(iter(crops)) if len(crops) == 1 and 0 not in crops else None
+    c = next(iter(means)) if len(means) == 1 and min(means) >= 2 else None
+    reasons = ([f"N = batch_size {n}" + (" (TEST)" if len(readers) > 1 else "")] if n else [])
+    reasons += [f"C = {c} mean_value entries"] if c else []
+    reasons += [f"H = W = crop_size {side}"] if side else []
+    return DataShape((n, c, side, side), tuple(reasons))
 
 
 def _missing_bottoms(parsed: Parsed, layers: Sequence[dict[str, Any]], bad: set[int]) -> list[Diagnostic]:
@@ -367,7 +405,13 @@ def import_net(path: str | os.PathLike[str], *, fix_dialect: bool = False,
     spec_diags = [d for d in spec_diags if _outside(d, spans)]
     errors += [d for d in spec_diags if d.severity == "error"]
     unchecked = _data_tops(spec, given)
-    diags, report = _check_phases(spec, given, shapes=not unchecked)
+    derived = {top: data_shape(spec, top) for top in unchecked}
+    # Where Caffe's rules fix the whole shape, the import checks the net with it (the YAML is unchanged:
+    # `netspec check` is told the shape by the header's Check: line).
+    fixed = {top: tuple(d for d in shape.dims if d is not None) for top, shape in derived.items()
+             if shape.complete}
+    complete = all(shape.complete for shape in derived.values())
+    diags, report = _check_phases(spec, {**fixed, **given}, shapes=complete)
     errors += [d for d in diags if d.severity == "error" and d not in errors]
     if errors:
         warnings = [d for d in diags if d.severity == "warning"]
@@ -376,7 +420,7 @@ def import_net(path: str | os.PathLike[str], *, fix_dialect: bool = False,
     header = {k: v for k, v in data.items() if k not in ("layer",)}
     readers = tuple(dict.fromkeys(layer.name for layer in spec.layers if layer.type in DATA_TYPES))
     return CaffeNet(parsed.file, data.get("name"), header, tuple(layers), spec, report,
-                    tuple(sorted(notes, key=sort_key)), legacy, unchecked, readers)
+                    tuple(sorted(notes, key=sort_key)), legacy, unchecked, readers, derived)
 
 
 def _check_phases(spec: Any, given: Mapping[str, Shape], *, shapes: bool) -> tuple[list[Diagnostic], Any]:
@@ -511,29 +555,22 @@ def header_lines(net: CaffeNet, *, command: str, solver: CaffeSolver | None, out
     for d in notes:
         lines.append(f"Note: {d.layer + ': ' if d.layer else ''}{d.message}.")
     check_cmd = f"netspec check {output}"
-    shapes = dict(input_shapes)
+    shapes = {top: _fmt_shape(shape) for top, shape in input_shapes.items()}
     if net.data_layers:
         lines.append(f"Data layer(s) {', '.join(net.data_layers)} read databases netspec does not open: "
                      "`check` needs the data shape (--input-shape); `train` needs a `data:` section.")
         for top in net.unchecked:
-            shapes.setdefault(top, ())
-    for top, shape in shapes.items():
-        dims = _fmt_shape(shape) if shape else batch_hint(net, top) + ",C,H,W"
-        check_cmd += f" --input-shape {top}={dims}"
+            known = net.data_shapes[top]
+            shapes.setdefault(top, known.text())
+            if known.dims[1:] != (None, None, None):
+                unknown = [axis for d, axis in zip(known.dims, "NCHW") if d is None]
+                them = "it" if len(unknown) == 1 else "them"
+                rest = (f"; {', '.join(unknown)} only the database knows (give {them} with --input-shape)"
+                        if unknown else "; the import checked the net with it")
+                lines.append(f"By Caffe's rules {top} is {known.text()} ({', '.join(known.reasons)}){rest}.")
+    check_cmd += "".join(f" --input-shape {top}={dims}" for top, dims in shapes.items())
     lines.append(f"Check: {check_cmd}")
     return lines
-
-
-def batch_hint(net: CaffeNet, top: str) -> str:
-    """The TEST-phase batch_size of the data layer producing `top` ("N" if unknown)."""
-    readers = [x for x in net.spec.layers if x.top and x.top[0] == top and x.type in DATA_TYPES]
-    readers.sort(key=lambda x: not x.in_phase("TEST"))
-    for layer in readers:
-        for message in layer.messages.values():
-            batch = getattr(message, "batch_size", 0)
-            if batch:
-                return str(batch)
-    return "N"
 
 
 def net_data(net: CaffeNet, *, solver: CaffeSolver | None = None, compact: bool = False) -> dict[str, Any]:

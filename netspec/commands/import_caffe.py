@@ -59,14 +59,14 @@ def _checkpoint_dir(args: argparse.Namespace) -> Path:
 
 
 def _summary(net: Any, layers: int) -> str:
-    from netspec.caffe.importer import batch_hint
-
     report = net.report
     if report is None:
-        top = net.unchecked[0]
-        return f"{layers} layers; shapes not checked (give --input-shape {top}={batch_hint(net, top)},C,H,W)"
+        top = next(t for t in net.unchecked if not net.data_shapes[t].complete)
+        return f"{layers} layers; shapes not checked (give --input-shape {top}={net.data_shapes[top].text()})"
+    derived = [f"{t}={net.data_shapes[t].text()}" for t in net.unchecked]
+    shape = f" (checked with {', '.join(derived)}, by Caffe's rules)" if derived else ""
     return (f"{layers} layers; TEST phase: {report.learnable_params:,} learnable parameters, "
-            f"{report.state:,} BatchNorm statistics")
+            f"{report.state:,} BatchNorm statistics{shape}")
 
 
 def run(args: argparse.Namespace) -> int:
