@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import netspec
+from netspec.spec import load_spec
 
 LENET = Path(__file__).parent / "fixtures" / "lowering" / "lenet.yaml"
 
@@ -98,3 +99,51 @@ def test_set_caffe_blobs_reports_every_mismatch(lenet: netspec.lowering.Model) -
     text = str(e.value)
     assert "conv1" in text and "(20, 1, 5, 5)" in text and "(20, 2, 5, 5)" in text
     assert "ip2" in text and "(10, 500)" in text and "nope" in text
+
+
+def test_apply_takes_train_and_rng_positionally(lenet: netspec.lowering.Model) -> None:
+    """The issue's signature apply(variables, inputs, train=False, rng=None): both positional or keyword."""
+    v = lenet.init(0)
+    key = jax.random.PRNGKey(4)
+    by_position = lenet.apply(v, _batch(), True, key)
+    by_keyword = lenet.apply(v, _batch(), train=True, rng=key)
+    np.testing.assert_array_equal(np.asarray(by_position["loss"]), np.asarray(by_keyword["loss"]))
+    with pytest.raises(TypeError):
+        lenet.apply(v, _batch(), False, None, ("loss",))  # `blobs` stays keyword-only
+
+
+@pytest.mark.parametrize("seed", [np.int64(7), np.int32(7), np.uint8(7)], ids=lambda s: type(s).__name__)
+def test_init_takes_numpy_integers(lenet: netspec.lowering.Model, seed: np.integer) -> None:
+    got = netspec.caffe_blobs(lenet, lenet.init(seed))["conv1"][0]
+    np.testing.assert_array_equal(got, netspec.caffe_blobs(lenet, lenet.init(7))["conv1"][0])
+    np.testing.assert_array_equal(got, netspec.caffe_blobs(lenet, lenet.init(jax.random.PRNGKey(7)))["conv1"][0])
+
+
+SMALL = """
+name: small
+layer:
+  - {name: in, type: Input, top: data, input_param: {shape: {dim: [2, 3, 5, 5]}}}
+  - {name: conv, type: Convolution, bottom: data, top: conv, convolution_param: {num_output: 4, kernel_size: 3}}
+  - {name: bn, type: BatchNorm, bottom: conv, top: conv}
+  - {name: ip, type: InnerProduct, bottom: conv, top: ip, inner_product_param: {num_output: 3}}
+"""
+
+
+def test_set_caffe_blobs_keeps_float64_exactly() -> None:
+    """set_caffe_blobs casts to the dtype the variables hold, so it inverts caffe_blobs for float64 too
+    (parameters in their stored layouts and BatchNorm state alike)."""
+    model = netspec.compile(load_spec("<small>.yaml", SMALL))
+    rs = np.random.RandomState(2)
+    with jax.enable_x64(True):
+        v64 = jax.tree.map(lambda a: jax.numpy.asarray(a, jax.numpy.float64), model.init(0))
+        new = {k: [rs.randn(*b.shape) for b in bs] for k, bs in netspec.caffe_blobs(model, v64).items()}
+        v2 = netspec.set_caffe_blobs(model, v64, new)
+        assert all(x.dtype == np.float64 for x in jax.tree.leaves(v2))
+        back = netspec.caffe_blobs(model, v2)
+        for k in new:
+            for a, b in zip(new[k], back[k]):
+                assert b.dtype == np.float64
+                np.testing.assert_array_equal(a, b)
+    # float32 variables still get float32 arrays from float64 blobs.
+    v32 = netspec.set_caffe_blobs(model, model.init(0), new)
+    assert all(x.dtype == np.float32 for x in jax.tree.leaves(v32))

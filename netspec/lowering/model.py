@@ -16,6 +16,7 @@ owns it.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -297,8 +298,12 @@ class Model:
     # -- variables ---------------------------------------------------------------------------
 
     def init(self, seed_or_key: int | jax.Array) -> dict[str, Any]:
-        """Fresh variables {"params": ..., "batch_stats": ...} from Caffe's fillers (both keys always present)."""
-        rng = jax.random.PRNGKey(seed_or_key) if isinstance(seed_or_key, int) else seed_or_key
+        """Fresh variables {"params": ..., "batch_stats": ...} from Caffe's fillers (both keys always present).
+        `seed_or_key`: any integer (Python or NumPy) or a JAX key."""
+        if isinstance(seed_or_key, numbers.Integral):  # NumPy's integer scalars are registered here too
+            rng = jax.random.PRNGKey(int(seed_or_key))
+        else:
+            rng = seed_or_key
         return self._init_jit(rng)
 
     def _init(self, rng: jax.Array) -> dict[str, Any]:
@@ -339,8 +344,8 @@ class Model:
         out, mutated = self.module.apply(_flax_vars(variables), inputs, True, rng, mutable=["batch_stats"])
         return out, dict(mutated.get("batch_stats", variables.get("batch_stats", {})))
 
-    def apply(self, variables: Mapping[str, Any], inputs: Any, *, train: bool = False,
-              rng: jax.Array | None = None, blobs: tuple[str, ...] | None = None) -> dict[str, Any]:
+    def apply(self, variables: Mapping[str, Any], inputs: Any, train: bool = False,
+              rng: jax.Array | None = None, *, blobs: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Forward pass. `inputs`: one N,C,H,W array or a dict by input blob name. Returns the net's
         output blobs (and every top with a loss weight) by name, N,C,H,W for 4-D blobs; or, with
         `blobs`, those blobs instead (a name means its last in-place version). With train=True,
@@ -446,14 +451,16 @@ def set_caffe_blobs(model: Model, variables: Mapping[str, Any],
             continue
         for i, arr in enumerate(arrays):
             s = slots[i]
-            a = np.asarray(arr, np.float32)
+            is_state = s in step.state  # type: ignore[union-attr]
+            a = np.asarray(arr, _stored_dtype(stats, layer, i) if is_state
+                           else _stored_dtype(params, s.owner_layer, s.owner_index))
             if a.shape != s.shape:
                 # Caffe's legacy 4-D blobs (1,1,N,K) etc. have the same count; accept them reshaped.
                 if a.size != int(np.prod(s.shape)) or not _legacy_compatible(a.shape, s.shape):
                     problems.append(f"layer '{layer}' blob {i}: expected shape {s.shape}, got {a.shape}")
                     continue
                 a = a.reshape(s.shape)
-            if s in step.state:  # type: ignore[union-attr]
+            if is_state:
                 stats.setdefault(layer, {})[str(i)] = jnp.asarray(a)
             else:
                 owner = np.asarray(a).reshape(s.owner_shape)
@@ -462,6 +469,13 @@ def set_caffe_blobs(model: Model, variables: Mapping[str, Any],
     if problems:
         raise ValueError("cannot set Caffe blobs:\n  " + "\n  ".join(problems))
     return {**variables, "params": params, "batch_stats": stats}
+
+
+def _stored_dtype(collection: Mapping[str, Any], layer: str, index: int) -> Any:
+    """The dtype the variables already hold for this blob (float32 for a blob they lack), so that
+    set_caffe_blobs inverts caffe_blobs exactly for float32 and float64 variables alike."""
+    current = collection.get(layer, {}).get(str(index))
+    return np.float32 if current is None else np.dtype(current.dtype)
 
 
 def _legacy_compatible(got: tuple[int, ...], want: tuple[int, ...]) -> bool:
