@@ -9,6 +9,7 @@ BatchNorm in train mode returns the updated blobs as well (`forward_bn`).
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Callable
 
@@ -99,6 +100,76 @@ def deconvolution(p: Any, x: A, w: A, b: A | None) -> A:
     if b is not None:
         y += b.reshape(1, co, 1, 1)
     return y
+
+
+def _spatial_nd(p: Any, field: str, n: int, default: int | None) -> tuple[int, ...]:
+    """kernel_size/stride/pad/dilation for n spatial axes: _h/_w (2-D only), one value, n values, default."""
+    stem = "kernel" if field == "kernel_size" else field
+    h, w = getattr(p, f"{stem}_h", None), getattr(p, f"{stem}_w", None)
+    if h is not None:
+        return (h, w)
+    v = tuple(getattr(p, field, None) or ())
+    if not v:
+        return (default,) * n  # type: ignore[return-value]
+    return v * n if len(v) == 1 else v
+
+
+def _nd_setup(p: Any, x: A) -> tuple[tuple[int, ...], A, tuple[tuple[int, ...], ...]]:
+    """Caffe's base_conv_layer view of a bottom: the axes before `axis` are one batch axis (num_),
+    `axis` is the channels, the rest are spatial. Returns (leading shape, (B, C, spatial...), geometry)."""
+    axis = _axis(p.axis, x.ndim)
+    n = x.ndim - axis - 1
+    geometry = (_spatial_nd(p, "kernel_size", n, None), _spatial_nd(p, "stride", n, 1),
+                _spatial_nd(p, "pad", n, 0), _spatial_nd(p, "dilation", n, 1))
+    return x.shape[:axis], x.reshape(-1, *x.shape[axis:]), geometry
+
+
+def _unfold(y: A, lead: tuple[int, ...], b: A | None) -> A:
+    if b is not None:
+        y = y + b.reshape(1, -1, *([1] * (y.ndim - 2)))
+    return y.reshape(*lead, *y.shape[1:])
+
+
+def convolution_nd(p: Any, x: A, w: A, b: A | None) -> A:
+    """conv_layer.cpp with any number of spatial axes and any channel `axis` (im2col_nd's loops: every
+    output position gathers every kernel tap that lands inside the input)."""
+    lead, xb, (k, s, pad, d) = _nd_setup(p, x)
+    c, size = xb.shape[1], xb.shape[2:]
+    g, co = p.group, p.num_output
+    cig, cog = c // g, co // g
+    out = tuple((size[i] + 2 * pad[i] - (d[i] * (k[i] - 1) + 1)) // s[i] + 1 for i in range(len(size)))
+    y = np.zeros((xb.shape[0], co, *out))
+    for o in itertools.product(*(range(m) for m in out)):
+        for t in itertools.product(*(range(m) for m in k)):
+            at = tuple(o[i] * s[i] - pad[i] + t[i] * d[i] for i in range(len(size)))
+            if not all(0 <= at[i] < size[i] for i in range(len(size))):
+                continue
+            for grp in range(g):
+                patch = xb[(slice(None), slice(grp * cig, (grp + 1) * cig)) + at]       # (B, C/g)
+                tap = w[(slice(grp * cog, (grp + 1) * cog), slice(None)) + t]            # (C_out/g, C/g)
+                y[(slice(None), slice(grp * cog, (grp + 1) * cog)) + o] += patch @ tap.T
+    return _unfold(y, lead, b)
+
+
+def deconvolution_nd(p: Any, x: A, w: A, b: A | None) -> A:
+    """deconv_layer.cpp with any number of spatial axes and any channel `axis` (col2im_nd's scatter:
+    every input position paints its weighted kernel into the output)."""
+    lead, xb, (k, s, pad, d) = _nd_setup(p, x)
+    c, size = xb.shape[1], xb.shape[2:]
+    g, co = p.group, p.num_output
+    cig, cog = c // g, co // g
+    out = tuple(s[i] * (size[i] - 1) + d[i] * (k[i] - 1) + 1 - 2 * pad[i] for i in range(len(size)))
+    y = np.zeros((xb.shape[0], co, *out))
+    for i_pos in itertools.product(*(range(m) for m in size)):
+        for t in itertools.product(*(range(m) for m in k)):
+            at = tuple(i_pos[i] * s[i] - pad[i] + t[i] * d[i] for i in range(len(size)))
+            if not all(0 <= at[i] < out[i] for i in range(len(size))):
+                continue
+            for grp in range(g):
+                pixel = xb[(slice(None), slice(grp * cig, (grp + 1) * cig)) + i_pos]    # (B, C/g)
+                tap = w[(slice(grp * cig, (grp + 1) * cig), slice(None)) + t]            # (C/g, C_out/g)
+                y[(slice(None), slice(grp * cog, (grp + 1) * cog)) + at] += pixel @ tap
+    return _unfold(y, lead, b)
 
 
 # --- pooling_layer.cpp (+ the GPU-only stochastic TEST formula) --------------------------------------
@@ -409,3 +480,8 @@ def forward(layer: Any, bottoms: list[A], blobs: list[A]) -> tuple[A, ...]:
     use_global_stats is false) in float64."""
     f = TABLE[layer.type]
     return f(layer, [np.asarray(b, np.float64) for b in bottoms], [np.asarray(w, np.float64) for w in blobs])
+
+
+# --- data layers: input_layer.cpp, dummy_data_layer.cpp and the database readers -------------------
+
+DATA_TYPES = ("Input", "Data", "ImageData", "MemoryData", "HDF5Data", "DummyData")

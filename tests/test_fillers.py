@@ -27,6 +27,8 @@ def test_fans_follow_caffe_layout() -> None:
     assert fans((500, 800)) == (800, 500)        # InnerProduct (N, K)
     assert fans((16, 4, 3, 3)) == (36, 144)      # deconv (C_in, C_out, k, k): "fan_in" is the output side
     assert fans((7,)) == (1, 7)  # count / shape[0]; fan_out = count for 1-D blobs
+    assert fans((8, 2, 3, 3, 3)) == (54, 216)    # 3-D conv (O, I/g, kd, kh, kw): the same rule in any rank
+    assert fans((8, 4, 5)) == (20, 40)           # 1-D conv (O, I, k)
 
 
 def test_constant_uniform_gaussian() -> None:
@@ -43,7 +45,7 @@ def test_sparse_gaussian_keeps_sparse_over_num_outputs() -> None:
 
 
 @pytest.mark.parametrize("norm", ["FAN_IN", "FAN_OUT", "AVERAGE"])
-@pytest.mark.parametrize("shape", [(64, 32, 3, 3), (300, 200)])
+@pytest.mark.parametrize("shape", [(64, 32, 3, 3), (300, 200), (32, 16, 3, 3, 3)])
 def test_xavier_and_msra_scale(norm: str, shape: tuple[int, ...]) -> None:
     fi, fo = fans(shape)
     n = {"FAN_IN": fi, "FAN_OUT": fo, "AVERAGE": (fi + fo) / 2}[norm]

@@ -66,6 +66,27 @@ layer:
   - {name: zsum, type: Scale, bottom: z, top: zs, scale_param: {axis: 0, num_axes: 0}, loss_weight: 0.3}
 """
 
+# N-D convolutions: 3-D with groups and per-axis geometry, a 3-D deconvolution, a 2-D convolution over the
+# last two axes through Caffe's `axis` 2 (the leading N×C are all batch), then a 1-D one after a reshape;
+# BatchNorm, Scale and PReLU in between see channels-last 5-D blobs.
+ND_NET = """
+name: grad_nd
+layer:
+  - {name: in, type: Input, top: [data, label], input_param: {shape: [{dim: [2, 4, 4, 5, 3]}, {dim: [2]}]}}
+  - {name: c3, type: Convolution, bottom: data, convolution_param: {num_output: 6, kernel_size: [3, 2, 2], pad: 1,
+     stride: [1, 2, 1], dilation: [1, 1, 2], group: 2}}
+  - {name: bn, type: BatchNorm, bottom: c3, top: c3}
+  - {name: sc, type: Scale, bottom: c3, top: c3, scale_param: {bias_term: true}}
+  - {name: pr, type: PReLU, bottom: c3, top: c3}
+  - {name: up, type: Deconvolution, bottom: c3, convolution_param: {num_output: 4, kernel_size: 2, stride: [2, 1, 2],
+     group: 2}}
+  - {name: c2, type: Convolution, bottom: up, convolution_param: {num_output: 3, kernel_size: 3, axis: 2, stride: 2}}
+  - {name: r, type: Reshape, bottom: c2, reshape_param: {shape: {dim: [0, 12, -1]}}}
+  - {name: c1, type: Convolution, bottom: r, convolution_param: {num_output: 4, kernel_size: 3, stride: 2, pad: 1}}
+  - {name: ip, type: InnerProduct, bottom: c1, inner_product_param: {num_output: 5}}
+  - {name: loss, type: SoftmaxWithLoss, bottom: [ip, label]}
+"""
+
 
 def _setup(text: str, seed: int) -> tuple[netspec.lowering.Model, dict[str, Any], dict[str, Any]]:
     model = netspec.compile(load_spec("<grad>.yaml", text), "TRAIN", dtype="float64")
@@ -88,7 +109,7 @@ def _setup(text: str, seed: int) -> tuple[netspec.lowering.Model, dict[str, Any]
     return model, variables, inputs
 
 
-@pytest.mark.parametrize("text", [CONV_NET, MIX_NET], ids=["conv", "mix"])
+@pytest.mark.parametrize("text", [CONV_NET, MIX_NET, ND_NET], ids=["conv", "mix", "nd"])
 def test_grad_matches_central_differences(text: str) -> None:
     with jax.enable_x64(True):
         model, variables, inputs = _setup(text, 0)

@@ -321,16 +321,5 @@ def test_unknown_blob_and_bad_options() -> None:
         netspec.compile(FIXTURES / "lenet.yaml", conv_impl="cudnn")
 
 
-def test_nd_convolution_is_refused_at_compile_time() -> None:
-    spec = load_spec("<nd>.yaml", """
-name: nd
-layer:
-  - {name: in, type: Input, top: data, input_param: {shape: {dim: [1, 2, 4, 4, 4]}}}
-  - {name: c, type: Convolution, bottom: data, convolution_param: {num_output: 2, kernel_size: 3}}
-""")
-    with pytest.raises(netspec.NetspecError, match="only 2-D convolution"):
-        netspec.compile(spec)
-
-
 def test_yaml_fixture_is_valid_yaml() -> None:
     assert yaml.safe_load((FIXTURES / "resnet18_cifar.yaml").read_text())["name"] == "ResNet-18-CIFAR"

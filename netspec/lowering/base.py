@@ -4,14 +4,17 @@ A lowering turns one graph node into array code. It is a frozen record keyed by 
 name (each family module ends with a `LOWERINGS` tuple, as netspec.layers ends with `LAYERS`);
 the driver in `model.py` never switches on layer type.
 
-Layout. Users see Caffe's N,C,H,W. Inside, 4-D blobs produced by spatial layers (convolution,
-pooling, LRN) are kept channels-last (N,H,W,C), the layout XLA:CPU convolves fastest (see
-docs/performance.md). Every blob carries a static layout tag, "nchw" (Caffe order; every non-4-D
-blob) or "nhwc". A lowering states the layout it wants its bottoms in:
+Layout. Users see Caffe's N,C,H,W (N,C,spatial... for N-D blobs). Inside, blobs of 3 or more axes
+produced by spatial layers (convolution, pooling, LRN) are kept channels-last (N,H,W,C; N,D,H,W,C;
+N,L,C): for 2-D, the layout XLA:CPU convolves fastest (see docs/performance.md); 3-D convolutions
+measured the same in either layout, and one rule for every rank spares a transpose per layer
+between consecutive N-D convolutions and the layers between them. Every blob carries a static
+layout tag, "nchw" (Caffe order; every blob of 2 or fewer axes) or "nhwc" (Caffe's axis 1 moved
+last, whatever the rank). A lowering states the layout it wants its bottoms in:
 
-- "nhwc": spatial layers; their 4-D tops are nhwc.
+- "nhwc": spatial layers; their tops of 3+ axes are nhwc (`top_layout`).
 - "nchw": layers that reinterpret the row-major Caffe buffer (InnerProduct, Flatten, Reshape,
-  losses); the driver transposes 4-D nhwc bottoms back first.
+  losses); the driver transposes nhwc bottoms back first.
 - "any": layers that work in either layout by mapping their Caffe `axis` through `axis_of`; the
   bottoms arrive in bottom 0's layout and the tops keep it.
 """
@@ -32,28 +35,45 @@ Layout = Literal["nchw", "nhwc"]
 Wants = Literal["any", "nchw", "nhwc"]
 Cast = Literal["compute", "float32", "none"]
 
-NCHW_TO_NHWC = (0, 2, 3, 1)
-NHWC_TO_NCHW = (0, 3, 1, 2)
+
+def to_last(ndim: int) -> tuple[int, ...]:
+    """The transpose taking Caffe's order to channels-last: (0, 2, ..., ndim-1, 1)."""
+    return (0, *range(2, ndim), 1)
+
+
+def to_first(ndim: int) -> tuple[int, ...]:
+    """The inverse of `to_last`: (0, ndim-1, 1, ..., ndim-2)."""
+    return (0, ndim - 1, *range(1, ndim - 1))
+
+
+def _permuted(layout: Layout, ndim: int) -> bool:
+    return layout == "nhwc" and ndim >= 3
 
 
 def axis_of(layout: Layout, ndim: int, caffe_axis: int) -> int:
     """Where Caffe's axis `caffe_axis` (already canonical) lives in an array of this layout."""
-    if layout == "nhwc" and ndim == 4:
-        return NCHW_TO_NHWC.index(caffe_axis)
+    if _permuted(layout, ndim):
+        return to_last(ndim).index(caffe_axis)
     return caffe_axis
 
 
 def caffe_shape(x: Any, layout: Layout) -> tuple[int, ...]:
-    """The Caffe (N,C,H,W) shape of an internal array."""
-    if layout == "nhwc" and x.ndim == 4:
-        return tuple(x.shape[i] for i in NHWC_TO_NCHW)
+    """The Caffe (N,C,H,W...) shape of an internal array."""
+    if _permuted(layout, x.ndim):
+        return tuple(x.shape[i] for i in to_first(x.ndim))
     return tuple(x.shape)
 
 
 def convert(x: Any, have: Layout, want: Layout) -> Any:
-    if have == want or x.ndim != 4:
+    if have == want or x.ndim < 3:
         return x
-    return x.transpose(NCHW_TO_NHWC if want == "nhwc" else NHWC_TO_NCHW)
+    return x.transpose(to_last(x.ndim) if want == "nhwc" else to_first(x.ndim))
+
+
+def top_layout(wants: Wants, layout: Layout, ndim: int) -> Layout:
+    """The layout tag of a top of `ndim` axes from a layer that computed in `layout`: spatial and
+    layout-agnostic layers keep it for tops of 3+ axes; everything else is in Caffe's order."""
+    return layout if (wants != "nchw" and ndim >= 3) else "nchw"
 
 
 def broadcast_operand(b: Any, x_caffe: tuple[int, ...], axis: int, layout: Layout) -> Any:
@@ -98,10 +118,19 @@ def _identity(x: Any) -> Any:
     return x
 
 
+def _to_hwio(w: Any) -> Any:
+    return w.transpose(*range(2, w.ndim), 1, 0)
+
+
+def _from_hwio(w: Any) -> Any:
+    return w.transpose(w.ndim - 1, w.ndim - 2, *range(w.ndim - 2))
+
+
 CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "caffe": (_identity, _identity),
-    # Convolution weights: Caffe (O, I/g, kh, kw) <-> HWIO (kh, kw, I/g, O), what conv2d takes.
-    "hwio": (lambda w: w.transpose(2, 3, 1, 0), lambda w: w.transpose(3, 2, 0, 1)),
+    # Convolution weights: Caffe (O, I/g, k0, k1, ...) <-> (k0, k1, ..., I/g, O): HWIO for 2-D (what
+    # conv2d takes), DHWIO for 3-D, and so on.
+    "hwio": (_to_hwio, _from_hwio),
 }
 
 

@@ -7,11 +7,11 @@ multipliers) is planned once in `compile`; tracing only runs the per-layer array
 Variables (flax collections, plain dicts):
   {"params":      {layer: {"0": W, "1": b}},                     learnable blobs
    "batch_stats": {layer: {"0": mean_sum, "1": var_sum, "2": f}}}  BatchNorm state
-keyed by the spec's layer names and the Caffe blob index. Convolution weights are stored HWIO;
-every other blob in Caffe's layout. A blob shared through `param { name: ... }` is stored once,
-under the first layer that declares the name (its *owner*); sharing layers have no entry for it
-and read the owner's array (reshaped when share_mode is PERMISSIVE). Their `param_info` says who
-owns it.
+keyed by the spec's layer names and the Caffe blob index. Convolution weights are stored
+(k0, k1, ..., I/g, O) (HWIO for 2-D); every other blob in Caffe's layout. A blob shared through
+`param { name: ... }` is stored once, under the first layer that declares the name (its *owner*);
+sharing layers have no entry for it and read the owner's array (reshaped when share_mode is
+PERMISSIVE). Their `param_info` says who owns it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from netspec.check import check
 from netspec.errors import Diagnostic, NetspecError
 from netspec.graph import Graph, Node
-from netspec.lowering.base import CODECS, Ctx, Layout, Lowering, convert, layer_seed
+from netspec.lowering.base import CODECS, Ctx, Layout, Lowering, convert, layer_seed, top_layout
 from netspec.lowering.data import dummy_fill
 from netspec.lowering.fillers import fill_many
 from netspec.lowering.table import LOWERINGS
@@ -141,12 +141,6 @@ def _unsupported(report: ShapeReport, dtype: str, conv_impl: str) -> list[Diagno
     graph = report.graph
     diags = [Diagnostic("error", f"layer type {n.kind.type_name} has no JAX lowering", n.layer.loc, n.name)
              for n in graph.nodes if n.kind.type_name not in LOWERINGS]
-    for n in graph.nodes:
-        if n.kind.type_name in ("Convolution", "Deconvolution"):
-            ndim = len(report.shapes[n.bottoms[0]])
-            if ndim != 4 or n.layer.messages["convolution_param"].axis != 1:
-                diags.append(Diagnostic("error", f"only 2-D convolution (4-D N,C,H,W blobs, axis 1) is lowered; "
-                                                 f"this one has a {ndim}-D input", n.layer.loc, n.name))
     if dtype not in DTYPES:
         diags.append(Diagnostic("error", f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}"))
     if conv_impl not in CONV_IMPLS:
@@ -235,7 +229,7 @@ class NetModule(nn.Module):
             else:
                 tops = low.forward(ctx, *xs)
             for t, y in zip(node.tops, tops):
-                tag: Layout = layout if (low.wants != "nchw" and y.ndim == 4) else "nchw"
+                tag = top_layout(low.wants, layout, y.ndim)
                 blobs[(t, tag)] = y
                 layouts[t] = tag
         return {self.blob_names[b]: get(b, "nchw") for b in (self.returns if wanted is None else wanted)}
@@ -347,10 +341,10 @@ class Model:
     def apply(self, variables: Mapping[str, Any], inputs: Any, train: bool = False,
               rng: jax.Array | None = None, *, blobs: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Forward pass. `inputs`: one N,C,H,W array or a dict by input blob name. Returns the net's
-        output blobs (and every top with a loss weight) by name, N,C,H,W for 4-D blobs; or, with
-        `blobs`, those blobs instead (a name means its last in-place version). With train=True,
-        Dropout is active (needs rng) and BatchNorm uses batch statistics unless use_global_stats
-        says otherwise; the statistics update is discarded (see apply_train)."""
+        output blobs (and every top with a loss weight) by name, in Caffe's order (N,C,H,W; N,C,D,H,W
+        ...); or, with `blobs`, those blobs instead (a name means its last in-place version). With
+        train=True, Dropout is active (needs rng) and BatchNorm uses batch statistics unless
+        use_global_stats says otherwise; the statistics update is discarded (see apply_train)."""
         wanted = None
         if blobs is not None:
             unknown = [b for b in blobs if b not in self._latest]
