@@ -123,3 +123,59 @@ def test_deconv_fans_use_caffe_layout() -> None:
     assert w.shape == (8, 64, 4, 4)
     a = math.sqrt(3 / (64 * 16))  # fan_in = count / shape[0] = 64·4·4 on Caffe's (C_in, C_out, k, k)
     assert np.abs(w).max() <= a and np.abs(w).max() > 0.98 * a
+
+
+# --- DummyData: Caffe refills a random top on every forward ------------------------------------------
+
+DUMMY = """
+name: dummy
+layer:
+  - {name: dd, type: DummyData, top: [g, u, x, c],
+     dummy_data_param: {shape: [{dim: [40, 6, 5, 5]}, {dim: [3000]}, {dim: [50, 8, 3, 3]}, {dim: [2, 3]}],
+       data_filler: [{type: gaussian, mean: 2, std: 0.5}, {type: uniform, min: -1, max: 3}, {type: xavier},
+                     {type: constant, value: 1.5}]}}
+  - {name: sh, type: DummyData, top: [s1, s2],
+     dummy_data_param: {shape: {dim: [20, 50]}, data_filler: {type: gaussian, std: 2, sparse: 5}}}
+"""
+
+
+def test_dummy_data_draws_its_filler_every_forward() -> None:
+    """Each distinct apply signature compiles the RNG kernels anew (seconds on XLA:CPU), so this test
+    keeps to three: TEST with a key, TEST without, TRAIN with a key."""
+    m = netspec.compile(load_spec("<d>.yaml", DUMMY), "TEST")
+    v = m.init(0)
+    k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
+    a = {k: np.asarray(x, np.float64) for k, x in m.apply(v, {}, False, k1).items()}
+    assert {k: x.shape for k, x in a.items()} == {"g": (40, 6, 5, 5), "u": (3000,), "x": (50, 8, 3, 3),
+                                                   "c": (2, 3), "s1": (20, 50), "s2": (20, 50)}
+    assert abs(a["g"].mean() - 2) < 0.05 and abs(a["g"].std() - 0.5) < 0.02
+    assert a["u"].min() >= -1 and a["u"].max() <= 3 and abs(a["u"].mean() - 1) < 0.1
+    assert abs(a["u"].var() - 16 / 12) < 0.1
+    bound = math.sqrt(3 / (8 * 3 * 3))  # xavier FAN_IN on the top's own shape: count / shape[0]
+    assert np.abs(a["x"]).max() <= bound and np.abs(a["x"]).max() > 0.99 * bound
+    np.testing.assert_array_equal(a["c"], np.full((2, 3), 1.5))
+    # One filler for both tops (Caffe's rule): the same distribution, independent draws. Sparse gaussian
+    # keeps an entry with probability sparse / shape[0] = 5 / 20.
+    assert not np.array_equal(a["s1"], a["s2"])
+    for s in (a["s1"], a["s2"]):
+        assert abs((s != 0).mean() - 0.25) < 0.05 and abs(s[s != 0].std() - 2) < 0.3
+    # A new key is a new draw (Caffe refills every forward); the same key repeats it; no key means PRNGKey(0).
+    assert not np.array_equal(np.asarray(m.apply(v, {}, False, k2)["g"]), a["g"])
+    np.testing.assert_array_equal(np.asarray(m.apply(v, {}, False, k1)["g"]), a["g"])
+    unkeyed = np.asarray(m.apply(v, {})["u"])
+    np.testing.assert_array_equal(np.asarray(m.apply(v, {})["u"]), unkeyed)
+    np.testing.assert_array_equal(np.asarray(m.apply(v, {}, False, jax.random.PRNGKey(0))["u"]), unkeyed)
+    # TRAIN draws the same way: the values depend on (key, layer name, top index) only.
+    train = netspec.compile(load_spec("<d>.yaml", DUMMY), "TRAIN")
+    np.testing.assert_array_equal(np.asarray(train.apply(v, {}, True, k1)["s2"]), a["s2"])
+
+
+def test_dummy_data_filler_count_follows_caffe() -> None:
+    spec = load_spec("<d>.yaml", """
+name: d
+layer:
+  - {name: dd, type: DummyData, top: [a, b, c], dummy_data_param: {shape: {dim: [2]},
+     data_filler: [{type: gaussian}, {type: uniform}]}}
+""")
+    with pytest.raises(netspec.NetspecError, match="2 data_filler for 3 tops"):
+        netspec.compile(spec)

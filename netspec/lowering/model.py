@@ -30,7 +30,7 @@ from netspec.check import check
 from netspec.errors import Diagnostic, NetspecError
 from netspec.graph import Graph, Node
 from netspec.lowering.base import CODECS, Ctx, Layout, Lowering, convert, layer_seed, top_layout
-from netspec.lowering.data import dummy_fill
+from netspec.lowering.data import dummy_fills
 from netspec.lowering.fillers import fill_many
 from netspec.lowering.table import LOWERINGS
 from netspec.shapes import ShapeReport
@@ -141,6 +141,12 @@ def _unsupported(report: ShapeReport, dtype: str, conv_impl: str) -> list[Diagno
     graph = report.graph
     diags = [Diagnostic("error", f"layer type {n.kind.type_name} has no JAX lowering", n.layer.loc, n.name)
              for n in graph.nodes if n.kind.type_name not in LOWERINGS]
+    for n in graph.nodes:
+        if n.kind.type_name == "DummyData":
+            count = len(n.layer.messages["dummy_data_param"].data_filler)
+            if count not in (0, 1, len(n.tops)):
+                diags.append(Diagnostic("error", f"DummyData has {count} data_filler for {len(n.tops)} tops; Caffe "
+                                                 f"takes none, one for all tops, or one per top", n.layer.loc, n.name))
     if dtype not in DTYPES:
         diags.append(Diagnostic("error", f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}"))
     if conv_impl not in CONV_IMPLS:
@@ -207,11 +213,12 @@ class NetModule(nn.Module):
                 blobs[(blob, want)] = convert(blobs[(blob, layouts[blob])], layouts[blob], want)
             return blobs[(blob, want)]
 
+        dummies = self._dummies(inputs, rng)
         for step in self.steps:
             node, low = step.node, step.lowering
             if low.is_input:
                 for i, t in enumerate(node.tops):
-                    blobs[(t, "nchw")] = self._feed(inputs, node, i)
+                    blobs[(t, "nchw")] = self._feed(inputs, node, i, dummies)
                     layouts[t] = "nchw"
                 continue
             first = layouts[node.bottoms[0]] if node.bottoms else "nchw"
@@ -249,13 +256,20 @@ class NetModule(nn.Module):
             return x
         return x.astype(self.dtype) if x.dtype != self.dtype else x
 
-    def _feed(self, inputs: Mapping[str, Any], node: Node, i: int) -> Any:
+    def _dummies(self, inputs: Mapping[str, Any], rng: jax.Array | None) -> dict[str, Any]:
+        """The values of this forward's unfed DummyData tops, by top id, drawn in one go."""
+        unfed = [(node, i, t) for node in (s.node for s in self.steps) if node.kind.type_name == "DummyData"
+                 for i, t in enumerate(node.tops) if self.blob_names[t] not in inputs]
+        values = dummy_fills([(node.layer, i, node.kind.source_shapes(node.layer, {})[i])  # type: ignore[attr-defined]
+                              for node, i, _ in unfed], rng)
+        return {t: v for (_, _, t), v in zip(unfed, values)}
+
+    def _feed(self, inputs: Mapping[str, Any], node: Node, i: int, dummies: Mapping[str, Any]) -> Any:
         name = self.blob_names[node.tops[i]]
         if name in inputs:
             return jnp.asarray(inputs[name])
-        if node.kind.type_name == "DummyData":
-            shape = node.kind.source_shapes(node.layer, {})[i]  # type: ignore[attr-defined]
-            return dummy_fill(node.layer, i, shape)
+        if node.tops[i] in dummies:
+            return dummies[node.tops[i]]
         raise ValueError(f"input '{name}' (layer '{node.name}') was not given; inputs are "
                          f"{sorted(inputs)}")
 
@@ -344,7 +358,9 @@ class Model:
         output blobs (and every top with a loss weight) by name, in Caffe's order (N,C,H,W; N,C,D,H,W
         ...); or, with `blobs`, those blobs instead (a name means its last in-place version). With
         train=True, Dropout is active (needs rng) and BatchNorm uses batch statistics unless
-        use_global_stats says otherwise; the statistics update is discarded (see apply_train)."""
+        use_global_stats says otherwise; the statistics update is discarded (see apply_train).
+        Unfed DummyData tops with a random filler are drawn from `rng` in either phase (from
+        PRNGKey(0) when rng is None, so such calls repeat the same draw; see lowering/data.py)."""
         wanted = None
         if blobs is not None:
             unknown = [b for b in blobs if b not in self._latest]
