@@ -389,7 +389,8 @@ def test_integer_fields_are_range_checked_by_their_caffe_proto_type() -> None:
         assert _one(parse(f"{name}: {high} {name}: {low}" if SCHEMA[message][name].repeated
                           else f"{name}: {high}", message=message).data, name) == high
         for bad in (low - 1, high + 1):
-            with pytest.raises(PrototxtError, match=f"field '{name}' is {proto_type}: {bad} is out of its range"):
+            refusal = f"field '{name}' is {proto_type}: {bad} is out of its range"
+            with pytest.raises(PrototxtError, match=refusal):
                 parse(f"{name}: {bad}", message=message)
     # Located, all together; hex and octal are read first (0x100000000 = 2^32).
     assert _errors("layer {\n  convolution_param { num_output: 0x100000000 group: -1 axis: 2147483648 }\n"
@@ -503,7 +504,8 @@ def test_v1_upgrade_follows_caffe() -> None:
 
 
 def test_v1_unknown_types_are_located_errors() -> None:
-    text = "layers { name: 'a' type: CONVOLUTON }\nlayers {\n  name: 'b'\n  type: 4\n}\nlayers { type: NONE }\n"
+    text = ("layers { name: 'a' type: CONVOLUTON }\nlayers {\n  name: 'b'\n  type: 4\n}\n"
+            "layers { type: NONE }\n")
     with pytest.raises(PrototxtError) as info:
         upgrade_v1(parse(text, file="v1.prototxt"))
     found = [(str(d.loc), d.message, d.hint) for d in info.value.diagnostics]
@@ -514,7 +516,8 @@ def test_v1_unknown_types_are_located_errors() -> None:
     with pytest.raises(PrototxtError) as info:
         parse(text.replace("type: 4", "type: 99"), file="v1.prototxt")
     assert [(str(d.loc), d.message) for d in info.value.diagnostics] == [
-        ("v1.prototxt:4:3", "field 'type': 99 is not a number of caffe.proto's enum LayerType (numbers 0 to 39)")]
+        ("v1.prototxt:4:3",
+         "field 'type': 99 is not a number of caffe.proto's enum LayerType (numbers 0 to 39)")]
 
 
 def test_v1_mixed_and_v0_nets_are_refused() -> None:

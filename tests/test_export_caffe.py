@@ -128,6 +128,16 @@ def test_solver_out_names_the_net(capsys: pytest.CaptureFixture[str]) -> None:
     first, again = load_spec("small.yaml"), load_spec("again.yaml")
     assert graph_signature(again, "TEST") == graph_signature(first, "TEST")
     assert again.solver == first.solver
+    # Every file written whole (a temporary beside it, renamed): none is left behind.
+    assert sorted(p.name for p in Path(".").iterdir()) == [
+        "again.yaml", "net.prototxt", "small.yaml", "solver.prototxt"]
+
+
+def test_an_unexportable_solver_writes_neither_file(capsys: pytest.CaptureFixture[str]) -> None:
+    Path("s.yaml").write_text(SPEC.replace("lr_policy: step, stepsize: 100, gamma: 0.1",
+                                           "lr_policy: cosine, warmup_iter: 10"))
+    assert main(["export-caffe", "s.yaml", "-o", "net.prototxt", "--solver-out", "solver.prototxt"]) == 1
+    assert sorted(p.name for p in Path(".").iterdir()) == ["s.yaml"]
 
 
 def test_solver_extensions_have_no_caffe_form() -> None:

@@ -165,7 +165,8 @@ def test_data_shapes_caffe_fixes_are_derived_and_checked(tmp_path: Path,
 
 def test_data_shapes_stay_unknown_where_caffe_leaves_them_to_the_database() -> None:
     # One mean_value does not tell the channels; TRAIN and TEST crops that differ fix no H, W.
-    _write(Path("d.prototxt"), """layer { name: "d" type: "Data" top: "data" top: "label" include { phase: TRAIN }
+    _write(Path("d.prototxt"), """layer { name: "d" type: "Data" top: "data" top: "label"
+  include { phase: TRAIN }
   transform_param { crop_size: 8 mean_value: 128 } data_param { source: "x" batch_size: 4 } }
 layer { name: "d" type: "Data" top: "data" top: "label" include { phase: TEST }
   transform_param { crop_size: 10 mean_value: 128 } data_param { source: "y" batch_size: 2 } }
@@ -424,7 +425,8 @@ def test_unlowerable_layers_and_the_rest_of_the_nets_problems_come_together(
     _write(Path("n.prototxt"), """name: "n"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
 layer { name: "py" type: "Python" bottom: "data" top: "py" }
-layer { name: "c" type: "Convolution" bottom: "nope" top: "c" convolution_param { num_output: 2 kernel_size: 3 } }
+layer { name: "c" type: "Convolution" bottom: "nope" top: "c"
+  convolution_param { num_output: 2 kernel_size: 3 } }
 layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: MAX kernel_size: 20 } }
 layer { name: "after" type: "ReLU" bottom: "py" top: "after" }
 """)
@@ -433,7 +435,7 @@ layer { name: "after" type: "ReLU" bottom: "py" top: "after" }
     assert _error_heads(err) == [
         "n.prototxt:3:20: error: py: BVLC Caffe's Python layer: netspec has no such layer type",
         "n.prototxt:4:39: error: c: unknown bottom blob 'nope'",
-        "n.prototxt:5:59: error: p: window 20 does not fit the padded input: 8+2·0 = 8 rows"]
+        "n.prototxt:6:59: error: p: window 20 does not fit the padded input: 8+2·0 = 8 rows"]
     assert err.rstrip().endswith("3 errors") and not Path("n.yaml").exists()
 
 
@@ -482,7 +484,8 @@ layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
     assert [line for line in err.splitlines() if ": error: " in line] == [
         "n.prototxt:2:32: error: field 'dim' is int64: 99999999999999999999 is out of its range "
         "[-9223372036854775808, 9223372036854775807]",
-        "n.prototxt:4:25: error: field 'num_output' is uint32: 4294967296 is out of its range [0, 4294967295]"]
+        "n.prototxt:4:25: error: field 'num_output' is uint32: 4294967296 is out of its range "
+        "[0, 4294967295]"]
     assert not Path("n.yaml").exists()
 
 

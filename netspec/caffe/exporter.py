@@ -157,7 +157,8 @@ def export_solver(spec: Any, *, net_path: str | None, header: str | None = None)
         raise NetspecError([Diagnostic("error", "the spec has no `solver:` section",
                                        SourceLoc(spec.file, 1, 1))])
     written = spec.raw.get("solver") if isinstance(spec.raw, Mapping) else None
-    solver = {k: v for k, v in _dump(spec.solver, written).items() if k not in ("net", "train_net", "test_net")}
+    solver = {k: v for k, v in _dump(spec.solver, written).items()
+              if k not in ("net", "train_net", "test_net")}
     if net_path is not None:
         solver = {"net": net_path, **solver}
     errors = []

@@ -711,7 +711,8 @@ def _out_of_range(name: str, raw: _RawScalar, value: Any, proto_type: str) -> st
         if _magnitude_over(value, limit):
             return f"field '{name}' is {proto_type}: {_shown(raw.text)} is out of its range (±{limit:.7g})"
     elif proto_type in ENUMS and value not in ENUMS[proto_type].values():
-        return f"field '{name}': {value} is not a number of caffe.proto's enum {proto_type} ({_values(proto_type)})"
+        return (f"field '{name}': {value} is not a number of caffe.proto's enum {proto_type} "
+                f"({_values(proto_type)})")
     return None
 
 

@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from netspec.caffe.emit import write_atomically
     from netspec.caffe.exporter import export_net, export_solver
     from netspec.spec import load_spec
 
@@ -40,14 +41,13 @@ def run(args: argparse.Namespace) -> int:
                                       "export-caffe.")
     net = export_net(spec, header="\n".join(header))
     print_diagnostics(net.diagnostics)
+    # Both files are made before either is written; each is written whole or not at all.
     if args.output is None:
         sys.stdout.write(net.text)
     else:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(net.text, encoding="utf-8")
+        write_atomically(args.output, net.text)
         print(f"wrote {args.output}: {sum(1 for x in spec.layers if x.index >= 0)} layers")
     if solver is not None:
-        args.solver_out.parent.mkdir(parents=True, exist_ok=True)
-        args.solver_out.write_text(solver.text, encoding="utf-8")
+        write_atomically(args.solver_out, solver.text)
         print(f"wrote {args.solver_out}")
     return EXIT_OK

@@ -72,6 +72,7 @@ def _summary(net: Any, layers: int) -> str:
 def run(args: argparse.Namespace) -> int:
     """Everything is checked before anything is written: the net, the solver, the checkpoint folder and
     (with --weights) every blob. On any error nothing is written; the spec is written atomically."""
+    from netspec.caffe.emit import write_atomically
     from netspec.caffe.importer import import_net, import_solver, render
 
     if args.weights is not None and args.output is None:
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return EXIT_OK
     if args.weights is None:
-        _write_atomically(args.output, text)
+        write_atomically(args.output, text)
         print(f"wrote {args.output}: {_summary(net, len(net.layers))}")
         return EXIT_OK
     try:
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(e.diagnostics)
     # The checkpoint first: should writing it fail, no spec names a checkpoint that is not there.
     done = _write_weights(args, weights)
-    _write_atomically(args.output, text)
+    write_atomically(args.output, text)
     print(f"wrote {args.output}: {_summary(net, len(net.layers))}")
     print(done)
     return EXIT_OK
@@ -124,22 +125,6 @@ def _check_it_loads(path: str, text: str) -> None:
     from netspec.spec import load_spec
 
     load_spec(path, text=text.encode("utf-8"))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """The whole file or none of it: a reader never sees a half-written spec."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _mapped_weights(args: argparse.Namespace, net: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
