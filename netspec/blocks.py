@@ -626,7 +626,7 @@ class _Expander:
                 continue
             target = item.get("use")
             if "use" not in item:
-                layers += "if" not in item
+                layers += _surely(item)
             elif isinstance(target, str) and "$" not in target and target in self.blocks:
                 attempted, sure = _copies(self.blocks[target], item)
                 inner_layers, inner_steps = self.least(target, depth + 1)
@@ -642,7 +642,7 @@ class _Expander:
         layers, steps = sure * per_layers, attempted + sure * per_steps
         copies = f"{sure:,} cop{'y' if sure == 1 else 'ies'} of at least {per_layers:,} layer{'s' * (per_layers != 1)} each"
         if self.layers + layers > MAX_LAYERS:
-            before = f", after the {self.layers:,} before it" if self.layers else ""
+            before = f", besides {self.layers:,} other layer{'s' * (self.layers != 1)}" if self.layers else ""
             self.error(f"'use: {name}' asks for at least {layers:,} layers ({copies}{before}); a net may have "
                        f"at most {MAX_LAYERS:,} layers", at, chain, "refused before expanding (an expansion bomb?)")
             raise _Abort
@@ -663,7 +663,7 @@ class _Expander:
 
     def emit(self, at: SourceLoc | None, chain: tuple[Use, ...]) -> None:
         self.layers += 1
-        if self.layers > MAX_LAYERS and chain:
+        if self.layers > MAX_LAYERS:
             self.error(f"block expansion makes more than {MAX_LAYERS:,} layers, the most a net may have; "
                        "refusing to expand further (an expansion bomb?)", chain[0].loc, chain)
             raise _Abort
@@ -676,8 +676,7 @@ class _Expander:
             if isinstance(item, dict) and "use" in item:
                 self.use(item, at, scope or {}, chain, out)
             elif scope is None:
-                self.emit(at, chain)  # counted, never refused here: the spec reports too many written layers
-                out.append(item)
+                out.append(item)  # counted before expansion began (expand)
                 out.item_locs.append(at)
             else:
                 self.step(at, chain)
@@ -744,7 +743,7 @@ class _Expander:
         argsets = self.iterations(entry, scope, chain)
         if argsets is None or not ok:
             return
-        if "if" in entry:
+        if not _surely(entry):
             sure = 0
         elif "repeat" in entry:  # one argument set, copied
             sure = len(argsets) if argsets and _binds(block, argsets[0][0]) else 0
@@ -923,7 +922,12 @@ def _copies(block: Block, entry: PosDict) -> tuple[int, int]:
         sure = count if _binds(block, sets or {}) else 0
     else:
         return 0, 0
-    return attempted, 0 if "if" in entry else sure
+    return attempted, sure if _surely(entry) else 0
+
+
+def _surely(entry: PosDict) -> bool:
+    """Whether an entry's `if:` surely keeps it: no `if:`, or a literal true (a template is known later)."""
+    return entry.get("if", True) is True
 
 
 def _binds(block: Block, argset: Any) -> bool:
@@ -966,6 +970,20 @@ def _needs_expansion(raw: PosDict) -> bool:
     return False
 
 
+def _top_list(items: Any) -> PosList | None:
+    """A top-level layer list as a PosList (a lone mapping is a one-item list); None if it is not one."""
+    if isinstance(items, dict):
+        wrapped = PosList([items], loc=getattr(items, "loc", None))
+        wrapped.item_locs = [wrapped.loc]
+        return wrapped
+    if not isinstance(items, list):
+        return None
+    if not isinstance(items, PosList):
+        items = PosList(items)
+        items.item_locs = [None] * len(items)
+    return items
+
+
 def expand(raw: Any, file: str, diags: list[Diagnostic]) -> Any:
     """Expand `blocks:`/`use:` in loaded spec data; problems go to `diags` (located), never raise."""
     if not isinstance(raw, PosDict) or not _needs_expansion(raw):
@@ -978,25 +996,18 @@ def expand(raw: Any, file: str, diags: list[Diagnostic]) -> Any:
         result[k] = v
         result.key_locs[k] = raw.key_locs.get(k)  # type: ignore[assignment]
         result.value_locs[k] = raw.value_locs.get(k)  # type: ignore[assignment]
-    for key in ("layer", "layers"):
-        items = raw.get(key)
-        if isinstance(items, dict):
-            wrapped = PosList([items], loc=getattr(items, "loc", None))
-            wrapped.item_locs = [wrapped.loc]
-            items = wrapped
-        if not isinstance(items, list):
-            continue
-        if not isinstance(items, PosList):
-            items = PosList(items)
-            items.item_locs = [None] * len(items)
+    lists = {key: items for key in ("layer", "layers") if (items := _top_list(raw.get(key))) is not None}
+    # The written-out layers count towards the limit from the start, so a use is refused before its
+    # first copy when it cannot fit beside them.
+    ex.layers = sum(1 for items in lists.values() for item in items if not (isinstance(item, dict) and "use" in item))
+    for key, items in lists.items():
         out = PosList(loc=items.loc)
         try:
             ex.layer_list(items, None, (), out)
         except _Abort:
             # A refused net has nothing worth checking: a partial expansion only adds follow-on errors.
-            for other in ("layer", "layers"):
-                if other in result:
-                    result[other] = PosList(loc=getattr(result[other], "loc", None))
+            for other in lists:
+                result[other] = PosList(loc=lists[other].loc)
             break
         result[key] = out
     if ex.errors > MAX_DIAGNOSTICS:

@@ -349,8 +349,8 @@ def test_a_nested_repeat_bomb_is_refused_before_its_first_copy(monkeypatch: pyte
     binds = count_binds(monkeypatch)
     layers, diags = expanded(NESTED_BOMB)
     assert [(d.loc.line, d.loc.col, d.message) for d in diags] == [
-        (12, 5, f"'use: b' asks for at least 81,000,000 layers (9,000 copies of at least 9,000 layers each, after "
-                f"the 1 before it); a net may have at most {blocks.MAX_LAYERS:,} layers")]
+        (12, 5, f"'use: b' asks for at least 81,000,000 layers (9,000 copies of at least 9,000 layers each, besides "
+                f"1 other layer); a net may have at most {blocks.MAX_LAYERS:,} layers")]
     assert diags[0].hint == "refused before expanding (an expansion bomb?)"
     assert binds == [0] and list(layers) == []  # no copy was started; nothing half-expanded is left to check
 
@@ -375,7 +375,16 @@ def test_the_layer_limit_is_the_nets() -> None:
     errs = spec_errors(fits.replace(f"repeat: {blocks.MAX_LAYERS - 1}", f"repeat: {blocks.MAX_LAYERS}"))
     assert [(e.loc.line, e.message) for e in errs] == [
         (4, f"'use: one' asks for at least {blocks.MAX_LAYERS:,} layers ({blocks.MAX_LAYERS:,} copies of at "
-            f"least 1 layer each, after the 1 before it); a net may have at most {blocks.MAX_LAYERS:,} layers")]
+            f"least 1 layer each, besides 1 other layer); a net may have at most {blocks.MAX_LAYERS:,} layers")]
+
+
+def test_written_out_layers_after_a_use_count_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blocks, "MAX_LAYERS", 10)
+    text = "blocks: {one: {layer: {name: x, type: ReLU}}}\nlayer:\n  - {use: one, repeat: 9}\n" + INPUT * 2
+    assert errors_of(text) == ["3:5: 'use: one' asks for at least 9 layers (9 copies of at least 1 layer each, "
+                               "besides 2 other layers); a net may have at most 10 layers"]
+    layers, diags = expanded(text.replace("repeat: 9", "repeat: 8"))
+    assert not diags and len(layers) == 10
 
 
 def test_a_repeat_count_known_only_when_expanded_is_refused_at_the_copy_that_would_pass_the_limit(
@@ -391,8 +400,8 @@ def test_a_repeat_count_known_only_when_expanded_is_refused_at_the_copy_that_wou
     binds = count_binds(monkeypatch)
     layers, diags = expanded(text)
     assert [(d.loc.line, d.loc.col, d.message) for d in diags] == [
-        (3, 28, "'use: one' asks for at least 10 layers (10 copies of at least 1 layer each, after the 100 before "
-                "it); a net may have at most 100 layers")]
+        (3, 28, "'use: one' asks for at least 10 layers (10 copies of at least 1 layer each, besides 100 other "
+                "layers); a net may have at most 100 layers")]
     assert diags[0].hint == "refused before expanding (an expansion bomb?); in block 'many' used at t.yaml:5:5 (i = 10)"
     assert binds == [11 + 100] and list(layers) == []  # 11 copies of many, 100 of one; the 101st never began
 
@@ -412,30 +421,36 @@ def test_copies_that_make_no_layers_still_count_as_work(monkeypatch: pytest.Monk
     assert binds == [0]
 
 
-def test_the_counters_stop_what_the_lower_bounds_miss(monkeypatch: pytest.MonkeyPatch) -> None:
-    # `if:` on a template layer makes its lower bound 0, so only the running count sees these layers.
-    monkeypatch.setattr(blocks, "MAX_LAYERS", 50)
-    text = """\
+def test_a_literal_if_counts_in_the_lower_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    binds = count_binds(monkeypatch)
+    text = "blocks: {a: {layer: {if: true, name: x, type: ReLU}}, b: {layer: {use: a, repeat: 9000}}}\n" \
+           "layer:\n  - {use: b, repeat: 2}\n"
+    assert errors_of(text) == [f"3:5: 'use: b' asks for at least 18,000 layers (2 copies of at least 9,000 layers "
+                               f"each); a net may have at most {blocks.MAX_LAYERS:,} layers"]
+    assert binds == [0]
+
+
+def two_levels(condition: str, inner: int, outer: int) -> str:
+    """`outer` copies of a block that makes `inner` copies of a one-layer block kept `if: condition`."""
+    return dedent(f"""\
     blocks:
-      one: {layer: {if: true, name: x, type: ReLU}}
-      thirty: {layer: {use: one, repeat: 30}}
+      one: {{layer: {{if: {condition}, name: x, type: ReLU}}}}
+      many: {{layer: {{use: one, repeat: {inner}}}}}
     layer:
-      - {use: thirty, repeat: 2}
-    """
-    assert errors_of(text) == [
+      - {{use: many, repeat: {outer}}}
+    """)
+
+
+def test_the_counters_stop_what_the_lower_bounds_miss(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An `if:` template on a template layer makes its lower bound 0: only the running count sees these layers.
+    monkeypatch.setattr(blocks, "MAX_LAYERS", 50)
+    assert errors_of(two_levels('"${true}"', 30, 2)) == [
         "5:5: block expansion makes more than 50 layers, the most a net may have; refusing to expand further "
         "(an expansion bomb?)"]
     # With the lower bounds switched off, the running counts alone still stop a bomb.
     monkeypatch.setattr(blocks._Expander, "least", lambda self, name, depth=0: (0, 0))
     monkeypatch.setattr(blocks, "MAX_STEPS", 500)
-    text = """\
-    blocks:
-      one: {layer: {if: false, name: x, type: ReLU}}
-      many: {layer: {use: one, repeat: 50}}
-    layer:
-      - {use: many, repeat: 50}
-    """
-    assert errors_of(text) == [
+    assert errors_of(two_levels("false", 50, 50)) == [
         "5:5: block expansion takes more than 500 steps (block copies and template entries); refusing to "
         "expand further (an expansion bomb?)"]
 
