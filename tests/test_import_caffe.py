@@ -819,6 +819,25 @@ def test_weight_shape_mismatch_is_a_located_error(capsys: pytest.CaptureFixture[
     assert [p.name for p in Path(".").iterdir() if p.name.startswith(".tiny")] == []  # no temporary left
 
 
+@pytest.mark.slow
+def test_weights_of_a_train_val_net_whose_data_shape_caffe_fixes(capsys: pytest.CaptureFixture[str]) -> None:
+    from netspec.caffe import write_caffemodel
+
+    _write(Path("tv.prototxt"), """layer { name: "d" type: "Data" top: "data" top: "label"
+  transform_param { crop_size: 6 mean_value: 104 mean_value: 117 mean_value: 123 }
+  data_param { source: "db" batch_size: 2 } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 4 kernel_size: 6 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "conv" bottom: "label" top: "loss" }
+""")
+    conv = [np.ones((4, 3, 6, 6), np.float32), np.zeros(4, np.float32)]
+    write_caffemodel("tv.caffemodel", "tv", {"conv": ("Convolution", conv)})
+    # No --input-shape: 2,3,6,6 follows from batch_size, the three mean values and crop_size.
+    assert main(["import-caffe", "tv.prototxt", "--weights", "tv.caffemodel", "-o", "tv.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "(checked with data=2,3,6,6, by Caffe's rules)" in out and "blobs of 1 layer" in out
+
+
 def test_weights_need_an_output(capsys: pytest.CaptureFixture[str]) -> None:
     _write(Path("tiny.prototxt"), TINY)
     assert main(["import-caffe", "tiny.prototxt", "--weights", "w.caffemodel"]) == 2

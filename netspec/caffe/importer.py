@@ -401,7 +401,11 @@ def import_net(path: str | os.PathLike[str], *, fix_dialect: bool = False,
     spans = _layer_spans(parsed, len(layers), found.bad_layers)
     # netspec's own validation of a layer already reported here (unknown type, fork field) would say
     # it again; the layer stays in the spec as a broken one, which defines its tops for the wiring.
-    spec, spec_diags = parse_partial(located(parsed, data), parsed.file)
+    try:
+        spec, spec_diags = parse_partial(located(parsed, data), parsed.file)
+    except NetspecError as e:  # nothing of the net is usable: what was found so far, and why
+        errors += [d for d in e.diagnostics if d.severity == "error" and _outside(d, spans)]
+        raise NetspecError(sorted(errors, key=sort_key)) from None
     spec_diags = [d for d in spec_diags if _outside(d, spans)]
     errors += [d for d in spec_diags if d.severity == "error"]
     unchecked = _data_tops(spec, given)

@@ -129,10 +129,12 @@ def _check_it_loads(path: str, text: str) -> None:
 
 def _mapped_weights(args: argparse.Namespace, net: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
     """The caffemodel's blobs on the net's parameters (NetspecError if they do not fit). The net's
-    spec is the prototxt's, so a mismatch is located in the prototxt: the YAML is not written yet."""
+    spec is the prototxt's, so a mismatch is located in the prototxt: the YAML is not written yet.
+    Data tops are shaped as the import checked them (--input-shape, else what Caffe's rules fix)."""
     from netspec.caffe.importer import import_weights
 
-    weights = import_weights(net.spec, args.weights, input_shapes=shapes)
+    derived = {top: shape.dims for top, shape in net.data_shapes.items() if shape.complete}
+    weights = import_weights(net.spec, args.weights, input_shapes={**derived, **shapes})
     print_diagnostics(weights.diagnostics)
     return weights
 
