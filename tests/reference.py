@@ -130,6 +130,17 @@ def _unfold(y: A, lead: tuple[int, ...], b: A | None) -> A:
     return y.reshape(*lead, *y.shape[1:])
 
 
+def _landings(grid: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...], pad: tuple[int, ...],
+              d: tuple[int, ...], bound: tuple[int, ...]) -> Any:
+    """(position, tap, landing) for every position of the strided `grid` and every kernel tap whose
+    landing index position·s − pad + tap·d falls inside `bound` (the padding reads or writes nothing)."""
+    for pos in itertools.product(*(range(m) for m in grid)):
+        for t in itertools.product(*(range(m) for m in k)):
+            at = tuple(pos[i] * s[i] - pad[i] + t[i] * d[i] for i in range(len(grid)))
+            if all(0 <= at[i] < bound[i] for i in range(len(grid))):
+                yield pos, t, at
+
+
 def convolution_nd(p: Any, x: A, w: A, b: A | None) -> A:
     """conv_layer.cpp with any number of spatial axes and any channel `axis` (im2col_nd's loops: every
     output position gathers every kernel tap that lands inside the input)."""
@@ -139,15 +150,11 @@ def convolution_nd(p: Any, x: A, w: A, b: A | None) -> A:
     cig, cog = c // g, co // g
     out = tuple((size[i] + 2 * pad[i] - (d[i] * (k[i] - 1) + 1)) // s[i] + 1 for i in range(len(size)))
     y = np.zeros((xb.shape[0], co, *out))
-    for o in itertools.product(*(range(m) for m in out)):
-        for t in itertools.product(*(range(m) for m in k)):
-            at = tuple(o[i] * s[i] - pad[i] + t[i] * d[i] for i in range(len(size)))
-            if not all(0 <= at[i] < size[i] for i in range(len(size))):
-                continue
-            for grp in range(g):
-                patch = xb[(slice(None), slice(grp * cig, (grp + 1) * cig)) + at]       # (B, C/g)
-                tap = w[(slice(grp * cog, (grp + 1) * cog), slice(None)) + t]            # (C_out/g, C/g)
-                y[(slice(None), slice(grp * cog, (grp + 1) * cog)) + o] += patch @ tap.T
+    for o, t, at in _landings(out, k, s, pad, d, size):
+        for grp in range(g):
+            patch = xb[(slice(None), slice(grp * cig, (grp + 1) * cig)) + at]       # (B, C/g)
+            tap = w[(slice(grp * cog, (grp + 1) * cog), slice(None)) + t]            # (C_out/g, C/g)
+            y[(slice(None), slice(grp * cog, (grp + 1) * cog)) + o] += patch @ tap.T
     return _unfold(y, lead, b)
 
 
@@ -160,15 +167,11 @@ def deconvolution_nd(p: Any, x: A, w: A, b: A | None) -> A:
     cig, cog = c // g, co // g
     out = tuple(s[i] * (size[i] - 1) + d[i] * (k[i] - 1) + 1 - 2 * pad[i] for i in range(len(size)))
     y = np.zeros((xb.shape[0], co, *out))
-    for i_pos in itertools.product(*(range(m) for m in size)):
-        for t in itertools.product(*(range(m) for m in k)):
-            at = tuple(i_pos[i] * s[i] - pad[i] + t[i] * d[i] for i in range(len(size)))
-            if not all(0 <= at[i] < out[i] for i in range(len(size))):
-                continue
-            for grp in range(g):
-                pixel = xb[(slice(None), slice(grp * cig, (grp + 1) * cig)) + i_pos]    # (B, C/g)
-                tap = w[(slice(grp * cig, (grp + 1) * cig), slice(None)) + t]            # (C/g, C_out/g)
-                y[(slice(None), slice(grp * cog, (grp + 1) * cog)) + at] += pixel @ tap
+    for i_pos, t, at in _landings(size, k, s, pad, d, out):
+        for grp in range(g):
+            pixel = xb[(slice(None), slice(grp * cig, (grp + 1) * cig)) + i_pos]    # (B, C/g)
+            tap = w[(slice(grp * cig, (grp + 1) * cig), slice(None)) + t]            # (C/g, C_out/g)
+            y[(slice(None), slice(grp * cog, (grp + 1) * cog)) + at] += pixel @ tap
     return _unfold(y, lead, b)
 
 

@@ -38,7 +38,9 @@ from netspec.spec import NetSpec, load_spec
 
 # float64 is for gradient checks (needs jax.enable_x64); float32 and bfloat16 are for use.
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
-CONV_IMPLS = ("auto", "xla")
+# "taps" and "im2col" force one formulation of netspec.kernels.conv for every pass of every 2-D
+# convolution (tests and benchmarks); N-D convolutions always use lax.
+CONV_IMPLS = ("auto", "xla", "taps", "im2col")
 
 
 @dataclass(frozen=True)
