@@ -488,3 +488,22 @@ def forward(layer: Any, bottoms: list[A], blobs: list[A]) -> tuple[A, ...]:
 # --- data layers: input_layer.cpp, dummy_data_layer.cpp and the database readers -------------------
 
 DATA_TYPES = ("Input", "Data", "ImageData", "MemoryData", "HDF5Data", "DummyData")
+
+
+def data_layer(layer: Any, fed: dict[str, A], shapes: list[tuple[int, ...]]) -> tuple[A, ...]:
+    """A data layer's tops in float64: whatever the reader (or, for Input, the user) put there.
+    Caffe fills DummyData from data_filler (none: constant 0; one: every top; else one per top);
+    netspec lets a fed array stand in for a DummyData top, so a fed top wins here too."""
+    out = []
+    for i, (top, shape) in enumerate(zip(layer.top, shapes)):
+        if top in fed:
+            out.append(np.asarray(fed[top], np.float64))
+            continue
+        if layer.type != "DummyData":
+            raise ValueError(f"{layer.type} top '{top}' must be fed")
+        fillers = layer.messages["dummy_data_param"].data_filler
+        f = fillers[i] if len(fillers) > 1 else (fillers[0] if fillers else None)
+        if f is not None and f.type != "constant":
+            raise ValueError(f"only constant fillers have a deterministic value, not {f.type}")
+        out.append(np.full(shape, 0.0 if f is None else float(f.value)))
+    return tuple(out)
