@@ -220,8 +220,9 @@ def test_block_expansion_is_bounded_too(check_text) -> None:
     text = ("blocks:\n  r:\n    args: [k]\n    layer:\n      - {name: \"r${k}\", type: ReLU}\n"
             "layer:\n  - {use: r, repeat: 20000, with: {k: $i}}\n")
     r = check_text(text)
-    assert (r.rc, r.err) == (1, "net.yaml:6:1: error: the net has 20,000 layers after block expansion; netspec "
-                                "check stops at 10,000 (ResNet-152 has 670)\n1 error\n")
+    # the expander refuses before expanding (netspec.blocks), at the repeat count
+    assert (r.rc, r.err) == (1, "net.yaml:7:22: error: 'repeat: 20000' exceeds the limit of 10,000\n"
+                                "  hint: a net may have at most that many layers\n1 error\n")
 
 
 def test_strict_turns_the_lossy_conv_into_an_error(check_text) -> None:
