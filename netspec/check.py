@@ -84,7 +84,8 @@ def _finish(spec: NetSpec, diags: list[Diagnostic]) -> list[Diagnostic]:
     """
     failed = {d.layer for d in diags if d.severity == "error"}
     unique = [d for d in dict.fromkeys(diags) if not (d.code == "unused-top" and d.layer in failed)]
-    layers = spec.layers + spec.broken
+    named = {d.layer for d in unique}
+    layers = [l for l in spec.layers + spec.broken if l.name in named]  # the use-site chains worth writing
     if any(getattr(l.raw, "__dict__", {}).get("block_origin") for l in layers):
         from netspec.blocks import with_origins
 

@@ -74,7 +74,7 @@ def human_bytes(n: int) -> str:
     return f"{n:,} bytes"
 
 
-def _jump(j: Fraction) -> str:
+def _jump(j: int | Fraction) -> str:
     return str(j.numerator) if j.denominator == 1 else f"{j.numerator}/{j.denominator}"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Mapping
+from typing import Any, Mapping
 
 from netspec.errors import Diagnostic, NetspecError, sort_key
 from netspec.graph import Graph, Node
@@ -20,10 +20,14 @@ BYTES_PER_VALUE = 4  # activations are float32 unless lowered with another dtype
 
 @dataclass(frozen=True)
 class Receptive:
-    """Receptive field of a blob relative to the net's input: size and jump (effective stride) per axis."""
+    """Receptive field of a blob relative to the net's input: size and jump (effective stride) per axis.
+
+    A jump is an int while it is whole (Fraction arithmetic costs ten times as much) and a Fraction
+    after upsampling; both have `numerator` and `denominator`.
+    """
 
     size: tuple[int, ...]
-    jump: tuple[Fraction, ...]
+    jump: tuple[int | Fraction, ...]
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,8 @@ def _rf_step(w: Window, r: Receptive) -> Receptive | None:
         if w.transposed:
             span = -(-ext // s)
             size.append(int(rs + (span - 1) * rj))
-            jump.append(rj / s)
+            j = Fraction(rj) / s
+            jump.append(j.numerator if j.denominator == 1 else j)
         else:
             size.append(int(rs + (ext - 1) * rj))
             jump.append(rj * s)
@@ -92,6 +97,8 @@ def _rf_step(w: Window, r: Receptive) -> Receptive | None:
 
 def _merge_rf(rfs: list[Receptive | None]) -> Receptive | None:
     known = [r for r in rfs if r is not None]
+    if len(known) == 1:  # most layers: one bottom
+        return known[0]
     if not known or len({len(r.size) for r in known}) != 1:
         return None
     n = len(known[0].size)
@@ -142,25 +149,24 @@ def infer(graph: Graph, input_shapes: Mapping[str, Shape] | None = None, batch: 
     diags: list[Diagnostic] = list(graph.spec.warnings) + list(graph.warnings)
     shapes: dict[str, Shape] = {}
     rfs: dict[str, Receptive | None] = {}
-    rows: list[Row] = []
+    rows: list[tuple[Any, ...]] = []  # Row fields, MACs still for the whole batch
     counter = _Counter()
-    computed: list[tuple[Node, tuple[Shape, ...], tuple[Shape, ...]]] = []
     for node in graph.nodes:
         layer = node.layer
         if any(b not in shapes for b in node.bottoms):
             continue  # downstream of a failed layer: already reported
         bottoms = tuple(shapes[b] for b in node.bottoms)
+        kind = node.kind
         try:
-            if node.kind.is_input:
-                tops = tuple(_apply_batch(s, batch) for s in node.kind.source_shapes(layer, given))  # type: ignore[attr-defined]
+            if kind.is_input:
+                tops = tuple(_apply_batch(s, batch) for s in kind.source_shapes(layer, given))  # type: ignore[attr-defined]
+                notes, blobs = kind.notes(layer, bottoms), kind.blobs(layer, bottoms)
+                macs, window = kind.macs(layer, bottoms, tops), kind.window(layer, bottoms)
             else:
-                tops = node.kind.infer(layer, bottoms)
-            for note in node.kind.notes(layer, bottoms):
+                tops, notes, blobs, macs, window = kind.evaluate(layer, bottoms)
+            for note in notes:
                 severity = "error" if strict and note.strict else "warning"
                 diags.append(Diagnostic(severity, note.message, layer.where(*note.field), layer.name))
-            blobs = node.kind.blobs(layer, bottoms)
-            macs = node.kind.macs(layer, bottoms, tops)
-            window = node.kind.window(layer, bottoms)
         except ShapeError as e:
             detail = "; ".join(f"bottom '{graph.blob_names[b]}' is {fmt_shape(s)}"
                                for b, s in zip(node.bottoms, bottoms))
@@ -173,19 +179,18 @@ def infer(graph: Graph, input_shapes: Mapping[str, Shape] | None = None, batch: 
                 diags.append(Diagnostic("error", f"top '{graph.blob_names[t]}' would be {fmt_shape(s)}",
                                         layer.loc, layer.name))
             shapes[t] = s
-        computed.append((node, bottoms, tops))
         params, state = counter.count(node, blobs, diags)
         rf = _receptive(node, bottoms, tops, window, rfs)
         for t in node.tops:
             rfs[t] = rf
-        rows.append(Row(layer.name, node.kind.type_name,
-                        tuple((graph.blob_names[t], s) for t, s in zip(node.tops, tops)),
-                        blobs, params, state, macs, _new_bytes(node, tops), rf,
-                        in_place=any(graph.blob_names[t] == graph.blob_names.get(b)
-                                     for t, b in zip(node.tops, node.bottoms))))
+        names = graph.blob_names
+        rows.append((layer.name, kind.type_name, tuple((names[t], s) for t, s in zip(node.tops, tops)),
+                     blobs, params, state, macs, _new_bytes(node, tops), rf,
+                     any(names[t] == names.get(b) for t, b in zip(node.tops, node.bottoms))))
     n = _batch_of(graph, shapes)
-    rows = [Row(r.name, r.type, r.tops, r.blobs, r.params, r.state, r.macs // n if n else r.macs,
-                r.activation_bytes, r.rf, r.in_place) for r in rows]
+    # MACs were counted for the whole batch; the table gives them per sample
+    rows = [Row(name, type_, tops_, blobs_, params_, state_, macs_ // n if n else macs_, bytes_, rf_, in_place)
+            for name, type_, tops_, blobs_, params_, state_, macs_, bytes_, rf_, in_place in rows]
     if any(d.severity == "error" for d in diags):
         raise NetspecError(sorted(diags, key=sort_key))
     return ShapeReport(graph, tuple(rows), shapes, n, tuple(sorted(diags, key=sort_key)))
@@ -209,7 +214,7 @@ def _receptive(node: Node, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...], 
                rfs: dict[str, Receptive | None]) -> Receptive | None:
     if node.kind.is_input:
         spatial = len(tops[0]) - 2 if tops and len(tops[0]) > 2 else 0
-        return Receptive((1,) * spatial, (Fraction(1),) * spatial) if spatial else None
+        return Receptive((1,) * spatial, (1,) * spatial) if spatial else None
     incoming = _merge_rf([rfs.get(b) for b in node.bottoms])
     if incoming is None or not tops or len(tops[0]) < 2:
         return None

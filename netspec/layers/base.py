@@ -108,6 +108,10 @@ class Window:
     transposed: bool = False
 
 
+#: (tops, notes, blobs, MACs, window): what `LayerType.evaluate` returns
+Evaluation = tuple[tuple[Shape, ...], list[ShapeNote], tuple[Blob, ...], int, Window | None]
+
+
 def count(shape: Shape) -> int:
     n = 1
     for d in shape:
@@ -167,6 +171,14 @@ class LayerType:
     def window(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Window | None:
         """The spatial window, or None for layers that map each position to itself."""
         return None
+
+    @classmethod
+    def evaluate(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Evaluation:
+        """Every rule for one layer, in the order above (the shape stage's single call); types whose
+        rules share work, such as resolving a kernel geometry, override it to do that work once."""
+        tops = cls.infer(layer, bottoms)
+        return (tops, cls.notes(layer, bottoms), cls.blobs(layer, bottoms), cls.macs(layer, bottoms, tops),
+                cls.window(layer, bottoms))
 
     @classmethod
     def message(cls, layer: LayerSpec) -> Any:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, ClassVar, Mapping
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
-from netspec.layers.base import (Blob, LayerType, Message, Repeated, Shape, ShapeError, ShapeNote, Window,
-                                 count, fmt_shape, gather)
+from netspec.layers.base import (Blob, Evaluation, LayerType, Message, Repeated, Shape, ShapeError, ShapeNote,
+                                 Window, count, fmt_shape, gather)
 from netspec.layers.common import FillerParameter
 from netspec.layers.spatial import axis_names, canonical_axis, per_axis
 
@@ -56,11 +56,17 @@ class _Geometry:
         self.channels = bottom[self.axis]
         self.spatial = bottom[self.axis + 1:]
         n = self.n_spatial
-        self.kernel, self.stride, self.pad, self.dilation, _, _ = gather(
-            lambda: _axes(p, "kernel_size", n, None), lambda: _axes(p, "stride", n, 1),
-            lambda: _axes(p, "pad", n, 0), lambda: _axes(p, "dilation", n, 1),
-            lambda: _divisible("input channels", self.channels, p.group),
-            lambda: _divisible("num_output", p.num_output, p.group))
+        try:  # the common case, cheaply (a net builds this a few times per convolution)
+            self.kernel, self.stride = per_axis(p, "kernel_size", n, None), per_axis(p, "stride", n, 1)
+            self.pad, self.dilation = per_axis(p, "pad", n, 0), per_axis(p, "dilation", n, 1)
+            ok = not (self.channels % p.group or p.num_output % p.group)
+        except ShapeError:
+            ok = False
+        if not ok:  # every problem, located
+            gather(lambda: _axes(p, "kernel_size", n, None), lambda: _axes(p, "stride", n, 1),
+                   lambda: _axes(p, "pad", n, 0), lambda: _axes(p, "dilation", n, 1),
+                   lambda: _divisible("input channels", self.channels, p.group),
+                   lambda: _divisible("num_output", p.num_output, p.group))
         self.ext = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
 
     def window(self, transposed: bool = False) -> Window:
@@ -92,7 +98,32 @@ class Convolution(LayerType):
 
     @classmethod
     def infer(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Shape, ...]:
+        return cls._infer(_Geometry(layer, bottoms[0]), layer, bottoms)
+
+    @classmethod
+    def notes(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> list[ShapeNote]:
+        return cls._notes(_Geometry(layer, bottoms[0]))
+
+    @classmethod
+    def blobs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Blob, ...]:
+        return cls._blobs(_Geometry(layer, bottoms[0]))
+
+    @classmethod
+    def macs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
+        return cls._macs(_Geometry(layer, bottoms[0]), bottoms, tops)
+
+    @classmethod
+    def window(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Window | None:
+        return _Geometry(layer, bottoms[0]).window()
+
+    @classmethod
+    def evaluate(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Evaluation:
         g = _Geometry(layer, bottoms[0])
+        tops = cls._infer(g, layer, bottoms)
+        return tops, cls._notes(g), cls._blobs(g), cls._macs(g, bottoms, tops), g.window()
+
+    @staticmethod
+    def _infer(g: _Geometry, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Shape, ...]:
         out = []
         for name, size, k, ext, d, p, s in zip(axis_names(g.n_spatial), g.spatial, g.kernel, g.ext,
                                                g.dilation, g.pad, g.stride):
@@ -104,9 +135,8 @@ class Convolution(LayerType):
         shape = bottoms[0][:g.axis] + (g.p.num_output,) + tuple(out)
         return (shape,) * len(layer.top)
 
-    @classmethod
-    def notes(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> list[ShapeNote]:
-        g = _Geometry(layer, bottoms[0])
+    @staticmethod
+    def _notes(g: _Geometry) -> list[ShapeNote]:
         groups: dict[tuple[str, int], list[str]] = {}
         for name, size, k, ext, d, p, s in zip(axis_names(g.n_spatial), g.spatial, g.kernel, g.ext,
                                                g.dilation, g.pad, g.stride):
@@ -124,20 +154,14 @@ class Convolution(LayerType):
             notes.append(ShapeNote(f"{text}; {what}", field=("convolution_param",)))
         return notes
 
-    @classmethod
-    def blobs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Blob, ...]:
-        g = _Geometry(layer, bottoms[0])
+    @staticmethod
+    def _blobs(g: _Geometry) -> tuple[Blob, ...]:
         w = Blob((g.p.num_output, g.channels // g.p.group) + g.kernel)
         return (w, Blob((g.p.num_output,))) if g.p.bias_term else (w,)
 
-    @classmethod
-    def macs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
-        g = _Geometry(layer, bottoms[0])
+    @staticmethod
+    def _macs(g: _Geometry, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
         return count(tops[0]) * (g.channels // g.p.group) * count(g.kernel)
-
-    @classmethod
-    def window(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Window | None:
-        return _Geometry(layer, bottoms[0]).window()
 
 
 class Deconvolution(LayerType):
@@ -147,7 +171,28 @@ class Deconvolution(LayerType):
 
     @classmethod
     def infer(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Shape, ...]:
+        return cls._infer(_Geometry(layer, bottoms[0]), layer, bottoms)
+
+    @classmethod
+    def blobs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Blob, ...]:
+        return cls._blobs(_Geometry(layer, bottoms[0]))
+
+    @classmethod
+    def macs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
+        return cls._macs(_Geometry(layer, bottoms[0]), bottoms, tops)
+
+    @classmethod
+    def window(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Window | None:
+        return _Geometry(layer, bottoms[0]).window(transposed=True)
+
+    @classmethod
+    def evaluate(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Evaluation:
         g = _Geometry(layer, bottoms[0])
+        tops = cls._infer(g, layer, bottoms)
+        return tops, [], cls._blobs(g), cls._macs(g, bottoms, tops), g.window(transposed=True)
+
+    @staticmethod
+    def _infer(g: _Geometry, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Shape, ...]:
         out = []
         for name, size, ext, p, s in zip(axis_names(g.n_spatial), g.spatial, g.ext, g.pad, g.stride):
             o = s * (size - 1) + ext - 2 * p
@@ -158,20 +203,14 @@ class Deconvolution(LayerType):
         shape = bottoms[0][:g.axis] + (g.p.num_output,) + tuple(out)
         return (shape,) * len(layer.top)
 
-    @classmethod
-    def blobs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Blob, ...]:
-        g = _Geometry(layer, bottoms[0])
+    @staticmethod
+    def _blobs(g: _Geometry) -> tuple[Blob, ...]:
         w = Blob((g.channels, g.p.num_output // g.p.group) + g.kernel)
         return (w, Blob((g.p.num_output,))) if g.p.bias_term else (w,)
 
-    @classmethod
-    def macs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
-        g = _Geometry(layer, bottoms[0])
+    @staticmethod
+    def _macs(g: _Geometry, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
         return count(bottoms[0]) * (g.p.num_output // g.p.group) * count(g.kernel)
-
-    @classmethod
-    def window(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Window | None:
-        return _Geometry(layer, bottoms[0]).window(transposed=True)
 
 
 LAYERS = (Convolution, Deconvolution)

@@ -9,9 +9,11 @@ from netspec.layers.base import ShapeError
 
 def per_axis(msg: Any, field: str, n_spatial: int, default: int | None) -> tuple[int, ...]:
     """Resolve `kernel_size`/`stride`/`pad`/`dilation` (+ `_h`/`_w`) to one value per spatial axis."""
-    h = getattr(msg, f"{_stem(field)}_h", None)
-    w = getattr(msg, f"{_stem(field)}_w", None)
-    values: tuple[int, ...] = getattr(msg, field, ()) or ()
+    # the message's fields as a dict: a pydantic model answers a missing attribute (dilation_h) slowly
+    fields = vars(msg)
+    stem = _stem(field)
+    h, w = fields.get(stem + "_h"), fields.get(stem + "_w")
+    values: tuple[int, ...] = fields.get(field, ()) or ()
     if h is not None or w is not None:
         if values:
             raise ShapeError(f"give either '{field}' or '{_stem(field)}_h'/'{_stem(field)}_w', not both",
