@@ -775,6 +775,9 @@ def test_hdf5_data_extra_tops() -> None:
     out = model.apply(model.init(0), feed)
     for k, v in feed.items():
         np.testing.assert_array_equal(np.asarray(out[k]), v)
+    # Without the third dataset's shape, check says which top lacks one (it once dropped it silently).
+    with pytest.raises(netspec.NetspecError, match="the shape of 'z' comes from the HDF5Data layer's files"):
+        netspec.compile(spec, "TEST", input_shapes={"x": (2, 3), "y": (2,)})
 
 
 # --- coverage -----------------------------------------------------------------------------------------

@@ -140,6 +140,11 @@ class _DataLayer(LayerType):
         shapes: tuple[Shape, ...] = (data,)
         if len(layer.top) > 1:
             shapes += (given.get(layer.top[1], (data[0],)),)
+        for top in layer.top[2:]:  # HDF5Data: one dataset per top; nothing in the layer says its shape
+            if top not in given:
+                raise ShapeError(f"the shape of '{top}' comes from the {cls.type_name} layer's files, which "
+                                 "check does not open", hint=f"give it with `netspec check --input-shape {top}=N,...`")
+            shapes += (given[top],)
         return shapes
 
 
