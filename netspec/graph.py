@@ -161,12 +161,16 @@ class _Wiring:
 
     def resolve(self, i: int, name: str) -> str | None:
         """The blob id bottom `name` of layer i reads, or None when nothing writes it."""
+        import bisect
+
+        # Writes are appended in layer order, so both neighbours of i are a bisection away: a chain of
+        # thousands of in-place layers on one blob must not cost a scan per bottom.
         ws = self.writes.get(name, [])
-        before = [bid for j, bid in ws if j < i]
-        if before:
-            return before[-1]
-        after = [bid for j, bid in ws if j > i]
-        if after and after[0] == name:
+        k = bisect.bisect_left(ws, (i, ""))
+        if k:
+            return ws[k - 1][1]
+        k = bisect.bisect_left(ws, (i + 1, ""))
+        if k < len(ws) and ws[k][1] == name:
             return name  # a forward reference; the toposort orders it or finds the cycle
         return None
 
