@@ -187,9 +187,17 @@ def _tolerant_streams() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _tolerant_streams()
+    standalone = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
+    if standalone and args.command == "check":
+        # A one-shot process: what the imports built lives until exit, so the cyclic collector need
+        # not walk it again on every collection (about 4% of a `netspec check`). Not done when
+        # called in-process, where frozen objects would never be collected.
+        import gc
+
+        gc.freeze()
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
