@@ -91,10 +91,12 @@ def _arith(size: int, k: int, ext: int, d: int, p: int, s: int) -> str:
     return f"({size}−{kern}+2·{p})/{s}+1"
 
 
-class Convolution(LayerType):
-    type_name = "Convolution"
+class _Convolutional(LayerType):
+    """What Convolution and Deconvolution share: the message, and rules that resolve the geometry once
+    (`evaluate`) or per call. Subclasses give `_infer`, `_blobs`, `_macs` (and `_notes`)."""
+
     messages: ClassVar[Mapping[str, type[Message]]] = {"convolution_param": ConvolutionParameter}
-    summary = "cross-correlation with Caffe's (C_out, C_in/group, kh, kw) weights"
+    transposed: ClassVar[bool] = False
 
     @classmethod
     def infer(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Shape, ...]:
@@ -114,13 +116,34 @@ class Convolution(LayerType):
 
     @classmethod
     def window(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Window | None:
-        return _Geometry(layer, bottoms[0]).window()
+        return _Geometry(layer, bottoms[0]).window(cls.transposed)
 
     @classmethod
     def evaluate(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Evaluation:
         g = _Geometry(layer, bottoms[0])
         tops = cls._infer(g, layer, bottoms)
-        return tops, cls._notes(g), cls._blobs(g), cls._macs(g, bottoms, tops), g.window()
+        return tops, cls._notes(g), cls._blobs(g), cls._macs(g, bottoms, tops), g.window(cls.transposed)
+
+    @staticmethod
+    def _infer(g: _Geometry, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Shape, ...]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _notes(g: _Geometry) -> list[ShapeNote]:
+        return []
+
+    @staticmethod
+    def _blobs(g: _Geometry) -> tuple[Blob, ...]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _macs(g: _Geometry, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
+        raise NotImplementedError
+
+
+class Convolution(_Convolutional):
+    type_name = "Convolution"
+    summary = "cross-correlation with Caffe's (C_out, C_in/group, kh, kw) weights"
 
     @staticmethod
     def _infer(g: _Geometry, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Shape, ...]:
@@ -164,32 +187,10 @@ class Convolution(LayerType):
         return count(tops[0]) * (g.channels // g.p.group) * count(g.kernel)
 
 
-class Deconvolution(LayerType):
+class Deconvolution(_Convolutional):
     type_name = "Deconvolution"
-    messages: ClassVar[Mapping[str, type[Message]]] = {"convolution_param": ConvolutionParameter}
     summary = "transposed convolution; weights (C_in, C_out/group, kh, kw)"
-
-    @classmethod
-    def infer(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Shape, ...]:
-        return cls._infer(_Geometry(layer, bottoms[0]), layer, bottoms)
-
-    @classmethod
-    def blobs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Blob, ...]:
-        return cls._blobs(_Geometry(layer, bottoms[0]))
-
-    @classmethod
-    def macs(cls, layer: LayerSpec, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> int:
-        return cls._macs(_Geometry(layer, bottoms[0]), bottoms, tops)
-
-    @classmethod
-    def window(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Window | None:
-        return _Geometry(layer, bottoms[0]).window(transposed=True)
-
-    @classmethod
-    def evaluate(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Evaluation:
-        g = _Geometry(layer, bottoms[0])
-        tops = cls._infer(g, layer, bottoms)
-        return tops, [], cls._blobs(g), cls._macs(g, bottoms, tops), g.window(transposed=True)
+    transposed = True
 
     @staticmethod
     def _infer(g: _Geometry, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> tuple[Shape, ...]:
