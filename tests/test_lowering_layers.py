@@ -416,7 +416,13 @@ def test_batch_norm(use_global: bool | None, phase: str, shape: tuple[int, ...],
     test = model.apply({**v, "batch_stats": stats}, x)["L"]
     ref_test = reference.forward_bn(spec.messages["batch_norm_param"], x.astype(np.float64),
                                     [np.asarray(s, np.float64) for s in new], use_global is False)[0]
-    assert rel_err(test, ref_test) <= TOL
+    # The updated statistics can leave x − μ a cancellation: one value per channel (σ² = 0) divides
+    # float32 rounding of x and μ by √eps. Allow that rounding, amplified, and no more.
+    factor = float(new[2][0])
+    mu, var = (new[0] / factor, new[1] / factor) if factor else (0 * new[0], 0 * new[1])
+    amp = (np.max(np.abs(x)) + np.max(np.abs(mu))) / np.sqrt(np.min(var) + eps)
+    rounding = 4 * np.finfo(np.float32).eps * amp / max(float(np.max(np.abs(ref_test))), FLT_MIN)
+    assert rel_err(test, ref_test) <= max(TOL, rounding)
 
 
 def test_batch_norm_zero_factor_means_zero_stats() -> None:
