@@ -56,17 +56,11 @@ class _Geometry:
         self.channels = bottom[self.axis]
         self.spatial = bottom[self.axis + 1:]
         n = self.n_spatial
-        try:  # the common case, cheaply (a net builds this a few times per convolution)
-            self.kernel, self.stride = per_axis(p, "kernel_size", n, None), per_axis(p, "stride", n, 1)
-            self.pad, self.dilation = per_axis(p, "pad", n, 0), per_axis(p, "dilation", n, 1)
-            ok = not (self.channels % p.group or p.num_output % p.group)
-        except ShapeError:
-            ok = False
-        if not ok:  # every problem, located
-            gather(lambda: _axes(p, "kernel_size", n, None), lambda: _axes(p, "stride", n, 1),
-                   lambda: _axes(p, "pad", n, 0), lambda: _axes(p, "dilation", n, 1),
-                   lambda: _divisible("input channels", self.channels, p.group),
-                   lambda: _divisible("num_output", p.num_output, p.group))
+        self.kernel, self.stride, self.pad, self.dilation, _, _ = gather(  # every problem, located
+            lambda: _axes(p, "kernel_size", n, None), lambda: _axes(p, "stride", n, 1),
+            lambda: _axes(p, "pad", n, 0), lambda: _axes(p, "dilation", n, 1),
+            lambda: _divisible("input channels", self.channels, p.group),
+            lambda: _divisible("num_output", p.num_output, p.group))
         self.ext = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
 
     def window(self, transposed: bool = False) -> Window:
