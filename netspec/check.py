@@ -34,10 +34,10 @@ def check(spec: NetSpec | str | Path, *, phase: Phase = "TEST",
     report, diags = _infer_all(spec, phase, input_shapes, batch, strict, spec_diags)
     if report is not None:
         diags += _big_blobs(report)
-    if report is not None and not _errors(diags):
-        diags += _empty_blobs(report)
-        diags += _other_phase(spec, report, input_shapes, batch)
-        diags += _input_override(spec, report, input_shapes, batch)
+        if not _errors(diags):
+            diags += _empty_blobs(report)
+            diags += _other_phase(spec, report, input_shapes, batch)
+            diags += _input_override(spec, report, input_shapes, batch)
     diags = _finish(spec, diags)
     if report is None or _errors(diags):
         raise NetspecError(diags)
