@@ -12,6 +12,7 @@ nodes, and the shape stage skips whatever depends on them.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
@@ -161,8 +162,6 @@ class _Wiring:
 
     def resolve(self, i: int, name: str) -> str | None:
         """The blob id bottom `name` of layer i reads, or None when nothing writes it."""
-        import bisect
-
         # Writes are appended in layer order, so both neighbours of i are a bisection away: a chain of
         # thousands of in-place layers on one blob must not cost a scan per bottom.
         ws = self.writes.get(name, [])
@@ -176,8 +175,6 @@ class _Wiring:
 
     def known_before(self, i: int) -> list[str]:
         """Blob names written by layers before layer i, sorted."""
-        import bisect
-
         if self._first is None:
             # (index of the first write, name), in index order: a prefix of it is "before i"
             self._first = sorted((ws[0][0], n) for n, ws in self.writes.items())
