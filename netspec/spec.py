@@ -776,7 +776,8 @@ class _LayerParser:
 def _v1_types() -> Mapping[str, str]:
     """V1 enum names (CONVOLUTION, SOFTMAX_LOSS, ...) -> type names, as Caffe's upgrade maps them.
 
-    Imported only when a V1 net needs it: the netspec.caffe package loads NumPy for .caffemodel files.
+    Imported only when a V1 net needs it: netspec.caffe.upgrade brings the prototxt parser with it,
+    which a V2 spec's check has no use for.
     """
     from netspec.caffe.upgrade import V1_LAYER_TYPES
 
