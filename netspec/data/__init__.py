@@ -56,28 +56,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(_WHERE[name]), name)
 
 
-__all__ = [
-    "ArrayDataset",
-    "AugmentSpec",
-    "BatchIterator",
-    "DataError",
-    "DataSpec",
-    "Draws",
-    "Splits",
-    "Transformer",
-    "cache_dir",
-    "data_transformer",
-    "fetch",
-    "load_cifar10",
-    "load_dataset",
-    "load_image_folder",
-    "load_mean_file",
-    "load_mnist",
-    "load_npz",
-    "make_dataset",
-    "make_iterator",
-    "make_transformer",
-    "read_idx",
-    "split_dataset",
-    "stratified_split",
-]
+__all__ = sorted(_WHERE)
