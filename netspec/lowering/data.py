@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 import jax
-import jax.numpy as jnp
 
+from netspec.layers.common import FillerParameter
 from netspec.lowering.base import Ctx, Lowering, layer_seed
 from netspec.lowering.fillers import fill_many
 
@@ -32,23 +32,13 @@ def _fed(ctx: Ctx, *unused: Any) -> tuple[Any, ...]:
 
 def dummy_fills(tops: Sequence[tuple[LayerSpec, int, tuple[int, ...]]], rng: jax.Array | None) -> list[Any]:
     """The values (float32, Caffe layout) of these unfed DummyData tops (layer, top index, shape) for one
-    forward. The random ones are one fill_many call: one set of RNG kernels however many tops."""
-    out: list[Any] = []
-    requests, spots = [], []
+    forward: one fill_many call, so one set of RNG kernels however many tops (constant ones draw none)."""
+    requests = []
     for layer, index, shape in tops:
         fillers = layer.messages["dummy_data_param"].data_filler
-        f = fillers[index] if len(fillers) > 1 else (fillers[0] if fillers else None)
-        if f is None or f.type == "constant":
-            out.append(jnp.full(shape, f.value if f is not None else 0.0, jnp.float32))
-        else:
-            requests.append((layer_seed(layer.name), index, f, tuple(shape)))
-            spots.append(len(out))
-            out.append(None)
-    if requests:
-        drawn = fill_many(requests, jax.random.PRNGKey(0) if rng is None else rng)
-        for spot, value in zip(spots, drawn):
-            out[spot] = value
-    return out
+        f = fillers[index] if len(fillers) > 1 else (fillers[0] if fillers else FillerParameter())
+        requests.append((layer_seed(layer.name), index, f, tuple(shape)))
+    return fill_many(requests, jax.random.PRNGKey(0) if rng is None else rng)
 
 
 LOWERINGS = tuple(Lowering(t, _fed, wants="nchw", cast="none", is_input=True)
