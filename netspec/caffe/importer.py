@@ -297,6 +297,7 @@ class CaffeNet:
     unchecked: tuple[str, ...] = ()      # data tops whose shapes `netspec check` needs --input-shape for
     data_layers: tuple[str, ...] = ()    # layers reading databases (LMDB, LevelDB, HDF5, images)
     data_shapes: Mapping[str, DataShape] = field(default_factory=dict)  # what Caffe fixes of those
+    checked_shapes: Mapping[str, Shape] = field(default_factory=dict)  # input shapes the import checked with
 
 
 @dataclass(frozen=True)
@@ -415,7 +416,8 @@ def import_net(path: str | os.PathLike[str], *, fix_dialect: bool = False,
     fixed = {top: tuple(d for d in shape.dims if d is not None) for top, shape in derived.items()
              if shape.complete}
     complete = all(shape.complete for shape in derived.values())
-    diags, report = _check_phases(spec, {**fixed, **given}, shapes=complete)
+    checked = {**fixed, **given}
+    diags, report = _check_phases(spec, checked, shapes=complete)
     errors += [d for d in diags if d.severity == "error" and d not in errors]
     if errors:
         warnings = [d for d in diags if d.severity == "warning"]
@@ -424,7 +426,7 @@ def import_net(path: str | os.PathLike[str], *, fix_dialect: bool = False,
     header = {k: v for k, v in data.items() if k not in ("layer",)}
     readers = tuple(dict.fromkeys(layer.name for layer in spec.layers if layer.type in DATA_TYPES))
     return CaffeNet(parsed.file, data.get("name"), header, tuple(layers), spec, report,
-                    tuple(sorted(notes, key=sort_key)), legacy, unchecked, readers, derived)
+                    tuple(sorted(notes, key=sort_key)), legacy, unchecked, readers, derived, checked)
 
 
 def _check_phases(spec: Any, given: Mapping[str, Shape], *, shapes: bool) -> tuple[list[Diagnostic], Any]:

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}: {_summary(net, len(net.layers))}")
         return EXIT_OK
     try:
-        weights = _mapped_weights(args, net, shapes)
+        weights = _mapped_weights(args, net)
     except NetspecError as e:
         return _fail(e.diagnostics)
     # The checkpoint first: should writing it fail, no spec names a checkpoint that is not there.
@@ -127,14 +127,13 @@ def _check_it_loads(path: str, text: str) -> None:
     load_spec(path, text=text.encode("utf-8"))
 
 
-def _mapped_weights(args: argparse.Namespace, net: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
+def _mapped_weights(args: argparse.Namespace, net: Any) -> Any:
     """The caffemodel's blobs on the net's parameters (NetspecError if they do not fit). The net's
     spec is the prototxt's, so a mismatch is located in the prototxt: the YAML is not written yet.
     Data tops are shaped as the import checked them (--input-shape, else what Caffe's rules fix)."""
     from netspec.caffe.importer import import_weights
 
-    derived = {top: shape.dims for top, shape in net.data_shapes.items() if shape.complete}
-    weights = import_weights(net.spec, args.weights, input_shapes={**derived, **shapes})
+    weights = import_weights(net.spec, args.weights, input_shapes=net.checked_shapes)
     print_diagnostics(weights.diagnostics)
     return weights
 
