@@ -743,13 +743,7 @@ class _Expander:
         argsets = self.iterations(entry, scope, chain)
         if argsets is None or not ok:
             return
-        if not _surely(entry):
-            sure = 0
-        elif "repeat" in entry:  # one argument set, copied
-            sure = len(argsets) if argsets and _binds(block, argsets[0][0]) else 0
-        else:
-            sure = sum(_binds(block, s) for s, _ in argsets)
-        self.reserve(name, len(argsets), sure, at, chain)
+        self.reserve(name, len(argsets), _sure(block, entry, [s for s, _ in argsets]), at, chain)
         for k, (argset, argset_loc) in enumerate(argsets):
             local = {**scope, index: k}
             self.step(at, chain)
@@ -913,16 +907,24 @@ def _copies(block: Block, entry: PosDict) -> tuple[int, int]:
     if isinstance(sets, list):
         if "repeat" in entry or not all(isinstance(s, dict) for s in sets):
             return 0, 0
-        attempted, sure = len(sets), sum(_binds(block, s) for s in sets)
-    elif sets is None or isinstance(sets, dict):
+        return len(sets), _sure(block, entry, sets)
+    if sets is None or isinstance(sets, dict):
         count = entry.get("repeat", 1)
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_LAYERS:
             return 0, 0
-        attempted = count
-        sure = count if _binds(block, sets or {}) else 0
-    else:
-        return 0, 0
-    return attempted, sure if _surely(entry) else 0
+        return count, _sure(block, entry, [sets or {}] * count)
+    return 0, 0
+
+
+def _sure(block: Block, entry: PosDict, sets: list[Any]) -> int:
+    """How many of a `use:` entry's copies (one per argument set) surely expand: none when an `if:` may
+    drop them, all or none for a repeated set, else those whose arguments bind. Shared by the bound
+    worked out from the definitions (_copies) and the running count at expansion, so they agree."""
+    if not _surely(entry):
+        return 0
+    if "repeat" in entry:  # one argument set, copied
+        return len(sets) if sets and _binds(block, sets[0]) else 0
+    return sum(_binds(block, s) for s in sets)
 
 
 def _surely(entry: PosDict) -> bool:
