@@ -1,4 +1,5 @@
-"""The spec schema: a Caffe NetParameter written in YAML, as frozen pydantic models.
+"""The spec schema: a Caffe NetParameter written in YAML, as frozen messages (netspec.message:
+declared like pydantic models, validated by pydantic where the data is not plainly right).
 
 Validation runs in two stages, as Caffe does: first each layer's envelope (name, type, bottom,
 top, param, include/exclude, ...), then the parameter messages its type reads. Every problem in
@@ -11,19 +12,15 @@ report the rest of the net's problems in the same run instead of a cascade of "u
 
 from __future__ import annotations
 
-import copy
-import functools
 import re
-import types
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, ValidationError
+from typing import Any, Literal, Mapping
 
 from netspec.errors import Diagnostic, NetspecError, SourceLoc, closest, did_you_mean, sort_key
 from netspec.layers import REGISTRY, lookup
-from netspec.layers.base import LayerType, Message, Repeated, _listify
+from netspec.layers.base import LayerType
 from netspec.layers.common import BlobShape
+from netspec.message import Field, Message, MessageError, NonNegativeInt, Repeated, hints, validate
 from netspec.source import PosDict, PosList, load_yaml, locate
 
 #: A bound on the work a spec can ask for (block expansion makes large nets from small files);
@@ -100,13 +97,11 @@ class LayerEnvelope(Message):
     exclude: Repeated[NetStateRule] = Field((), description="the layer is out of the net when any rule holds")
 
 
-class LayerSpec(BaseModel):
+class LayerSpec(Message):
     """A validated layer: the envelope plus its type's messages (Caffe defaults filled in).
 
-    Built with `model_construct` from already-validated parts, so it never builds a validator.
+    Built with `model_construct` from already-validated parts; never validated from data.
     """
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     name: str
     type: str
@@ -152,10 +147,8 @@ class NetEnvelope(Message):
     blocks: Any = None
 
 
-class NetSpec(BaseModel):
-    """A whole validated network."""
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
+class NetSpec(Message):
+    """A whole validated network (built with `model_construct`, as LayerSpec)."""
 
     name: str
     layers: tuple[LayerSpec, ...]
@@ -282,17 +275,15 @@ def _describe(e: dict[str, Any], label: str, lone: bool = False) -> str:
     return f"{what}: {str(e.get('msg', 'invalid value')).rstrip('.')} (got {show(got)})"
 
 
-def pydantic_diagnostics(err: ValidationError, raw: Any, prefix: tuple[Any, ...], file: str,
-                         layer: str | None, model: type[BaseModel] | None,
-                         section: str = "") -> list[Diagnostic]:
-    """Each pydantic error as a located diagnostic in the user's words.
+def pydantic_diagnostics(errors: list[dict[str, Any]], raw: Any, prefix: tuple[Any, ...], file: str,
+                         layer: str | None, model: type[Any] | None, section: str = "") -> list[Diagnostic]:
+    """Each pydantic error record (`MessageError.errors`, `ValidationError.errors()`) as a located
+    diagnostic in the user's words. `model` is a Message or a pydantic model.
 
     `prefix` is the data path of the validated mapping inside `raw`; `section` names it in
     messages (e.g. 'convolution_param'). A misspelt field that pydantic reports twice (unknown
     'num_ouput' and missing 'num_output') becomes one error with a did-you-mean.
     """
-    errors = err.errors(include_url=False)
-
     def known(parent: tuple[Any, ...]) -> list[str]:
         return _fields_at(model, parent)
 
@@ -332,27 +323,35 @@ def pydantic_diagnostics(err: ValidationError, raw: Any, prefix: tuple[Any, ...]
     return out
 
 
-def _fields_at(model: type[BaseModel] | None, path: tuple[Any, ...]) -> list[str]:
+def _fields_at(model: type[Any] | None, path: tuple[Any, ...]) -> list[str]:
     """Field names of the (nested) message at `path`, for did-you-mean."""
     for step in path:
         if model is None or isinstance(step, int):
             continue
-        info = model.model_fields.get(str(step))
-        if info is None:
+        if str(step) not in model.model_fields:
             return []
-        model = _message_type(info.annotation)
+        model = _model_in(_annotation(model, str(step)))
     return list(model.model_fields) if model is not None else []
 
 
-def _message_type(annotation: Any) -> type[BaseModel] | None:
+def _annotation(model: type[Any], name: str) -> Any:
+    """A field's type: a Message's evaluated hint, or a pydantic model's annotation."""
+    if issubclass(model, Message):
+        return hints(model)[name]
+    return model.model_fields[name].annotation
+
+
+def _model_in(annotation: Any) -> type[Any] | None:
+    """The message or pydantic model inside an annotation (without importing pydantic)."""
     import typing
 
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if isinstance(annotation, type) and hasattr(annotation, "model_fields") and \
+            hasattr(annotation, "model_validate"):
         return annotation
     for arg in typing.get_args(annotation):
-        found = _message_type(arg)
-        if found is not None:
-            return found
+        inner = _model_in(arg)
+        if inner is not None:
+            return inner
     return None
 
 
@@ -391,252 +390,7 @@ def _strings(value: Any) -> tuple[str, ...] | None:
 
 def _message(mtype: type[Message], value: Any) -> Message:
     """Validate a parameter message (an absent one is all defaults)."""
-    return validate(mtype, value if value is not None else {})
-
-
-# ----------------------------------------------------------------------------------------------
-# the fast path: plain data that is already exactly right needs no pydantic validator
-#
-# Building a pydantic validator costs about a millisecond per model (the first one also loads
-# pydantic's plugin machinery), a net names a dozen models, and a check runs in a fresh process.
-# Most specs are valid and their values already have the field's exact type, so `fast_construct`
-# builds the model directly from the field declarations
-# (types, Literal choices, bounds, lone-value-or-list, nested messages) and gives up, returning
-# None, on anything else: a value of another type, a failed bound, an unknown or missing field, a
-# model with validators. pydantic then validates as before and reports the problems. Where it
-# accepts, the result equals pydantic's (tests/test_spec_errors.py compares the two).
-
-_Convert = Callable[[Any], Any]
-_REJECT = object()  # a converter's "not for the fast path" answer
-
-
-def validate(model: type[BaseModel], data: Any) -> Any:
-    """`model.model_validate(data)`, without building pydantic's validator when the data allows."""
-    built = fast_construct(model, data)
-    return built if built is not None else model.model_validate(data)
-
-
-def fast_construct(model: type[BaseModel], data: Any) -> Any:
-    """The model built straight from `data`, or None where only pydantic can decide."""
-    plan = _plan(model)
-    if plan is None or not isinstance(data, dict):
-        return None
-    convert = plan.convert
-    values = {}
-    for key, value in data.items():
-        to = convert.get(key)
-        if to is None:
-            return None
-        value = to(value)
-        if value is _REJECT:
-            return None
-        values[key] = value
-    if plan.required and not plan.required <= values.keys():
-        return None
-    return plan.instance(values)
-
-
-def _construct(model: type[BaseModel], **values: Any) -> Any:
-    """`model.model_construct(**values)` without its per-field default resolution."""
-    return _builder(model).instance(values)
-
-
-@functools.cache
-def _builder(model: type[BaseModel]) -> _Plan:
-    return _Plan(model, {})
-
-
-_new_object = object.__new__
-_set = object.__setattr__
-
-
-class _Plan:
-    """How to build one model from plain data: a converter per field, and its defaults.
-
-    `instance` makes what `model.model_construct` makes (for models without private attributes or
-    extra fields), from one template dict: model_construct re-resolves and copies every default
-    on every call. A default factory runs once when it yields a frozen model (instances may share
-    it); a message class as factory is built without a validator.
-    """
-
-    def __init__(self, model: type[BaseModel], convert: dict[str, _Convert]) -> None:
-        self.model = model
-        self.convert = convert
-        fields = model.model_fields
-        self.required = frozenset(n for n, f in fields.items() if f.is_required())
-        self.template: dict[str, Any] = {}  # every field in order; required ones get overwritten
-        self.fresh: dict[str, Callable[[], Any]] = {}
-        for name, info in fields.items():
-            self.template[name] = None
-            if info.is_required():
-                continue
-            factory = info.default_factory
-            if factory is None:
-                if isinstance(info.default, (list, dict, set)):
-                    self.fresh[name] = functools.partial(copy.deepcopy, info.default)
-                else:
-                    self.template[name] = info.default
-                continue
-            if isinstance(factory, type) and issubclass(factory, BaseModel) and _plan(factory) is not None \
-                    and not _plan(factory).required:  # type: ignore[union-attr]
-                value = _plan(factory).instance({})  # type: ignore[union-attr]
-            else:
-                value = factory()  # type: ignore[call-arg]
-            if isinstance(value, BaseModel) and value.model_config.get("frozen"):
-                self.template[name] = value
-            else:
-                self.fresh[name] = factory  # type: ignore[assignment]
-
-    def instance(self, values: dict[str, Any]) -> Any:
-        every = {**self.template, **values}
-        for name, make in self.fresh.items():
-            if name not in values:
-                every[name] = make()
-        obj = _new_object(self.model)
-        _set(obj, "__dict__", every)
-        _set(obj, "__pydantic_fields_set__", set(values))
-        _set(obj, "__pydantic_extra__", None)
-        _set(obj, "__pydantic_private__", None)
-        return obj
-
-
-@functools.cache
-def _plan(model: type[BaseModel]) -> _Plan | None:
-    """The fast path for a model, or None when some field (or a validator) needs pydantic."""
-    decorators = model.__pydantic_decorators__
-    if (decorators.validators or decorators.field_validators or decorators.root_validators
-            or decorators.model_validators or model.model_config.get("extra") != "forbid"
-            or model.model_config.get("strict") or model.__private_attributes__):
-        return None
-    convert = {}
-    for name, info in model.model_fields.items():
-        if info.alias not in (None, name) or info.validation_alias is not None \
-                or getattr(info, "default_factory_takes_data", False):
-            return None
-        to = _converter(info.annotation, tuple(info.metadata))
-        if to is None:
-            return None
-        convert[name] = to
-    return _Plan(model, convert)
-
-
-def _converter(annotation: Any, metadata: tuple[Any, ...]) -> _Convert | None:
-    """What pydantic does to a value of this annotation, on values that need no coercion."""
-    import typing
-
-    lone = [m for m in metadata if isinstance(m, BeforeValidator)]
-    metadata = tuple(m for m in metadata if not isinstance(m, BeforeValidator))
-    if lone:
-        if len(lone) > 1 or getattr(lone[0].func, "__name__", "") != "_listify":
-            return None
-        if typing.get_origin(annotation) is not tuple or metadata:
-            return None
-        args = typing.get_args(annotation)
-        item = _converter(args[0], ()) if len(args) == 2 and args[1] is Ellipsis else None
-        if item is None:
-            return None
-
-        def lone_or_tuple(v: Any) -> Any:  # netspec's Repeated: _listify, then tuple[T, ...]
-            if v is None:
-                return ()
-            if not isinstance(v, (list, tuple)):
-                v = _REJECT if (x := item(v)) is _REJECT else (x,)
-                return v
-            out = tuple([item(x) for x in v])
-            return _REJECT if _REJECT in out else out
-        return lone_or_tuple
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        base, *extra = typing.get_args(annotation)
-        return _converter(base, metadata + tuple(extra))
-    check = _bounds(metadata)
-    if check is None:
-        return None
-    if annotation is Any:
-        return None if metadata else (lambda v: v)
-    if origin is typing.Union or origin is types.UnionType:
-        args = typing.get_args(annotation)
-        others = [a for a in args if a is not type(None)]
-        if len(others) != 1 or len(args) != 2:
-            return None
-        inner = _converter(others[0], metadata)
-        return None if inner is None else (lambda v: None if v is None else inner(v))
-    if origin is typing.Literal:
-        choices = frozenset(typing.get_args(annotation))
-        if not all(type(c) is str for c in choices) or metadata:
-            return None
-        return lambda v: v if type(v) is str and v in choices else _REJECT
-    if origin is tuple:
-        args = typing.get_args(annotation)
-        if len(args) != 2 or args[1] is not Ellipsis or metadata:
-            return None
-        item = _converter(args[0], ())
-        if item is None:
-            return None
-
-        def tuple_of(v: Any) -> Any:
-            if not isinstance(v, (list, tuple)):
-                return _REJECT
-            out = tuple([item(x) for x in v])
-            return _REJECT if _REJECT in out else out
-        return tuple_of
-    if origin is dict:
-        key, value = typing.get_args(annotation)
-        if key is not str or value is not Any or metadata:
-            return None
-        return lambda v: dict(v) if isinstance(v, dict) and all(type(k) is str for k in v) else _REJECT
-    if annotation is int:
-        return lambda v: v if type(v) is int and check(v) else _REJECT
-    if annotation is float:
-        def to_float(v: Any) -> Any:
-            if type(v) is not float and type(v) is not int:
-                return _REJECT
-            try:
-                f = float(v)
-            except OverflowError:
-                return _REJECT
-            return f if check(f) else _REJECT
-        return to_float
-    if annotation is bool and not metadata:
-        return lambda v: v if type(v) is bool else _REJECT
-    if annotation is str:
-        return lambda v: v if type(v) is str and check(v) else _REJECT
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and not metadata:
-        if _plan(annotation) is None:
-            return None
-        return lambda v: _REJECT if (built := fast_construct(annotation, v)) is None else built
-    return None
-
-
-def _bounds(metadata: tuple[Any, ...]) -> Callable[[Any], bool] | None:
-    """A predicate for annotated-types bounds (Gt, Ge, Lt, Le, MinLen, MaxLen); None for others."""
-    import annotated_types as at
-
-    tests: list[Callable[[Any], bool]] = []
-    for m in metadata:
-        if isinstance(m, at.Gt):
-            tests.append(lambda v, b=m.gt: v > b)
-        elif isinstance(m, at.Ge):
-            tests.append(lambda v, b=m.ge: v >= b)
-        elif isinstance(m, at.Lt):
-            tests.append(lambda v, b=m.lt: v < b)
-        elif isinstance(m, at.Le):
-            tests.append(lambda v, b=m.le: v <= b)
-        elif isinstance(m, at.MinLen):
-            tests.append(lambda v, b=m.min_length: len(v) >= b)
-        elif isinstance(m, at.MaxLen):
-            tests.append(lambda v, b=m.max_length: len(v) <= b)
-        else:
-            return None
-    if not tests:
-        return _always
-    if len(tests) == 1:
-        return tests[0]
-    return lambda v: all(t(v) for t in tests)
-
-
-def _always(value: Any) -> bool:
-    return True
+    return validate(mtype, value if value is not None else {})  # type: ignore[no-any-return]
 
 
 _ENVELOPE_FIELDS = tuple(LayerEnvelope.model_fields)
@@ -674,8 +428,7 @@ class _LayerParser:
             self.rules(env, fixed, who)
         failed = any(d.severity == "error" for d in diags[before:])
         if env is not None and cls is not None and not failed:
-            return _construct(
-                LayerSpec,
+            return LayerSpec.model_construct(
                 name=env.name, type=cls.type_name, bottom=env.bottom, top=env.top,
                 loss_weight=env.loss_weight, param=env.param, propagate_down=env.propagate_down,
                 include=env.include, exclude=env.exclude, messages=messages, index=index, loc=at,
@@ -707,8 +460,8 @@ class _LayerParser:
     def envelope(self, part: dict[str, Any], fixed: PosDict, who: str) -> LayerEnvelope | None:
         try:
             return validate(LayerEnvelope, part)  # type: ignore[no-any-return]
-        except ValidationError as e:
-            self.diags.extend(pydantic_diagnostics(e, fixed, (), self.file, who, LayerEnvelope))
+        except MessageError as e:
+            self.diags.extend(pydantic_diagnostics(e.errors, fixed, (), self.file, who, LayerEnvelope))
             return None
 
     def messages(self, cls: type[LayerType] | None, fixed: PosDict, who: str) -> dict[str, Any]:
@@ -726,8 +479,8 @@ class _LayerParser:
         for mname, mtype in cls.messages.items():
             try:
                 messages[mname] = _message(mtype, fixed.get(mname))
-            except ValidationError as e:
-                diags.extend(pydantic_diagnostics(e, fixed, (mname,), self.file, who, mtype, section=mname))
+            except MessageError as e:
+                diags.extend(pydantic_diagnostics(e.errors, fixed, (mname,), self.file, who, mtype, section=mname))
         return messages
 
     def rules(self, env: LayerEnvelope, fixed: PosDict, who: str) -> None:
@@ -767,8 +520,7 @@ class _LayerParser:
             return None
         include = env.include if env is not None else ()
         exclude = env.exclude if env is not None else ()
-        return _construct(
-                LayerSpec,
+        return LayerSpec.model_construct(
             name=name, type=str(item.get("type")), bottom=bottom, top=top or (name,), include=include,
             exclude=exclude, index=index, loc=at, raw=item)
 
@@ -806,7 +558,7 @@ def _legacy_inputs(env: NetEnvelope, raw: PosDict, file: str,
     layers = _legacy_input_layers(env, raw, file, diags)
     if len(diags) == before:
         return layers, []
-    stubs = [_construct(LayerSpec, name=name, type="Input", bottom=(), top=(name,), index=-len(env.input) + i,
+    stubs = [LayerSpec.model_construct(name=name, type="Input", bottom=(), top=(name,), index=-len(env.input) + i,
                                        loc=locate(raw, ("input", i)) or locate(raw, ("input",)))
              for i, name in enumerate(env.input)]
     return [], stubs
@@ -844,8 +596,7 @@ def _legacy_input_layers(env: NetEnvelope, raw: PosDict, file: str,
     layers = []
     for i, (name, shape) in enumerate(zip(env.input, shapes)):
         msg = InputParameter.model_construct(shape=(BlobShape.model_construct(dim=tuple(shape)),))
-        layers.append(_construct(
-                LayerSpec,
+        layers.append(LayerSpec.model_construct(
             name=name, type="Input", bottom=(), top=(name,), messages={"input_param": msg},
             index=-len(env.input) + i, loc=locate(raw, ("input", i)) or locate(raw, ("input",))))
     return layers
@@ -881,8 +632,8 @@ def parse_partial(raw: Any, file: str = "<spec>") -> tuple[NetSpec, list[Diagnos
         raw = expand(raw, file, diags)
     try:
         env = validate(NetEnvelope, raw)
-    except ValidationError as e:
-        diags.extend(pydantic_diagnostics(e, raw, (), file, None, NetEnvelope))
+    except MessageError as e:
+        diags.extend(pydantic_diagnostics(e.errors, raw, (), file, None, NetEnvelope))
         env = NetEnvelope.model_construct()
     key, items = _layer_list(raw, file, diags)
     if len(items) > MAX_LAYERS:
@@ -925,14 +676,17 @@ def _extension(section: str, value: Any, raw: PosDict, file: str, diags: list[Di
     model = extension_model(section)
     if model is None:
         return value
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(value)
     except ValidationError as e:
-        diags.extend(pydantic_diagnostics(e, raw, (section,), file, None, model, section=section))
+        diags.extend(pydantic_diagnostics(e.errors(include_url=False), raw, (section,), file, None, model,
+                                          section=section))
         return None
 
 
-def extension_model(section: str) -> type[BaseModel] | None:
+def extension_model(section: str) -> type[Any] | None:
     """The model of a netspec section (`solver`, `data`), or None where that module is absent."""
     import importlib
 

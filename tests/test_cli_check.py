@@ -117,6 +117,16 @@ def test_check_never_imports_jax(spec: Path) -> None:
     assert done.stdout.strip() == "0 []", done.stderr
 
 
+@pytest.mark.parametrize("spec", [LENET, RESNET152], ids=["lenet", "resnet152"])
+def test_check_of_a_valid_spec_never_imports_pydantic(spec: Path) -> None:
+    # pydantic is for the error path (and the solver:/data: sections these specs do not have):
+    # importing it would be about half of a fresh `netspec check`
+    probe = _PROBE.replace('m.split(".")[0] in (', 'm.split(".")[0] in ("pydantic", "pydantic_core", ')
+    done = subprocess.run([sys.executable, "-c", probe, str(spec)], capture_output=True, text=True, cwd=ROOT,
+                          check=False)
+    assert done.stdout.strip() == "0 []", done.stderr
+
+
 def test_an_ascii_terminal_gets_escapes_not_a_crash(tmp_path: Path) -> None:
     (tmp_path / "net.yaml").write_text(SMALL, encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "netspec.cli", "check", "net.yaml"], capture_output=True,

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Mapping
 
-from pydantic import Field
-
 from netspec.layers.base import Blob, LayerType, Message, Shape, ShapeError
 from netspec.layers.common import FillerParameter, constant
+from netspec.message import Field
 
 if TYPE_CHECKING:
     from netspec.spec import LayerSpec

@@ -8,34 +8,14 @@ JAX lives in `netspec.lowering` (keyed by the same type name) so that checking n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from netspec.message import Message
 
 if TYPE_CHECKING:
     from netspec.spec import LayerSpec
 
 Shape = tuple[int, ...]
-
-T = TypeVar("T")
-
-
-def _listify(value: Any) -> Any:
-    """Caffe's repeated fields: a lone value stands for a one-element list."""
-    if value is None:
-        return ()
-    if isinstance(value, (list, tuple)):
-        return value
-    return (value,)
-
-
-Repeated = Annotated[tuple[T, ...], BeforeValidator(_listify)]
-
-
-class Message(BaseModel):
-    """A Caffe protobuf message: immutable, unknown fields refused."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=True, defer_build=True)
 
 
 class ShapeError(Exception):

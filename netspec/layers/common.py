@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt
-
-from netspec.layers.base import Message, Repeated
+from netspec.layers.base import Message
+from netspec.message import Field, NonNegativeInt, Repeated
 
 
 class FillerParameter(Message):

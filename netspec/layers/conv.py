@@ -6,15 +6,13 @@ Deconvolution: out = s·(in − 1) + ext − 2p; weights are (C_in, C_out/group,
 
 from __future__ import annotations
 
-from fractions import Fraction
 from typing import TYPE_CHECKING, ClassVar, Mapping
 
-from pydantic import Field, NonNegativeInt, PositiveInt
-
-from netspec.layers.base import (Blob, Evaluation, LayerType, Message, Repeated, Shape, ShapeError, ShapeNote,
+from netspec.layers.base import (Blob, Evaluation, LayerType, Message, Shape, ShapeError, ShapeNote,
                                  Window, count, fmt_shape, gather)
 from netspec.layers.common import FillerParameter
 from netspec.layers.spatial import axis_names, canonical_axis, per_axis
+from netspec.message import Field, NonNegativeInt, PositiveInt, Repeated
 
 if TYPE_CHECKING:
     from netspec.spec import LayerSpec
@@ -159,8 +157,8 @@ class Convolution(_Convolutional):
                                                g.dilation, g.pad, g.stride):
             lost = (size + 2 * p - ext) % s
             if size + 2 * p >= ext and lost:
-                exact = Fraction(size + 2 * p - ext, s) + 1
-                text = f"{_arith(size, k, ext, d, p, s)} = {float(exact):g}, floored to {int(exact)}"
+                whole = size + 2 * p - ext + s  # (N−F+2P)/S + 1 = whole/s; int/int rounds correctly
+                text = f"{_arith(size, k, ext, d, p, s)} = {whole / s:g}, floored to {whole // s}"
                 groups.setdefault((text, lost), []).append(name)
         notes = []
         for (text, lost), names in groups.items():

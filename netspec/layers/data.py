@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal, Mapping
 
-from pydantic import Field, NonNegativeInt, PositiveInt
-
-from netspec.layers.base import LayerType, Message, Repeated, Shape, ShapeError
+from netspec.layers.base import LayerType, Message, Shape, ShapeError
 from netspec.layers.common import BlobShape, FillerParameter
+from netspec.message import Field, NonNegativeInt, PositiveInt, Repeated
 
 if TYPE_CHECKING:
     from netspec.spec import LayerSpec

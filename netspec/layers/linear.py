@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Mapping
 
-from pydantic import Field, PositiveInt
-
 from netspec.layers.base import Blob, LayerType, Message, Shape, Window, count
 from netspec.layers.common import FillerParameter
 from netspec.layers.spatial import canonical_axis
+from netspec.message import Field, PositiveInt
 
 if TYPE_CHECKING:
     from netspec.spec import LayerSpec

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal, Mapping
 
-from pydantic import Field, PositiveInt
-
 from netspec.layers.base import LayerType, Message, Shape, ShapeError, count, fmt_shape
 from netspec.layers.spatial import canonical_axis
+from netspec.message import Field, PositiveInt
 
 if TYPE_CHECKING:
     from netspec.spec import LayerSpec

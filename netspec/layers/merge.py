@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal, Mapping
 
-from pydantic import Field, NonNegativeInt
-
-from netspec.layers.base import LayerType, Message, Repeated, Shape, ShapeError, count, fmt_shape
+from netspec.layers.base import LayerType, Message, Shape, ShapeError, count, fmt_shape
 from netspec.layers.common import BlobShape
 from netspec.layers.spatial import canonical_axis
+from netspec.message import Field, NonNegativeInt, Repeated
 
 if TYPE_CHECKING:
     from netspec.spec import LayerSpec

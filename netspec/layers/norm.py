@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal, Mapping
 
-from pydantic import Field, PositiveInt, field_validator
-
 from netspec.layers.base import Blob, LayerType, Message, Shape, ShapeError, Window, fmt_shape
 from netspec.layers.common import FillerParameter, constant
 from netspec.layers.spatial import canonical_axis
+from netspec.message import Field, PositiveInt, field_validator
 
 if TYPE_CHECKING:
     from netspec.spec import LayerSpec
@@ -30,9 +29,9 @@ class LRNParameter(Message):
     k: float = 1.0
     engine: str = "DEFAULT"
 
+    @staticmethod
     @field_validator("local_size")
-    @classmethod
-    def _odd(cls, v: int) -> int:
+    def _odd(v: int) -> int:
         if v % 2 == 0:
             raise ValueError(f"local_size must be odd, got {v}")
         return v

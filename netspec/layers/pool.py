@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal, Mapping
 
-from pydantic import Field, NonNegativeInt, PositiveInt
-
 from netspec.layers.base import LayerType, Message, Shape, ShapeError, Window, fmt_shape, gather
 from netspec.layers.spatial import axis_names
+from netspec.message import Field, NonNegativeInt, PositiveInt
 
 if TYPE_CHECKING:
     from netspec.spec import LayerSpec
