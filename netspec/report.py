@@ -33,11 +33,13 @@ integer, or a float after upsampling.
 
 from __future__ import annotations
 
-from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netspec.errors import printable
 from netspec.shapes import BYTES_PER_VALUE, Receptive, Row, ShapeReport
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 
 def _scientific(n: int) -> str:

@@ -8,12 +8,14 @@ one run reports every problem in the net.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from netspec.errors import Diagnostic, NetspecError, sort_key
 from netspec.graph import Graph, Node
 from netspec.layers.base import Blob, Shape, ShapeError, ShapeErrors, Window, count, fmt_shape
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 BYTES_PER_VALUE = 4  # activations are float32 unless lowered with another dtype
 
@@ -87,6 +89,8 @@ def _rf_step(w: Window, r: Receptive) -> Receptive | None:
         if w.transposed:
             span = -(-ext // s)
             size.append(int(rs + (span - 1) * rj))
+            from fractions import Fraction  # only deconvolutions divide jumps (fractions loads decimal)
+
             j = Fraction(rj) / s
             jump.append(j.numerator if j.denominator == 1 else j)
         else:

@@ -3,7 +3,7 @@
     python tools/bench_check.py [SPEC ...] [-n 15] [--no-pyc] [--baseline DIR]
 
 Each run is a new interpreter (the real one, `sys.executable`, not a pyenv shim) that times its own
-`import netspec.cli` and its `cli.main(["check", SPEC])`, and says whether jax/flax/optax got imported.
+`import netspec.cli` and its `cli.main(["check", SPEC])`, and says whether jax/flax/optax/numpy or pydantic got imported.
 The interpreter's bare start-up (`python -c pass`, site packages included) is measured the same way,
 so `total ≈ startup + import + work`. Medians over N runs; the machine is shared, so also look at min.
 
@@ -44,7 +44,7 @@ out = io.StringIO()
 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
     rc = netspec.cli.main(["check", sys.argv[1]])
 t2, c2 = time.perf_counter(), time.process_time()
-heavy = sorted(m for m in ("jax", "flax", "optax", "numpy") if m in sys.modules)
+heavy = sorted(m for m in ("jax", "flax", "optax", "numpy", "pydantic") if m in sys.modules)
 print(json.dumps({"import": t1 - t0, "work": t2 - t1, "import_cpu": c1 - c0, "work_cpu": c2 - c1,
                   "rc": rc, "heavy": heavy}))
 """
