@@ -61,8 +61,9 @@ def print_diagnostics(diags: Sequence[Diagnostic]) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    # pydantic would scan every installed distribution for plugins before its first validator
-    # (tens of ms); checking has no use for plugins. An explicit setting is respected.
+    # A spec with errors is validated by pydantic, which would scan every installed distribution for
+    # plugins before its first validator (tens of ms); checking has no use for plugins. An explicit
+    # setting is respected.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from netspec.check import check
     from netspec.report import as_json, render_table

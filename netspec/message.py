@@ -110,12 +110,27 @@ def field_validator(*names: str) -> Callable[[Callable[[Any], Any]], Callable[[A
     return mark
 
 
+def model_validator(*, mode: str) -> Callable[[Any], Any]:
+    """Marks a whole-message check, as pydantic's `model_validator`: mode "before" is a classmethod
+    `(cls, data) -> data` run on the raw data, mode "after" a method `(self) -> self` run on the
+    built message (on pydantic's side, on the generated model's instance, which has the same
+    fields). Either raises ValueError for invalid data."""
+    if mode not in ("before", "after"):
+        raise ValueError(f"mode must be 'before' or 'after', got {mode!r}")
+
+    def mark(fn: Any) -> Any:
+        getattr(fn, "__func__", fn).__model_validator__ = mode
+        return fn
+    return mark
+
+
 class MessageError(ValueError):
     """Data a message refuses: pydantic's error records (`type`, `loc`, `msg`, `input`, `ctx`)."""
 
     def __init__(self, model: type[Message], errors: list[dict[str, Any]]) -> None:
         super().__init__(f"{len(errors)} validation error(s) for {model.__name__}: "
-                         + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+                         + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} [type={e['type']}]"
+                                     for e in errors))
         self.model = model
         self.errors = errors
 
@@ -135,11 +150,14 @@ class Message:
     model_fields: typing.ClassVar[dict[str, FieldInfo]] = {}
     #: field name -> functions run after its type and bounds (see `field_validator`)
     __validators__: typing.ClassVar[dict[str, tuple[Callable[[Any], Any], ...]]] = {}
+    #: names of the `model_validator`s by mode ("before", "after"), in definition order
+    __model_validators__: typing.ClassVar[dict[str, tuple[str, ...]]] = {"before": (), "after": ()}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         fields = dict(cls.model_fields)
         validators = {k: tuple(v) for k, v in cls.__validators__.items()}
+        whole = {k: list(v) for k, v in cls.__model_validators__.items()}
         for name, annotation in cls.__dict__.get("__annotations__", {}).items():
             if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
                 continue
@@ -149,12 +167,16 @@ class Message:
             fields[name] = info
             if name in cls.__dict__:
                 delattr(cls, name)  # instances hold every field; no class attribute shadows them
-        for value in list(cls.__dict__.values()):
-            fn = getattr(value, "__func__", value)  # under @staticmethod
+        for attr, value in list(cls.__dict__.items()):
+            fn = getattr(value, "__func__", value)  # under @staticmethod/@classmethod
             for name in getattr(fn, "__validates__", ()):
                 validators[name] = validators.get(name, ()) + (fn,)
+            mode = getattr(fn, "__model_validator__", None)
+            if mode is not None:
+                whole[mode].append(attr)
         cls.model_fields = fields
         cls.__validators__ = validators
+        cls.__model_validators__ = {k: tuple(v) for k, v in whole.items()}
 
     def __init__(self, **data: Any) -> None:
         built = validate(type(self), data)
@@ -170,6 +192,11 @@ class Message:
     def model_validate(cls, data: Any) -> Any:
         """An instance from plain data, or MessageError with every problem."""
         return validate(cls, data)
+
+    @classmethod
+    def model_json_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of the message (from its generated pydantic model)."""
+        return pydantic_model(cls).model_json_schema()  # type: ignore[no-any-return]
 
     def model_copy(self, *, update: dict[str, Any] | None = None) -> Any:
         """A copy with some fields replaced (not validated, as pydantic's model_copy)."""
@@ -294,7 +321,14 @@ def validate(model: type[Message], data: Any) -> Any:
 def fast_construct(model: type[Message], data: Any) -> Any:
     """The message built straight from `data`, or None where only pydantic can decide."""
     plan = _plan(model)
-    if plan is None or not isinstance(data, dict):
+    if plan is None:
+        return None
+    try:
+        for hook in plan.before:
+            data = hook(data)
+    except ValueError:
+        return None  # pydantic words the error
+    if not isinstance(data, dict):
         return None
     convert = plan.convert
     values = {}
@@ -308,7 +342,13 @@ def fast_construct(model: type[Message], data: Any) -> Any:
         values[key] = value
     if plan.required and not plan.required <= values.keys():
         return None
-    return plan.instance(values)
+    built = plan.instance(values)
+    try:
+        for hook in plan.after:
+            hook(built)
+    except ValueError:
+        return None
+    return built
 
 
 def pydantic_validate(model: type[Message], data: Any) -> Any:
@@ -355,6 +395,8 @@ class _Plan:
     def __init__(self, model: type[Message], convert: dict[str, _Convert]) -> None:
         self.model = model
         self.convert = convert
+        self.before = [getattr(model, name) for name in model.__model_validators__["before"]]
+        self.after = [getattr(model, name) for name in model.__model_validators__["after"]]
         fields = model.model_fields
         self.required = frozenset(n for n, f in fields.items() if f.is_required())
         self.template: dict[str, Any] = {}  # every field in order; required ones get overwritten
@@ -424,11 +466,13 @@ def _converter(annotation: Any, bounds: tuple[Bound, ...]) -> _Convert | None:
         base = typing.get_args(annotation)[0]
         meta = annotation.__metadata__
         if LISTIFY in meta:
-            if bounds or len(meta) != 1 or typing.get_origin(base) is not tuple:
-                return None
+            container = typing.get_origin(base)
             args = typing.get_args(base)
-            item = _converter(args[0], ()) if len(args) == 2 and args[1] is Ellipsis else None
-            return None if item is None else _lone_or_tuple(item)
+            if bounds or len(meta) != 1 or container not in (tuple, list) or \
+                    (container is tuple and (len(args) != 2 or args[1] is not Ellipsis)):
+                return None
+            item = _converter(args[0], ())
+            return None if item is None else _lone_or_many(item, container)
         if not all(isinstance(m, Bound) for m in meta):
             return None
         return _converter(base, bounds + tuple(meta))
@@ -449,12 +493,12 @@ def _converter(annotation: Any, bounds: tuple[Bound, ...]) -> _Convert | None:
         if not all(type(c) is str for c in choices) or bounds:
             return None
         return lambda v: v if type(v) is str and v in choices else _REJECT
-    if origin is tuple:
+    if origin in (tuple, list):
         args = typing.get_args(annotation)
-        if len(args) != 2 or args[1] is not Ellipsis or bounds:
+        if (origin is tuple and (len(args) != 2 or args[1] is not Ellipsis)) or bounds:
             return None
         item = _converter(args[0], ())
-        return None if item is None else _tuple_of(item)
+        return None if item is None else _many(item, origin)
     if origin is dict:
         key, value = typing.get_args(annotation)
         if key is not str or value is not Any or bounds:
@@ -483,24 +527,25 @@ def _converter(annotation: Any, bounds: tuple[Bound, ...]) -> _Convert | None:
     return None
 
 
-def _lone_or_tuple(item: _Convert) -> _Convert:
-    def lone_or_tuple(v: Any) -> Any:  # Repeated: _listify, then tuple[T, ...]
+def _lone_or_many(item: _Convert, container: type) -> _Convert:
+    many = _many(item, container)
+
+    def lone_or_many(v: Any) -> Any:  # Repeated: _listify, then tuple[T, ...] (or list[T])
         if v is None:
-            return ()
+            return container()
         if not isinstance(v, (list, tuple)):
-            return _REJECT if (x := item(v)) is _REJECT else (x,)
-        out = tuple([item(x) for x in v])
-        return _REJECT if _REJECT in out else out
-    return lone_or_tuple
+            return _REJECT if (x := item(v)) is _REJECT else container((x,))
+        return many(v)
+    return lone_or_many
 
 
-def _tuple_of(item: _Convert) -> _Convert:
-    def tuple_of(v: Any) -> Any:
+def _many(item: _Convert, container: type) -> _Convert:
+    def many(v: Any) -> Any:
         if not isinstance(v, (list, tuple)):
             return _REJECT
-        out = tuple([item(x) for x in v])
-        return _REJECT if _REJECT in out else out
-    return tuple_of
+        out = container([item(x) for x in v])
+        return _REJECT if any(x is _REJECT for x in out) else out
+    return many
 
 
 _TESTS: dict[str, Callable[[Any, Any], bool]] = {
@@ -532,6 +577,7 @@ def pydantic_model(model: type[Message]) -> Any:
     """The frozen pydantic model that validates like `model` (generated once, on first need)."""
     from pydantic import AfterValidator, ConfigDict, create_model
     from pydantic import Field as PydanticField
+    from pydantic import model_validator as pydantic_model_validator
 
     resolved = hints(model)
     fields: dict[str, Any] = {}
@@ -551,11 +597,21 @@ def pydantic_model(model: type[Message]) -> Any:
         else:
             default = ... if info.is_required() else info.default
             fields[name] = (annotation, PydanticField(default, **kwargs))
+    whole = {name: pydantic_model_validator(mode=mode)(_class_attribute(model, name))  # type: ignore[call-overload]
+             for mode, names in model.__model_validators__.items() for name in names}
     built = create_model(  # type: ignore[call-overload]
         model.__name__, __config__=ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True),
-        __doc__=model.__doc__, __module__=model.__module__, **fields)
+        __doc__=model.__doc__, __module__=model.__module__, __validators__=whole, **fields)
     built.__netspec_message__ = model
     return built
+
+
+def _class_attribute(model: type, name: str) -> Any:
+    """The attribute as the class body defined it (a classmethod stays a classmethod)."""
+    for klass in model.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    raise AttributeError(name)
 
 
 def _to_pydantic(annotation: Any) -> Any:
@@ -576,4 +632,6 @@ def _to_pydantic(annotation: Any) -> Any:
     if origin is tuple:
         args = typing.get_args(annotation)
         return tuple[(*[_to_pydantic(a) if a is not Ellipsis else a for a in args],)]  # type: ignore[misc]
+    if origin is list:
+        return list[_to_pydantic(typing.get_args(annotation)[0])]  # type: ignore[misc]
     return annotation

@@ -1,7 +1,7 @@
 """JSON Schema (draft 2020-12) of the spec format, for editors with a YAML language server.
 
-Generated from the pydantic models `netspec check` validates with where the fast path gives up
-(netspec.message.pydantic_model): the net envelope
+Generated from the pydantic models `netspec check` validates with where its fast path gives up
+(netspec.message.pydantic_model, one per message): the net envelope
 (NetEnvelope), one `oneOf` branch per layer type in netspec.layers.REGISTRY (discriminated by a
 `const` on `type`, listing the envelope fields and exactly the `*_param` messages that type reads,
 `additionalProperties: false` so an editor flags unknown fields), the `solver:` and `data:`
@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import json
 import typing
-from types import UnionType
-from typing import Annotated, Any, Mapping, Union, get_args, get_origin
+from typing import Any, Mapping
 
-from pydantic import BaseModel, BeforeValidator
 from pydantic.json_schema import models_json_schema
 
 from netspec.message import Message, accepts_lone_value, hints, pydantic_model
@@ -32,58 +30,24 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 REF = "#/$defs/{model}"
 
 
-def _field_types(model: type[Any]) -> list[Any]:
-    """The annotations of a message's or a pydantic model's fields."""
-    if issubclass(model, Message):
-        return list(hints(model).values())
-    return [info.annotation for info in model.model_fields.values()]
-
-
-def _models_in(annotation: Any) -> list[type[Any]]:
-    if isinstance(annotation, type) and issubclass(annotation, (Message, BaseModel)):
+def _models_in(annotation: Any) -> list[type[Message]]:
+    if isinstance(annotation, type) and issubclass(annotation, Message):
         return [annotation]
     return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
-def _reachable(roots: list[type[Any]]) -> list[type[Any]]:
-    """Every model the roots contain, roots first, each once."""
-    seen: dict[type[Any], None] = {}
+def _reachable(roots: list[type[Message]]) -> list[type[Message]]:
+    """Every message the roots contain, roots first, each once."""
+    seen: dict[type[Message], None] = {}
     todo = list(roots)
     while todo:
         model = todo.pop(0)
         if model in seen:
             continue
         seen[model] = None
-        for annotation in _field_types(model):
+        for annotation in hints(model).values():
             todo += _models_in(annotation)
     return list(seen)
-
-
-def _pydantic(model: type[Any]) -> type[BaseModel]:
-    """The pydantic model that validates (and so describes) a message."""
-    return pydantic_model(model) if issubclass(model, Message) else model  # type: ignore[no-any-return]
-
-
-def _accepts_lone_value(model: type[Any], name: str) -> bool:
-    """Whether a field takes a lone value for a one-element list: a message's `Repeated` field,
-    or a pydantic field whose type carries a `_listify` before-validator (the solver's
-    `LoneOrList`), directly or inside `X | None`.
-
-    Read from the annotation, not from pydantic's validator internals, whose shape changes between
-    pydantic releases (2.14 broke a probe of them).
-    """
-    if issubclass(model, Message):
-        return accepts_lone_value(model, name)
-
-    def marked(tp: Any) -> bool:
-        if get_origin(tp) is Annotated:
-            return any(isinstance(m, BeforeValidator) and getattr(m.func, "__name__", "") == "_listify"
-                       for m in get_args(tp)[1:])
-        return any(marked(arg) for arg in get_args(tp)) if get_origin(tp) in (Union, UnionType) else False
-
-    info = model.model_fields[name]
-    return marked(info.annotation) or any(
-        isinstance(m, BeforeValidator) and getattr(m.func, "__name__", "") == "_listify" for m in info.metadata)
 
 
 def _lone_or_list(prop: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +73,7 @@ def _strip_titles(node: Any) -> Any:
     return node
 
 
-def _extension_models() -> dict[str, type[Any]]:
+def _extension_models() -> dict[str, type[Message]]:
     from netspec.spec import extension_model
 
     found = {section: extension_model(section) for section in ("solver", "data")}
@@ -141,19 +105,19 @@ def json_schema() -> dict[str, Any]:
 
     extensions = _extension_models()
     types = [REGISTRY[name] for name in sorted(REGISTRY)]
-    roots: list[type[Any]] = [NetEnvelope, LayerEnvelope, *extensions.values()]
+    roots: list[type[Message]] = [NetEnvelope, LayerEnvelope, *extensions.values()]
     roots += [m for cls in types for m in cls.messages.values()]
     models = _reachable(roots)
-    refs, doc = models_json_schema([(_pydantic(m), "validation") for m in models], ref_template=REF)
+    refs, doc = models_json_schema([(pydantic_model(m), "validation") for m in models], ref_template=REF)
     defs: dict[str, Any] = _strip_titles(doc.get("$defs", {}))
-    name_of = {m: refs[(_pydantic(m), "validation")]["$ref"].rsplit("/", 1)[-1] for m in models}
+    name_of = {m: refs[(pydantic_model(m), "validation")]["$ref"].rsplit("/", 1)[-1] for m in models}
     for model, name in name_of.items():
         props = defs[name].get("properties", {})
         for field in model.model_fields:
-            if field in props and _accepts_lone_value(model, field):
+            if field in props and accepts_lone_value(model, field):
                 props[field] = _lone_or_list(props[field])
 
-    def ref(model: type[Any]) -> dict[str, str]:
+    def ref(model: type[Message]) -> dict[str, str]:
         return {"$ref": REF.format(model=name_of[model])}
 
     envelope_name = name_of[LayerEnvelope]

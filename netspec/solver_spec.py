@@ -1,4 +1,4 @@
-"""The `solver:` section: Caffe's SolverParameter as a frozen pydantic model, plus its learning-rate policy.
+"""The `solver:` section: Caffe's SolverParameter as a frozen message, plus its learning-rate policy.
 
 jax-free on purpose: the spec loader validates a `solver:` section and `netspec check` may print the
 learning-rate curve without importing jax. The optax side lives in `netspec.solver`.
@@ -14,15 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    BeforeValidator,
-    NonNegativeInt,
-    PositiveInt,
-    model_validator,
-)
+from netspec.message import LISTIFY, Field, Message, NonNegativeInt, PositiveInt, model_validator
 
 LrPolicy = Literal["fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid", "cosine"]
 SolverType = Literal["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam", "AdamW"]
@@ -59,27 +51,17 @@ IGNORED_FIELDS: dict[str, str] = {
 }
 
 
-def _listify(value: Any) -> Any:
-    """Caffe's text format writes a repeated field with one entry as a scalar; YAML users do the same.
-
-    Named like netspec.layers.base._listify: the JSON Schema generator finds lone-value fields by it.
-    """
-    lone = isinstance(value, (int, float, str, dict)) and not isinstance(value, bool)
-    return [value] if lone else value
-
-
 T = TypeVar("T")
-LoneOrList = Annotated[list[T], BeforeValidator(_listify)]
+#: Caffe's text format writes a repeated field with one entry as a scalar; YAML users do the same
+LoneOrList = Annotated[list[T], LISTIFY]
 
 
 def _ignored(name: str) -> Any:
     return Field(None, description=f"Ignored: {IGNORED_FIELDS[name]}.")
 
 
-class SolverSpec(BaseModel):
+class SolverSpec(Message):
     """Caffe's SolverParameter. Numeric fields Caffe leaves without a default are 0 here, as in Caffe."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     # --- learning rate -------------------------------------------------------------------------------
     base_lr: float = Field(0.0, description="Base learning rate (Caffe: no default, so 0).")

@@ -276,9 +276,8 @@ def _describe(e: dict[str, Any], label: str, lone: bool = False) -> str:
 
 
 def pydantic_diagnostics(errors: list[dict[str, Any]], raw: Any, prefix: tuple[Any, ...], file: str,
-                         layer: str | None, model: type[Any] | None, section: str = "") -> list[Diagnostic]:
-    """Each pydantic error record (`MessageError.errors`, `ValidationError.errors()`) as a located
-    diagnostic in the user's words. `model` is a Message or a pydantic model.
+                         layer: str | None, model: type[Message] | None, section: str = "") -> list[Diagnostic]:
+    """Each pydantic error record (`MessageError.errors`) as a located diagnostic in the user's words.
 
     `prefix` is the data path of the validated mapping inside `raw`; `section` names it in
     messages (e.g. 'convolution_param'). A misspelt field that pydantic reports twice (unknown
@@ -323,35 +322,27 @@ def pydantic_diagnostics(errors: list[dict[str, Any]], raw: Any, prefix: tuple[A
     return out
 
 
-def _fields_at(model: type[Any] | None, path: tuple[Any, ...]) -> list[str]:
+def _fields_at(model: type[Message] | None, path: tuple[Any, ...]) -> list[str]:
     """Field names of the (nested) message at `path`, for did-you-mean."""
     for step in path:
         if model is None or isinstance(step, int):
             continue
         if str(step) not in model.model_fields:
             return []
-        model = _model_in(_annotation(model, str(step)))
+        model = _message_in(hints(model)[str(step)])
     return list(model.model_fields) if model is not None else []
 
 
-def _annotation(model: type[Any], name: str) -> Any:
-    """A field's type: a Message's evaluated hint, or a pydantic model's annotation."""
-    if issubclass(model, Message):
-        return hints(model)[name]
-    return model.model_fields[name].annotation
-
-
-def _model_in(annotation: Any) -> type[Any] | None:
-    """The message or pydantic model inside an annotation (without importing pydantic)."""
+def _message_in(annotation: Any) -> type[Message] | None:
+    """The message class inside an annotation (`X`, `X | None`, `Repeated[X]`), if any."""
     import typing
 
-    if isinstance(annotation, type) and hasattr(annotation, "model_fields") and \
-            hasattr(annotation, "model_validate"):
+    if isinstance(annotation, type) and issubclass(annotation, Message):
         return annotation
     for arg in typing.get_args(annotation):
-        inner = _model_in(arg)
-        if inner is not None:
-            return inner
+        found = _message_in(arg)
+        if found is not None:
+            return found
     return None
 
 
@@ -670,24 +661,21 @@ def parse(raw: Any, file: str = "<spec>") -> NetSpec:
 
 
 def _extension(section: str, value: Any, raw: PosDict, file: str, diags: list[Diagnostic]) -> Any:
-    """Validate a netspec section (`solver:`, `data:`) with its own jax-free model, if present."""
+    """Validate a netspec section (`solver:`, `data:`) with its own jax-free message, if present."""
     if value is None:
         return None
     model = extension_model(section)
     if model is None:
         return value
-    from pydantic import ValidationError
-
     try:
-        return model.model_validate(value)
-    except ValidationError as e:
-        diags.extend(pydantic_diagnostics(e.errors(include_url=False), raw, (section,), file, None, model,
-                                          section=section))
+        return validate(model, value)
+    except MessageError as e:
+        diags.extend(pydantic_diagnostics(e.errors, raw, (section,), file, None, model, section=section))
         return None
 
 
-def extension_model(section: str) -> type[Any] | None:
-    """The model of a netspec section (`solver`, `data`), or None where that module is absent."""
+def extension_model(section: str) -> type[Message] | None:
+    """The message of a netspec section (`solver`, `data`), or None where that module is absent."""
     import importlib
 
     where = {"solver": ("netspec.solver_spec", "SolverSpec"), "data": ("netspec.data.spec", "DataSpec")}

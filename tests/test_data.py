@@ -21,7 +21,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from pydantic import ValidationError
 
 from netspec.caffe.caffemodel import encode_blob
 from netspec.data import (
@@ -41,6 +40,7 @@ from netspec.data import (
 )
 from netspec.data.download import sha256_file
 from netspec.layers.data import TransformationParameter
+from netspec.message import MessageError
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_COUNTS = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
@@ -239,15 +239,15 @@ def test_transform_checks() -> None:
 
 def test_data_spec_validation() -> None:
     assert DataSpec(source="mnist").batch_size == 64
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(MessageError) as info:
         DataSpec(source="mnist", path="x.npz", images_key="x",
                  transform_param={"mean_value": [1.0], "mean_file": "m.npy"})
     text = str(info.value)
     assert "'path' does nothing for source 'mnist'" in text and "'images_key' does nothing" in text
     assert "mean_file and mean_value" in text
-    with pytest.raises(ValidationError, match="needs 'path'"):
+    with pytest.raises(MessageError, match="needs 'path'"):
         DataSpec(source="npz")
-    with pytest.raises(ValidationError, match="extra"):
+    with pytest.raises(MessageError, match="extra"):
         DataSpec(source="mnist", batchsize=3)
     spec = DataSpec(source="folder", path="p", transform_param={"force_gray": True})
     assert spec.folder_color == "gray"

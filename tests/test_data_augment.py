@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from netspec.data import (
     ArrayDataset,
@@ -21,6 +20,7 @@ from netspec.data import (
     make_transformer,
 )
 from netspec.layers.data import TransformationParameter
+from netspec.message import MessageError
 from netspec.spec import load_spec
 
 
@@ -157,9 +157,9 @@ def test_data_section_and_errors() -> None:
     spec = DataSpec(source="mnist", augment={"shift": 2})
     assert spec.augment == AugmentSpec(shift=2) and DataSpec(source="mnist").augment.shift == 0
     assert "augment" not in DataSpec(source="mnist").model_fields_set  # resolved specs omit it when unset
-    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+    with pytest.raises(MessageError, match="greater than or equal to 0"):
         DataSpec(source="mnist", augment={"shift": -1})
-    with pytest.raises(ValidationError, match="extra"):
+    with pytest.raises(MessageError, match="extra"):
         DataSpec(source="mnist", augment={"rotate": 10})
     with pytest.raises(DataError, match="augment shift 6 would move a 6x7 image out of its frame"):
         make_transformer(TransformationParameter(), (2, 6, 7), augment=AugmentSpec(shift=6))

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from pydantic import ValidationError
 
+from netspec.message import MessageError
 from netspec.solver import build_optimizer, lr_schedule
 from netspec.solver_spec import (
     IGNORED_FIELDS,
@@ -115,7 +115,7 @@ def test_warmup_multiplies_any_policy() -> None:
 
 
 def test_lr_policy_is_required_like_caffe() -> None:
-    with pytest.raises(ValidationError, match="lr_policy"):
+    with pytest.raises(MessageError, match="lr_policy"):
         SolverSpec(base_lr=0.1)
 
 
@@ -133,24 +133,24 @@ def test_lone_values_and_legacy_solver_type() -> None:
     assert spec.stepvalue == [500] and spec.test_iter == [100]
     assert spec.type == "Nesterov" and spec.solver_type is None
     assert SolverSpec.model_validate(spec.model_dump()) == spec
-    with pytest.raises(ValidationError, match="cannot both be specified"):
+    with pytest.raises(MessageError, match="cannot both be specified"):
         SolverSpec(lr_policy="fixed", type="Adam", solver_type="ADAM")
 
 
 def test_cross_field_errors_are_reported_together() -> None:
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(MessageError) as info:
         SolverSpec(lr_policy="step", type="RMSProp", momentum=0.9, gamma=-1)
     text = str(info.value)
     assert "stepsize > 0" in text and "gamma >= 0" in text and "momentum cannot be used with RMSProp" in text
-    with pytest.raises(ValidationError, match="max_iter"):
+    with pytest.raises(MessageError, match="max_iter"):
         SolverSpec(lr_policy="poly", power=1)
-    with pytest.raises(ValidationError, match="not both"):
+    with pytest.raises(MessageError, match="not both"):
         SolverSpec(lr_policy="fixed", max_iter=10, max_epochs=2)
-    with pytest.raises(ValidationError, match="L1"):
+    with pytest.raises(MessageError, match="L1"):
         SolverSpec(lr_policy="fixed", type="AdamW", regularization_type="L1")
-    with pytest.raises(ValidationError, match="extra"):
+    with pytest.raises(MessageError, match="extra"):
         SolverSpec(lr_policy="fixed", momentun=0.9)
-    with pytest.raises(ValidationError, match="rms_decay"):
+    with pytest.raises(MessageError, match="rms_decay"):
         SolverSpec(lr_policy="fixed", type="RMSProp", rms_decay=1.0)
 
 

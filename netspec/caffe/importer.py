@@ -500,8 +500,7 @@ class CaffeSolver:
 def import_solver(path: str | os.PathLike[str]) -> CaffeSolver:
     """A Caffe solver prototxt as the `solver:` section (SolverSpec's field names are Caffe's).
     The net references (`net`, `train_net`, ...) are dropped: the spec is the net. Errors are located."""
-    from pydantic import ValidationError
-
+    from netspec.message import MessageError
     from netspec.solver_spec import SolverSpec
 
     parsed = read_prototxt(path, SOLVER_ROOT)
@@ -516,8 +515,8 @@ def import_solver(path: str | os.PathLike[str]) -> CaffeSolver:
     dropped = tuple((k, v) for k, v in known.items() if k in SOLVER_NET_FIELDS)
     try:
         SolverSpec.model_validate(solver)
-    except ValidationError as e:
-        for err in e.errors(include_url=False):
+    except MessageError as e:
+        for err in e.errors:
             loc = tuple(err["loc"])
             where = parsed.loc(loc) if loc else SourceLoc(parsed.file, 1, 1)
             field_name = ".".join(str(p) for p in loc)

@@ -14,21 +14,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
-
 from netspec.layers.data import TransformationParameter
+from netspec.message import Field, Message, NonNegativeInt, PositiveInt, model_validator
 
 Source = Literal["mnist", "cifar10", "npz", "folder"]
 
 
-class AugmentSpec(BaseModel):
+class AugmentSpec(Message):
     """Augmentation beyond Caffe's transform_param (a netspec extension; Caffe has no such field).
 
     It acts on the raw images before transform_param, as if the dataset stored the altered image, so
     crop_size, mirror, mean_file/mean_value and scale keep exactly their Caffe meaning. TRAIN only.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     shift: NonNegativeInt = Field(
         0,
@@ -55,10 +52,8 @@ SOURCE_FIELDS: dict[str, frozenset[Source]] = {
 }
 
 
-class DataSpec(BaseModel):
+class DataSpec(Message):
     """Training and test data for `netspec train`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     source: Source = Field(description="mnist, cifar10, npz (arrays in a .npz file) or folder (images).")
     path: str | None = Field(None, description="npz: the .npz file; folder: the folder of class subfolders.")

@@ -31,6 +31,6 @@ class BlobShape(Message):
 
 
 def constant(value: float = 0.0) -> FillerParameter:
-    # A default factory: built without pydantic's validator (whose first build costs ~20 ms in a
-    # fresh process); the fields set are those FillerParameter(type=..., value=...) would mark.
+    # A default factory: built without validation; the fields set are those
+    # FillerParameter(type=..., value=...) would mark.
     return FillerParameter.model_construct(type="constant", value=float(value))

@@ -9,7 +9,7 @@ from netspec.layers.base import ShapeError
 
 def per_axis(msg: Any, field: str, n_spatial: int, default: int | None) -> tuple[int, ...]:
     """Resolve `kernel_size`/`stride`/`pad`/`dilation` (+ `_h`/`_w`) to one value per spatial axis."""
-    # the message's fields as a dict: a pydantic model answers a missing attribute (dilation_h) slowly
+    # the message's fields as a dict: a message has no attribute for a field its type lacks (dilation_h)
     fields = vars(msg)
     stem = _stem(field)
     h, w = fields.get(stem + "_h"), fields.get(stem + "_w")

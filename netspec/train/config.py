@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import ValidationError
-
 from netspec.errors import Diagnostic, NetspecError, SourceLoc
+from netspec.message import MessageError
 from netspec.solver_spec import SolverSpec
 from netspec.spec import NetSpec
 
@@ -32,7 +31,6 @@ SOLVER_FLAGS: Mapping[str, str] = {
     "snapshot": "snapshot",
     "iter_size": "iter_size",
 }
-
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -56,7 +54,6 @@ class TrainOptions:
     argv: tuple[str, ...] = ()
     cluster: Any = None  # netspec.train.distributed.Cluster: how to join a multi-process run
 
-
 def default_cache_dir() -> Path:
     """The persistent JAX compilation cache: $NETSPEC_JAX_CACHE, else the user's cache dir."""
     env = os.environ.get("NETSPEC_JAX_CACHE")
@@ -65,16 +62,14 @@ def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "netspec" / "jax"
 
-
 def cache_disabled(path: Path | None) -> bool:
     return path is None or str(path).lower() in ("", "0", "off", "none", "false")
 
-
-def _validation_diagnostics(err: ValidationError, file: str, raw: Any, prefix: tuple[Any, ...]) -> list[Diagnostic]:
+def _validation_diagnostics(err: MessageError, file: str, raw: Any, prefix: tuple[Any, ...]) -> list[Diagnostic]:
     from netspec.source import locate
 
     out = []
-    for e in err.errors(include_url=False):
+    for e in err.errors:
         path = prefix + tuple(e["loc"])
         field_name = ".".join(str(p) for p in e["loc"]) or "solver"
         where = locate(raw, path, key=e["type"] == "extra_forbidden") if raw is not None else None
@@ -82,7 +77,6 @@ def _validation_diagnostics(err: ValidationError, file: str, raw: Any, prefix: t
             f"solver {field_name}: {e['msg'].rstrip('.')}"
         out.append(Diagnostic("error", msg, where or SourceLoc(file, 1, 1)))
     return out
-
 
 def load_solver_file(path: Path) -> SolverSpec:
     """A solver from a YAML file (a bare SolverParameter mapping, or a spec-like file with a `solver:`
@@ -106,9 +100,8 @@ def load_solver_file(path: Path) -> SolverSpec:
         data = raw["solver"] if prefix else raw
     try:
         return SolverSpec.model_validate(_plain(data))
-    except ValidationError as e:
+    except MessageError as e:
         raise NetspecError(_validation_diagnostics(e, file, raw, prefix)) from None
-
 
 def _plain(data: Any) -> Any:
     if isinstance(data, dict):
@@ -116,7 +109,6 @@ def _plain(data: Any) -> Any:
     if isinstance(data, list):
         return [_plain(v) for v in data]
     return data
-
 
 def resolve_solver(spec: NetSpec, solver_file: Path | None, overrides: Mapping[str, Any]) -> SolverSpec:
     """The solver a run uses: `--solver FILE` over the spec's `solver:` section, then the flags.
@@ -146,7 +138,7 @@ def resolve_solver(spec: NetSpec, solver_file: Path | None, overrides: Mapping[s
         data["random_seed"] = int(time.time_ns() % (2**31 - 1))
     try:
         solver = SolverSpec.model_validate(data)
-    except ValidationError as e:
+    except MessageError as e:
         raise NetspecError(_validation_diagnostics(e, str(solver_file or spec.file), None, ())) from None
     problems = []
     if solver.max_iter == 0 and solver.max_epochs is None:
