@@ -55,6 +55,12 @@ CASES = [
      HEAD + "  - {name: conv1, type: Convolution, convolution_param: {num_output: 8, kernel_size: 3, "
             "stride: [1, 0]}}\n",
      "net.yaml:4:101: error: conv1: 'convolution_param.stride[1]' must be positive, got 0\n1 error\n"),
+    ("dummy_data_counts_both_reported",
+     "name: t\nlayer:\n  - {name: dd, type: DummyData, top: [a, b, c], dummy_data_param: {shape: [{dim: [2]}, "
+     "{dim: [3]}],\n     data_filler: [{type: gaussian}, {type: uniform}]}}\n",
+     "net.yaml:3:67: error: dd: 2 shapes for 3 tops\n"
+     "net.yaml:4:19: error: dd: 2 data_filler for 3 tops; Caffe takes none, one for all tops, or one per top\n"
+     "2 errors\n"),
     ("missing_num_output",
      HEAD + "  - {name: conv1, type: Convolution, convolution_param: {kernel_size: 3}}\n",
      "net.yaml:4:57: error: conv1: missing required field 'num_output' in convolution_param\n1 error\n"),

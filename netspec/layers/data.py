@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal, Mapping
 
-from netspec.layers.base import LayerType, Message, Shape, ShapeError
+from netspec.layers.base import LayerType, Message, Shape, ShapeError, gather
 from netspec.layers.common import BlobShape, FillerParameter
 from netspec.message import Field, NonNegativeInt, PositiveInt, Repeated
 
@@ -205,6 +205,19 @@ class DummyData(LayerType):
 
     @classmethod
     def source_shapes(cls, layer: LayerSpec, given: Mapping[str, Shape]) -> tuple[Shape, ...]:
+        shapes, _ = gather(lambda: cls._shapes(layer, given), lambda: cls._fillers(layer))
+        return shapes  # type: ignore[no-any-return]
+
+    @classmethod
+    def _fillers(cls, layer: LayerSpec) -> None:
+        # dummy_data_layer.cpp: CHECK(num_data_filler == 0 || == 1 || == num_top)
+        n = len(cls.message(layer).data_filler)
+        if n not in (0, 1, len(layer.top)):
+            raise ShapeError(f"{n} data_filler for {len(layer.top)} tops; Caffe takes none, one for all tops, or "
+                             f"one per top", field=("dummy_data_param", "data_filler"))
+
+    @classmethod
+    def _shapes(cls, layer: LayerSpec, given: Mapping[str, Shape]) -> tuple[Shape, ...]:
         p: DummyDataParameter = cls.message(layer)
         if p.shape:
             shapes = [s.dim for s in p.shape]

@@ -143,12 +143,6 @@ def _unsupported(report: ShapeReport, dtype: str, conv_impl: str) -> list[Diagno
     graph = report.graph
     diags = [Diagnostic("error", f"layer type {n.kind.type_name} has no JAX lowering", n.layer.loc, n.name)
              for n in graph.nodes if n.kind.type_name not in LOWERINGS]
-    for n in graph.nodes:
-        if n.kind.type_name == "DummyData":
-            count = len(n.layer.messages["dummy_data_param"].data_filler)
-            if count not in (0, 1, len(n.tops)):
-                diags.append(Diagnostic("error", f"DummyData has {count} data_filler for {len(n.tops)} tops; Caffe "
-                                                 f"takes none, one for all tops, or one per top", n.layer.loc, n.name))
     if dtype not in DTYPES:
         diags.append(Diagnostic("error", f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}"))
     if conv_impl not in CONV_IMPLS:
