@@ -3,13 +3,14 @@
 A message declares its fields the way a pydantic model does (an annotation, and a default or
 `Field(default, description=..., ge=...)`), and behaves like a frozen pydantic model for what
 netspec uses of one (`model_fields`, `model_fields_set`, `model_dump`, `model_copy`,
-`model_construct`, `model_validate`, equality, hashing).
+`model_construct`, `model_validate`, `model_json_schema`, `field_validator`, `model_validator`,
+equality, hashing, pickling).
 
 Why not pydantic models themselves: `netspec check` runs in a fresh process each time, and
 importing pydantic and creating ~50 model classes was over half of a check of ResNet-152 (about
 200 ms of 400). Most specs are valid and their values already have their field's exact type, so
 `validate` converts such data straight from the declarations (the fast path: types, Literal
-choices, bounds, lone-value-or-list, nested messages, field validators) and gives up on anything
+choices, bounds, lone-value-or-list, nested messages, field and model validators) and gives up on anything
 else. Then pydantic validates a model generated from the same declarations (`pydantic_model`),
 and either its result is converted back or its errors are raised as `MessageError`. The JSON
 Schema comes from the same generated models. Where the fast path accepts, the result equals
