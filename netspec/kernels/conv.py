@@ -169,9 +169,10 @@ def cols_chunk(geom: ConvGeometry) -> int:
     """Images per loop step of a ``cols`` pass: about ``_CHUNK_BYTES`` of patches (0: the whole batch).
 
     LeNet train step, whole-step medians vs the hand-written Flax model, one process: conv2's chunk of
-    0/8/16/32 images (128 KiB of patches each) gave 1.55/1.72/1.55/1.49x at b64 and 1.35/1.97/2.01/1.89x
-    at b256; conv1's weight grad (56 KiB a image) 0/8/16/32 gave 1.58/1.51/1.56/1.56x at b64 and
-    1.37/1.60/1.65/1.60x at b256. A chunk that does not divide the batch is lowered to one that does."""
+    0 (whole batch)/4/8/16 images (125 KiB of patches an image) gave 1.69/1.50/1.57/1.60x at b64 and
+    1.28/1.83/1.94/1.92x at b256; conv1's weight grad (56 KiB an image) 0/8/16/32 gave
+    1.58/1.51/1.56/1.56x at b64 and 1.37/1.60/1.65/1.60x at b256. A chunk that does not divide the
+    batch is lowered to one that does."""
     ho, wo = geom.out_size
     per_image = geom.kernel[0] * geom.kernel[1] * geom.in_channels * ho * wo * np.dtype(geom.dtype).itemsize
     chunk = max(1, _CHUNK_BYTES // per_image)
@@ -183,9 +184,10 @@ def _cols_pays(geom: ConvGeometry) -> bool:
 
     Their per-tap matmuls have K = Ci (too short for the matmul kernels) while im2col's K = kh*kw*Ci is
     long; the batch-minor patch matrix makes all three passes plain matmuls. Measured only in the LeNet
-    train step (tools/bench_lowering.py, docs/performance.md): with conv2 in ``cols`` the whole step ran
-    1.3x faster at batch 64 and 1.1-1.2x at 256 than with XLA's three passes; conv1 (Ci = 1, 24x24
-    outputs) gained nothing, because transposing its wide output both ways costs what the matmuls save.
+    train step (one process, whole-step medians vs the hand-written Flax model, docs/performance.md):
+    with conv1's weight grad already in cols, conv2 in cols (chunks of 8) took the step from 1.41x to
+    1.72x at batch 64 and from 1.62x to 1.97x at 256. All three conv1 passes in cols (Ci = 1, 24x24
+    outputs) gained nothing: transposing its wide output both ways costs what the matmuls save.
     """
     ho, wo = geom.out_size
     return (geom.groups == 1 and geom.kernel[0] * geom.kernel[1] >= 16 and 16 <= geom.in_channels <= 64
@@ -248,8 +250,8 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
         weight_grad, weight_grad_chunk = "taps", chunk
     elif geom.groups == 1 and geom.in_channels == 1:
         # One input channel: the cols patches are plain windows of x and the weight grad one matmul with
-        # no transposing copy (LeNet conv1: the whole step 1.4x faster than with XLA's weight grad at
-        # b64 and 1.3x at b256, with conv2 unchanged; the taps/im2col versions measured here before
+        # no transposing copy (LeNet conv1: the whole step 1.14x faster than with XLA's weight grad at
+        # b64 and 1.29x at b256, conv2 on XLA in both; the taps/im2col versions measured here before
         # were not faster than XLA's).
         weight_grad, weight_grad_chunk = "cols", cols_chunk(geom)
     elif geom.groups == 1 and ((ho * wo <= 100 and cin_g * cout_g <= 4096) or (narrow and cout_g < 32)):
@@ -615,7 +617,8 @@ def _dx_cols_whole(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy:
     for t, (_, _, oi, oj) in enumerate(_taps((kh, kw), spec)):
         if spec.stride == (1, 1):
             # In-place slice adds. Summing kh*kw padded copies instead let XLA fuse the whole sum into the
-            # consumer of dx (a pooling gradient) and recompute it per element: 3.5x slower LeNet step.
+            # consumer of dx (a pooling gradient) and recompute it per element (a hand-written batch-minor
+            # LeNet step: 92 vs 26 ms).
             part = lax.slice(dxp, (0, oi, oj, 0), (g * ci, oi + ho, oj + wo, n)) + dp[t]
             dxp = lax.dynamic_update_slice(dxp, part, (0, oi, oj, 0))
         else:
