@@ -99,7 +99,8 @@ def _conv_with_plan(case: Case, plan: Plan) -> Any:
 
 _PLANS = [Plan.uniform(f, c) for f in ("taps", "im2col") for c in (0, 1, 2)] + [  # type: ignore[arg-type]
     Plan("taps", "im2col", "taps", 2, 0, 1), Plan("im2col", "xla", "im2col", 1, 0, 2),
-    Plan("xla", "taps", "im2col", 0, 2, 0)]
+    Plan("xla", "taps", "im2col", 0, 2, 0), Plan.uniform("cols"), Plan("cols", "taps", "cols"),
+    Plan("cols", "xla", "im2col"), Plan("taps", "cols", "cols")]
 
 
 @st.composite
@@ -166,6 +167,26 @@ def test_lenet_conv2_5x5_mixed_plan() -> None:
     _assert_matches(case, {"mixed": _conv_with_plan(case, Plan("taps", "im2col", "taps", 2, 2, 2))})
 
 
+def test_lenet_conv2_cols() -> None:
+    """LeNet's conv2 geometry (20->50, 5x5, 12x12), for which "auto" picks ``cols`` for all three passes: both
+    gradients in one loop over batch chunks (2, and 3 lowered to 2), or alone next to other formulations."""
+    case = Case(4, 12, 12, 20, 50, 1, (5, 5))
+    assert choose_plan("cpu", ConvGeometry(4, 12, 12, 20, 50, (5, 5))) == Plan.uniform("cols")
+    _assert_matches(case, {"cols": _conv_with_plan(case, Plan.uniform("cols")),
+                           "cols chunked": _conv_with_plan(case, Plan.uniform("cols", 2)),
+                           "cols chunk 3 -> 2": _conv_with_plan(case, Plan.uniform("cols", 3)),
+                           "cols, taps weight grad": _conv_with_plan(case, Plan("cols", "cols", "taps")),
+                           "cols weight grad only": _conv_with_plan(case, Plan("xla", "xla", "cols", 0, 0, 2)),
+                           "cols input grad only": _conv_with_plan(case, Plan("xla", "cols", "xla"))})
+
+
+def test_one_input_channel_cols_weight_grad() -> None:
+    """Cin = 1 (LeNet conv1): the cols weight grad multiplies plain windows of x, chunked or not."""
+    case = Case(4, 11, 10, 1, 5, 1, (5, 5), (2, 1), ((1, 2), (0, 1)), (1, 2))
+    assert choose_plan("cpu", ConvGeometry(64, 28, 28, 1, 20, (5, 5))).weight_grad == "cols"
+    _assert_matches(case, {f"cols/{c}": _conv_with_plan(case, Plan("xla", "xla", "cols", 0, 0, c)) for c in (0, 2, 3)})
+
+
 def test_batch_chunk_remainder() -> None:
     """5 images in loop steps of 2: two steps in the scan plus a remainder step outside it."""
     case = Case(5, 6, 7, 3, 4, 1, (3, 3), (2, 1), ((1, 1), (0, 2)))
@@ -191,7 +212,7 @@ def test_bfloat16_with_float32_accumulation() -> None:
     def both(x: jax.Array, w: jax.Array, dy: jax.Array) -> tuple[tuple[jax.Array, ...], ...]:
         return tuple(_value_and_grads(run(p), x, w, dy) for p in (
             Plan("xla", "xla", "xla"), Plan("taps", "im2col", "taps", 1, 1, 1),
-            Plan("im2col", "taps", "im2col")))
+            Plan("im2col", "taps", "im2col"), Plan.uniform("cols", 1)))
 
     (ref_y, *ref_grads), *others = both(x, w, dy)
     for y, *grads in others:
@@ -250,8 +271,10 @@ def test_policy_on_cpu_follows_the_measurements() -> None:
     stem = ConvGeometry(128, 32, 32, 3, 64, (3, 3), padding=((1, 1), (1, 1)))
     assert choose_plan("cpu", stem) == Plan("xla", "im2col", "im2col", 0, 0, kconv.batch_chunk(stem))
     lenet2 = ConvGeometry(64, 12, 12, 20, 50, (5, 5))
-    assert choose_plan("cpu", lenet2) == Plan("xla", "xla", "xla")  # measured in the whole train step
-    assert choose_plan("cpu", ConvGeometry(64, 28, 28, 1, 20, (5, 5))) == Plan("xla", "im2col", "xla")
+    assert choose_plan("cpu", lenet2) == Plan.uniform("cols", 8)  # measured in the whole train step
+    assert choose_plan("cpu", dataclasses.replace(lenet2, batch=256)) == Plan.uniform("cols", 8)
+    assert choose_plan("cpu", dataclasses.replace(lenet2, height=28, width=28)).forward == "xla"  # 24x24 out
+    assert choose_plan("cpu", ConvGeometry(64, 28, 28, 1, 20, (5, 5))) == Plan("xla", "im2col", "cols", 0, 0, 18)
     depthwise = dataclasses.replace(wide, groups=128)
     assert choose_plan("cpu", depthwise) == Plan("taps", "taps", "taps", kconv.batch_chunk(depthwise), 0,
                                                  kconv.batch_chunk(depthwise))

@@ -30,6 +30,13 @@ Formulations (``Formulation``), all exact up to float rounding:
   input grad: ``dy @ w[i, j]^T`` scattered back with a strided pad and summed).
 - ``im2col``: the ``kh * kw`` windows concatenated on the channel axis, then one matmul (the input grad
   is one matmul followed by col2im).
+- ``cols``: im2col in a batch-minor layout. The input is transposed to (C, H, W, N) once, the
+  ``(kh * kw * Ci, Ho * Wo * N)`` patch matrix is ``kh * kw`` stacked windows of it (each window a run of
+  whole rows: no channel interleaving), and every pass is one matmul whose operands need no transposing
+  copy: forward ``w^T @ P``, weight grad ``P @ dy``, input grad ``w @ dy^T`` then col2im by in-place slice
+  adds; both gradients share one loop over batch chunks that builds each chunk's ``P`` once. With one
+  input channel the weight grad skips the transposes (NHWC x already has dy's row order). Only "auto"
+  picks it (see ``choose_plan``); inference keeps XLA's forward.
 
 The matmul formulations run over the batch in chunks of a few images (``lax.map`` / ``lax.scan``) so that
 their per-tap copies stay in cache. Why any of this: on XLA:CPU a convolution's weight gradient runs 2-13x
@@ -49,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-Formulation = Literal["xla", "taps", "im2col"]
+Formulation = Literal["xla", "taps", "im2col", "cols"]
 Impl = Literal["auto", "xla", "taps", "im2col"]
 Pair = tuple[int, int]
 
@@ -158,6 +165,35 @@ def batch_chunk(geom: ConvGeometry) -> int:
     return 0 if chunk >= geom.batch else chunk
 
 
+def cols_chunk(geom: ConvGeometry) -> int:
+    """Images per loop step of a ``cols`` pass: about ``_CHUNK_BYTES`` of patches (0: the whole batch).
+
+    LeNet train step, whole-step medians vs the hand-written Flax model, one process: conv2's chunk of
+    0 (whole batch)/4/8/16 images (125 KiB of patches an image) gave 1.69/1.50/1.57/1.60x at b64 and
+    1.28/1.83/1.94/1.92x at b256; conv1's weight grad (56 KiB an image) 0/8/16/32 gave
+    1.58/1.51/1.56/1.56x at b64 and 1.37/1.60/1.65/1.60x at b256. A chunk that does not divide the
+    batch is lowered to one that does."""
+    ho, wo = geom.out_size
+    per_image = geom.kernel[0] * geom.kernel[1] * geom.in_channels * ho * wo * np.dtype(geom.dtype).itemsize
+    chunk = max(1, _CHUNK_BYTES // per_image)
+    return 0 if chunk >= geom.batch else chunk
+
+
+def _cols_pays(geom: ConvGeometry) -> bool:
+    """Large kernels over a few dozen channels with small outputs (LeNet's conv2, 20->50 5x5 at 12x12).
+
+    Their per-tap matmuls have K = Ci (too short for the matmul kernels) while im2col's K = kh*kw*Ci is
+    long; the batch-minor patch matrix makes all three passes plain matmuls. Measured only in the LeNet
+    train step (one process, whole-step medians vs the hand-written Flax model, docs/performance.md):
+    with conv1's weight grad already in cols, conv2 in cols (chunks of 8) took the step from 1.41x to
+    1.72x at batch 64 and from 1.62x to 1.97x at 256. All three conv1 passes in cols (Ci = 1, 24x24
+    outputs) gained nothing: transposing its wide output both ways costs what the matmuls save.
+    """
+    ho, wo = geom.out_size
+    return (geom.groups == 1 and geom.kernel[0] * geom.kernel[1] >= 16 and 16 <= geom.in_channels <= 64
+            and geom.out_channels <= 128 and ho * wo <= 256)
+
+
 def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
     """Pick the fastest formulation of each pass for ``backend`` ("cpu", "gpu", "tpu", ...) and shape.
 
@@ -167,6 +203,8 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
         # cuDNN and the TPU convolution emitter run all three passes near matmul speed; the rewrites here
         # target XLA:CPU. (Not measured on an accelerator in this repository.)
         return Plan("xla", "xla", "xla")
+    if _cols_pays(geom):
+        return Plan.uniform("cols", cols_chunk(geom))
     chunk = batch_chunk(geom)
     cin_g = geom.in_channels // geom.groups
     cout_g = geom.out_channels // geom.groups
@@ -210,6 +248,12 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
     # 7-10% slower at b256; the ResNet stem's 64 outputs are where im2col starts to pay).
     if depthwise:
         weight_grad, weight_grad_chunk = "taps", chunk
+    elif geom.groups == 1 and geom.in_channels == 1:
+        # One input channel: the cols patches are plain windows of x and the weight grad one matmul with
+        # no transposing copy (LeNet conv1: the whole step 1.14x faster than with XLA's weight grad at
+        # b64 and 1.29x at b256, conv2 on XLA in both; the taps/im2col versions measured here before
+        # were not faster than XLA's).
+        weight_grad, weight_grad_chunk = "cols", cols_chunk(geom)
     elif geom.groups == 1 and ((ho * wo <= 100 and cin_g * cout_g <= 4096) or (narrow and cout_g < 32)):
         # Never for grouped layers: XLA's grouped weight gradient is the slowest of all (3x3 s2 g4 64->128
         # at 16x16, b64: 100 ms vs 3.8 ms taps/0, tools/bench_conv.py --only mixed).
@@ -501,9 +545,131 @@ def _dw_im2col(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax
     return dw.reshape(kh, kw, ci, co).astype(w_shape.dtype)
 
 
-_FORWARD: dict[str, Callable[..., jax.Array]] = {"xla": _fwd_xla, "taps": _fwd_taps, "im2col": _fwd_im2col}
-_INPUT_GRAD: dict[str, Callable[..., jax.Array]] = {"xla": _dx_xla, "taps": _dx_taps, "im2col": _dx_im2col}
-_WEIGHT_GRAD: dict[str, Callable[..., jax.Array]] = {"xla": _dw_xla, "taps": _dw_taps, "im2col": _dw_im2col}
+# ``cols``: batch-minor im2col. Arrays are (C, H, W, N); the patch matrix P is (T, G, Ci, R) with taps T, groups
+# G and R = Ho * Wo * N columns ordered (ho, wo, n), so that it is (K, R) with K = T * Ci when G = 1.
+
+
+def _bm_window(xp: jax.Array, oi: int, oj: int, out: Pair, stride: Pair) -> jax.Array:
+    """The (C, Ho, Wo, N) strided window of a padded batch-minor input at offset (oi, oj)."""
+    c, _, _, n = xp.shape
+    limit = (c, oi + stride[0] * (out[0] - 1) + 1, oj + stride[1] * (out[1] - 1) + 1, n)
+    return lax.slice(xp, (0, oi, oj, 0), limit, (1, stride[0], stride[1], 1))
+
+
+def _cols_patches(spec: _Spec, x: jax.Array, kernel: Pair, out: Pair) -> jax.Array:
+    """(T, G, Ci, R) patches of the NHWC input ``x``."""
+    xt = x.transpose(3, 1, 2, 0)  # (C, H, W, N): every window below copies whole rows of N
+    (t, b), (lft, r) = spec.padding
+    xp = lax.pad(xt, jnp.zeros((), x.dtype), ((0, 0, 0), (t, b, 0), (lft, r, 0), (0, 0, 0)))
+    wins = jnp.stack([_bm_window(xp, oi, oj, out, spec.stride) for _, _, oi, oj in _taps(kernel, spec)])
+    taps, c = wins.shape[:2]
+    return wins.reshape(taps, spec.groups, c // spec.groups, -1)
+
+
+def _fwd_cols_whole(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
+    kh, kw, ci, gco = w.shape
+    g = spec.groups
+    n, ho, wo, _ = _out_shape(x.shape, w.shape, spec)
+    acc = _acc_type(x, w, preferred=spec.preferred_element_type)
+    p = _cols_patches(spec, x, (kh, kw), (ho, wo))
+    wg = w.reshape(kh * kw, ci, g, gco // g)
+    # (T, Ci, G, Co) . (T, G, Ci, R) -> (G, Co, R): w is tiny, so any copy XLA makes of it is free.
+    y = lax.dot_general(wg, p, (((0, 1), (0, 2)), ((2,), (1,))), preferred_element_type=acc)
+    return y.reshape(gco, ho, wo, n).transpose(3, 1, 2, 0).astype(_out_dtype(x, w, spec))
+
+
+def _cols_chunk(chunk: int, n: int) -> int:
+    """The batch chunk of a cols pass: the largest divisor of the batch up to ``chunk`` (0: whole batch).
+
+    Even chunks keep every loop step the same shape (no remainder step to compile)."""
+    if not 0 < chunk < n:
+        return 0
+    return max(d for d in range(1, chunk + 1) if n % d == 0)
+
+
+def _fwd_cols(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
+    return _batch_map(lambda xc: _fwd_cols_whole(spec, xc, w), (x,), _cols_chunk(spec.plan.forward_chunk,
+                                                                                 x.shape[0]))
+
+
+def _dx_cols(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
+    n = dy.shape[0]
+    chunk = _cols_chunk(spec.plan.input_grad_chunk, n)
+    if not chunk:
+        return _dx_cols_whole(spec, x_shape, w, dy)
+    shape = jax.ShapeDtypeStruct((chunk,) + x_shape.shape[1:], x_shape.dtype)
+    return _batch_map(lambda dyc: _dx_cols_whole(spec, shape, w, dyc), (dy,), chunk)
+
+
+def _dx_cols_whole(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
+    dy = dy.astype(jnp.result_type(x_shape.dtype, w))
+    kh, kw, ci, gco = w.shape
+    g = spec.groups
+    n, ho, wo, _ = dy.shape
+    acc = _acc_type(dy, w, preferred=None)
+    dyt = dy.transpose(3, 1, 2, 0).reshape(g, gco // g, -1)  # (G, Co, R)
+    wg = w.reshape(kh * kw, ci, g, gco // g)
+    # (T, Ci, G, Co) . (G, Co, R) -> (G, T, Ci, R)
+    dp = lax.dot_general(wg, dyt, (((3,), (1,)), ((2,), (0,))), preferred_element_type=acc)
+    dp = dp.transpose(1, 0, 2, 3).reshape(kh * kw, g * ci, ho, wo, n)
+    hp, wp = _padded_size(x_shape.shape, spec)
+    dxp = jnp.zeros((g * ci, hp, wp, n), acc)
+    for t, (_, _, oi, oj) in enumerate(_taps((kh, kw), spec)):
+        if spec.stride == (1, 1):
+            # In-place slice adds. Summing kh*kw padded copies instead let XLA fuse the whole sum into the
+            # consumer of dx (a pooling gradient) and recompute it per element (a hand-written batch-minor
+            # LeNet step: 92 vs 26 ms).
+            part = lax.slice(dxp, (0, oi, oj, 0), (g * ci, oi + ho, oj + wo, n)) + dp[t]
+            dxp = lax.dynamic_update_slice(dxp, part, (0, oi, oj, 0))
+        else:
+            hi_h = hp - oi - spec.stride[0] * (ho - 1) - 1
+            hi_w = wp - oj - spec.stride[1] * (wo - 1) - 1
+            dxp = dxp + lax.pad(dp[t], jnp.zeros((), acc), ((0, 0, 0), (oi, hi_h, spec.stride[0] - 1),
+                                                            (oj, hi_w, spec.stride[1] - 1), (0, 0, 0)))
+    (t_, b_), (l_, r_) = spec.padding
+    dxt = lax.pad(dxp, jnp.zeros((), acc), ((0, 0, 0), (-t_, -b_, 0), (-l_, -r_, 0), (0, 0, 0)))
+    return lax.optimization_barrier(dxt.transpose(3, 1, 2, 0)).astype(x_shape.dtype)
+
+
+def _dw_cols_from(p: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Array) -> jax.Array:
+    kh, kw, ci, gco = w_shape.shape
+    g = p.shape[1]
+    acc = _acc_type(p, dy, preferred=None)
+    # dy as (R, G, Co) with R ordered (ho, wo, n) like P's columns: a transpose of the small output grad.
+    dyr = dy.transpose(1, 2, 0, 3).reshape(-1, g, gco // g).astype(p.dtype)
+    # (T, G, Ci, R) . (R, G, Co) -> (G, T, Ci, Co)
+    dw = lax.dot_general(p, dyr, (((3,), (0,)), ((1,), (1,))), preferred_element_type=acc)
+    return dw.transpose(1, 2, 0, 3).reshape(kh, kw, ci, gco)  # in the accumulation dtype
+
+
+def _dw_cols(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Array) -> jax.Array:
+    kh, kw, _, co = w_shape.shape
+    dy = dy.astype(jnp.result_type(x, w_shape.dtype))
+    n = x.shape[0]
+    chunk = _cols_chunk(spec.plan.weight_grad_chunk, n)
+    if x.shape[3] == 1:
+        # One input channel (a first layer on grey images): NHWC x is already batch-major rows, so the
+        # (T, N * Ho * Wo) patches are stacked windows of it in the row order of dy's (N * Ho * Wo, Co): one
+        # matmul, no transposing copy of either operand (LeNet conv1 at b64: 1.7 ms vs XLA's 3.9 in isolation).
+        def one_channel(xc: jax.Array, dyc: jax.Array) -> jax.Array:
+            xp = _pad_input(xc.astype(dyc.dtype), spec)
+            p = jnp.stack([window(xp, oi, oj, dyc.shape[1:3], spec.stride)
+                           for _, _, oi, oj in _taps((kh, kw), spec)]).reshape(kh * kw, -1)
+            acc = _acc_type(p, dyc, preferred=None)
+            return lax.dot_general(p, dyc.reshape(-1, co), (((1,), (0,)), ((), ())), preferred_element_type=acc)
+
+        return _batch_sum(one_channel, (x, dy), chunk).reshape(w_shape.shape).astype(w_shape.dtype)
+    dw = _batch_sum(lambda xc, dyc: _dw_cols_from(_cols_patches(spec, xc.astype(dyc.dtype), (kh, kw),
+                                                                dyc.shape[1:3]), w_shape, dyc), (x, dy), chunk)
+    return dw.astype(w_shape.dtype)
+
+
+_FORWARD: dict[str, Callable[..., jax.Array]] = {"xla": _fwd_xla, "taps": _fwd_taps, "im2col": _fwd_im2col,
+                                                 "cols": _fwd_cols}
+_INPUT_GRAD: dict[str, Callable[..., jax.Array]] = {"xla": _dx_xla, "taps": _dx_taps, "im2col": _dx_im2col,
+                                                    "cols": _dx_cols}
+_WEIGHT_GRAD: dict[str, Callable[..., jax.Array]] = {"xla": _dw_xla, "taps": _dw_taps, "im2col": _dw_im2col,
+                                                     "cols": _dw_cols}
 
 
 def _out_dtype(x: jax.Array, w: jax.Array, spec: _Spec) -> Any:
@@ -528,17 +694,57 @@ def _padded_size(x_shape: tuple[int, ...], spec: _Spec) -> Pair:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _planned_conv(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
+    if spec.plan.forward == "cols":
+        # Not differentiated (inference): no weight gradient will reuse the patches, and XLA's forward is
+        # the faster one there (LeNet TEST forward at b64 8 vs 22 ms with the cols forward).
+        return _fwd_xla(spec, x, w)
     return _FORWARD[spec.plan.forward](spec, x, w)
+
+
+def _cols_grads(spec: _Spec, x: jax.Array, w: jax.Array, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Both cols gradients in one loop over batch chunks: each chunk's patches are built once, used for its
+    weight-grad term and dropped, and its input grad is written out.
+
+    Rebuilding the patches here beat keeping the forward's as the residual (LeNet train step vs the Flax
+    model at b256: 2.09x vs 1.53x, at b64 1.66x vs 1.46x): a stacked loop output of 33 MB is zero-filled
+    by XLA before the loop writes it (20 ms at b256), and the patches of a chunk are cheap to rebuild."""
+    kh, kw, _, _ = w.shape
+    dy = dy.astype(jnp.result_type(x, w))
+    w_shape = jax.ShapeDtypeStruct(w.shape, w.dtype)
+    n = x.shape[0]
+    chunk = _cols_chunk(spec.plan.weight_grad_chunk, n) or n
+
+    def one(xc: jax.Array, dyc: jax.Array) -> tuple[jax.Array, jax.Array]:
+        shape = jax.ShapeDtypeStruct(xc.shape, xc.dtype)
+        dw = _dw_cols_from(_cols_patches(spec, xc.astype(dyc.dtype), (kh, kw), dyc.shape[1:3]), w_shape, dyc)
+        return _dx_cols_whole(spec, shape, w, dyc), dw
+
+    if chunk == n:
+        dx, dw = one(x, dy)
+        return dx, dw.astype(w.dtype)
+    steps = n // chunk
+
+    def body(acc: jax.Array, xs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        dxc, dwc = one(*xs)
+        return acc + dwc, dxc
+
+    zero = jnp.zeros(w.shape, _acc_type(x, dy, preferred=None))
+    dw, dxs = lax.scan(body, zero, (x.reshape(steps, chunk, *x.shape[1:]), dy.reshape(steps, chunk, *dy.shape[1:])))
+    return dxs.reshape(n, *dxs.shape[2:]), dw.astype(w.dtype)
 
 
 def _planned_conv_fwd(spec: _Spec, x: jax.Array,
                       w: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return _planned_conv(spec, x, w), (x, w)
+    # The primal _planned_conv keeps XLA's forward for a cols plan (inference); differentiated, the plan's
+    # forward runs.
+    return _FORWARD[spec.plan.forward](spec, x, w), (x, w)
 
 
 def _planned_conv_bwd(spec: _Spec, res: tuple[jax.Array, jax.Array],
                       dy: jax.Array) -> tuple[jax.Array, jax.Array]:
     x, w = res
+    if spec.plan.input_grad == spec.plan.weight_grad == "cols" and x.shape[3] > 1:
+        return _cols_grads(spec, x, w, dy)
     x_shape = jax.ShapeDtypeStruct(x.shape, x.dtype)
     w_shape = jax.ShapeDtypeStruct(w.shape, w.dtype)
     dx = _INPUT_GRAD[spec.plan.input_grad](spec, x_shape, w, dy)
