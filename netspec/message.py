@@ -267,8 +267,8 @@ def _rebuild(cls: type[Message], values: dict[str, Any], given: set[str]) -> Mes
 
 
 def _serialize(value: Message, info: Any) -> dict[str, Any]:
-    return value.model_dump(mode=info.mode, exclude_unset=info.exclude_unset,
-                            exclude_defaults=info.exclude_defaults, exclude_none=info.exclude_none)
+    dumped: dict[str, Any] = _dump(value, info.mode, info.exclude_unset, info.exclude_defaults, info.exclude_none)
+    return dumped
 
 
 def _dump(value: Any, mode: str, *flags: bool) -> Any:
@@ -296,6 +296,13 @@ def hints(model: type[Message]) -> dict[str, Any]:
                 out[name] = eval(annotation, module, dict(vars(klass))) if isinstance(annotation, str) \
                     else annotation
     return out
+
+
+def messages_in(annotation: Any) -> list[type[Message]]:
+    """The message classes inside an annotation (`X`, `X | None`, `Repeated[X]`, ...), outermost first."""
+    if isinstance(annotation, type) and issubclass(annotation, Message):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in messages_in(arg)]
 
 
 def accepts_lone_value(model: type[Message], name: str) -> bool:

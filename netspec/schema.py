@@ -19,21 +19,14 @@ editor at it with a first-line comment: `# yaml-language-server: $schema=<path>/
 from __future__ import annotations
 
 import json
-import typing
 from typing import Any, Mapping
 
 from pydantic.json_schema import models_json_schema
 
-from netspec.message import Message, accepts_lone_value, hints, pydantic_model
+from netspec.message import Message, accepts_lone_value, hints, messages_in, pydantic_model
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 REF = "#/$defs/{model}"
-
-
-def _models_in(annotation: Any) -> list[type[Message]]:
-    if isinstance(annotation, type) and issubclass(annotation, Message):
-        return [annotation]
-    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
 def _reachable(roots: list[type[Message]]) -> list[type[Message]]:
@@ -46,7 +39,7 @@ def _reachable(roots: list[type[Message]]) -> list[type[Message]]:
             continue
         seen[model] = None
         for annotation in hints(model).values():
-            todo += _models_in(annotation)
+            todo += messages_in(annotation)
     return list(seen)
 
 

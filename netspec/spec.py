@@ -20,7 +20,7 @@ from netspec.errors import Diagnostic, NetspecError, SourceLoc, closest, did_you
 from netspec.layers import REGISTRY, lookup
 from netspec.layers.base import LayerType
 from netspec.layers.common import BlobShape
-from netspec.message import Field, Message, MessageError, NonNegativeInt, Repeated, hints, validate
+from netspec.message import Field, Message, MessageError, NonNegativeInt, Repeated, hints, messages_in, validate
 from netspec.source import PosDict, PosList, load_yaml, locate
 
 #: A bound on the work a spec can ask for (block expansion makes large nets from small files);
@@ -329,21 +329,8 @@ def _fields_at(model: type[Message] | None, path: tuple[Any, ...]) -> list[str]:
             continue
         if str(step) not in model.model_fields:
             return []
-        model = _message_in(hints(model)[str(step)])
+        model = next(iter(messages_in(hints(model)[str(step)])), None)
     return list(model.model_fields) if model is not None else []
-
-
-def _message_in(annotation: Any) -> type[Message] | None:
-    """The message class inside an annotation (`X`, `X | None`, `Repeated[X]`), if any."""
-    import typing
-
-    if isinstance(annotation, type) and issubclass(annotation, Message):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _message_in(arg)
-        if found is not None:
-            return found
-    return None
 
 
 # ----------------------------------------------------------------------------------------------
