@@ -368,14 +368,16 @@ def _taps(kernel: Pair, spec: _Spec) -> list[tuple[int, int, int, int]]:
 
 
 def window(xp: jax.Array, oi: int, oj: int, out: Pair, stride: Pair) -> jax.Array:
-    """The (N, Ho, Wo, C) strided slice of ``xp`` that kernel offset (oi, oj) reads (kernels.pool too)."""
+    """The (N, Ho, Wo, C) strided slice of ``xp`` that kernel offset (oi, oj) reads (kernels.pool too; the
+    batch-minor ``cols`` passes call it on (C, H, W, N): only axes 1 and 2 are sliced)."""
     n, _, _, c = xp.shape
     limit = (n, oi + stride[0] * (out[0] - 1) + 1, oj + stride[1] * (out[1] - 1) + 1, c)
     return lax.slice(xp, (0, oi, oj, 0), limit, (1, stride[0], stride[1], 1))
 
 
 def scatter_window(t: jax.Array, oi: int, oj: int, padded: Pair, stride: Pair) -> jax.Array:
-    """Transpose of ``window``: place ``t`` (N, Ho, Wo, C) at its strided positions in a zero image."""
+    """Transpose of ``window``: place ``t`` (N, Ho, Wo, C), or (C, Ho, Wo, N), at its strided positions in a
+    zero image."""
     _, ho, wo, _ = t.shape
     hi_h = padded[0] - oi - stride[0] * (ho - 1) - 1
     hi_w = padded[1] - oj - stride[1] * (wo - 1) - 1
@@ -549,19 +551,10 @@ def _dw_im2col(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax
 # G and R = Ho * Wo * N columns ordered (ho, wo, n), so that it is (K, R) with K = T * Ci when G = 1.
 
 
-def _bm_window(xp: jax.Array, oi: int, oj: int, out: Pair, stride: Pair) -> jax.Array:
-    """The (C, Ho, Wo, N) strided window of a padded batch-minor input at offset (oi, oj)."""
-    c, _, _, n = xp.shape
-    limit = (c, oi + stride[0] * (out[0] - 1) + 1, oj + stride[1] * (out[1] - 1) + 1, n)
-    return lax.slice(xp, (0, oi, oj, 0), limit, (1, stride[0], stride[1], 1))
-
-
 def _cols_patches(spec: _Spec, x: jax.Array, kernel: Pair, out: Pair) -> jax.Array:
     """(T, G, Ci, R) patches of the NHWC input ``x``."""
-    xt = x.transpose(3, 1, 2, 0)  # (C, H, W, N): every window below copies whole rows of N
-    (t, b), (lft, r) = spec.padding
-    xp = lax.pad(xt, jnp.zeros((), x.dtype), ((0, 0, 0), (t, b, 0), (lft, r, 0), (0, 0, 0)))
-    wins = jnp.stack([_bm_window(xp, oi, oj, out, spec.stride) for _, _, oi, oj in _taps(kernel, spec)])
+    xp = _pad_input(x.transpose(3, 1, 2, 0), spec)  # (C, H, W, N): every window copies whole rows of N
+    wins = jnp.stack([window(xp, oi, oj, out, spec.stride) for _, _, oi, oj in _taps(kernel, spec)])
     taps, c = wins.shape[:2]
     return wins.reshape(taps, spec.groups, c // spec.groups, -1)
 
@@ -593,12 +586,9 @@ def _fwd_cols(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
 
 
 def _dx_cols(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
-    n = dy.shape[0]
-    chunk = _cols_chunk(spec.plan.input_grad_chunk, n)
-    if not chunk:
-        return _dx_cols_whole(spec, x_shape, w, dy)
-    shape = jax.ShapeDtypeStruct((chunk,) + x_shape.shape[1:], x_shape.dtype)
-    return _batch_map(lambda dyc: _dx_cols_whole(spec, shape, w, dyc), (dy,), chunk)
+    # _dx_cols_whole reads only H, W and the dtype of x_shape (the batch comes from dy)
+    return _batch_map(lambda dyc: _dx_cols_whole(spec, x_shape, w, dyc), (dy,),
+                      _cols_chunk(spec.plan.input_grad_chunk, dy.shape[0]))
 
 
 def _dx_cols_whole(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
@@ -622,13 +612,8 @@ def _dx_cols_whole(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy:
             part = lax.slice(dxp, (0, oi, oj, 0), (g * ci, oi + ho, oj + wo, n)) + dp[t]
             dxp = lax.dynamic_update_slice(dxp, part, (0, oi, oj, 0))
         else:
-            hi_h = hp - oi - spec.stride[0] * (ho - 1) - 1
-            hi_w = wp - oj - spec.stride[1] * (wo - 1) - 1
-            dxp = dxp + lax.pad(dp[t], jnp.zeros((), acc), ((0, 0, 0), (oi, hi_h, spec.stride[0] - 1),
-                                                            (oj, hi_w, spec.stride[1] - 1), (0, 0, 0)))
-    (t_, b_), (l_, r_) = spec.padding
-    dxt = lax.pad(dxp, jnp.zeros((), acc), ((0, 0, 0), (-t_, -b_, 0), (-l_, -r_, 0), (0, 0, 0)))
-    return lax.optimization_barrier(dxt.transpose(3, 1, 2, 0)).astype(x_shape.dtype)
+            dxp = dxp + scatter_window(dp[t], oi, oj, (hp, wp), spec.stride)
+    return lax.optimization_barrier(_unpad(dxp, spec).transpose(3, 1, 2, 0)).astype(x_shape.dtype)
 
 
 def _dw_cols_from(p: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Array) -> jax.Array:
@@ -659,9 +644,14 @@ def _dw_cols(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.A
             return lax.dot_general(p, dyc.reshape(-1, co), (((1,), (0,)), ((), ())), preferred_element_type=acc)
 
         return _batch_sum(one_channel, (x, dy), chunk).reshape(w_shape.shape).astype(w_shape.dtype)
-    dw = _batch_sum(lambda xc, dyc: _dw_cols_from(_cols_patches(spec, xc.astype(dyc.dtype), (kh, kw),
-                                                                dyc.shape[1:3]), w_shape, dyc), (x, dy), chunk)
+    dw = _batch_sum(lambda xc, dyc: _dw_cols_chunk(spec, xc, w_shape, dyc), (x, dy), chunk)
     return dw.astype(w_shape.dtype)
+
+
+def _dw_cols_chunk(spec: _Spec, xc: jax.Array, w_shape: jax.ShapeDtypeStruct, dyc: jax.Array) -> jax.Array:
+    """One batch chunk's cols weight-grad term (in the accumulation dtype), patches built on the spot."""
+    kh, kw = w_shape.shape[:2]
+    return _dw_cols_from(_cols_patches(spec, xc.astype(dyc.dtype), (kh, kw), dyc.shape[1:3]), w_shape, dyc)
 
 
 _FORWARD: dict[str, Callable[..., jax.Array]] = {"xla": _fwd_xla, "taps": _fwd_taps, "im2col": _fwd_im2col,
@@ -695,8 +685,8 @@ def _padded_size(x_shape: tuple[int, ...], spec: _Spec) -> Pair:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _planned_conv(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
     if spec.plan.forward == "cols":
-        # Not differentiated (inference): no weight gradient will reuse the patches, and XLA's forward is
-        # the faster one there (LeNet TEST forward at b64 8 vs 22 ms with the cols forward).
+        # Not differentiated (inference): XLA's forward is the faster one there (LeNet TEST forward at b64
+        # 8 vs 22 ms with the cols forward).
         return _fwd_xla(spec, x, w)
     return _FORWARD[spec.plan.forward](spec, x, w)
 
@@ -708,16 +698,14 @@ def _cols_grads(spec: _Spec, x: jax.Array, w: jax.Array, dy: jax.Array) -> tuple
     Rebuilding the patches here beat keeping the forward's as the residual (LeNet train step vs the Flax
     model at b256: 2.09x vs 1.53x, at b64 1.66x vs 1.46x): a stacked loop output of 33 MB is zero-filled
     by XLA before the loop writes it (20 ms at b256), and the patches of a chunk are cheap to rebuild."""
-    kh, kw, _, _ = w.shape
     dy = dy.astype(jnp.result_type(x, w))
     w_shape = jax.ShapeDtypeStruct(w.shape, w.dtype)
+    x_shape = jax.ShapeDtypeStruct(x.shape, x.dtype)  # only its H, W and dtype are read
     n = x.shape[0]
     chunk = _cols_chunk(spec.plan.weight_grad_chunk, n) or n
 
     def one(xc: jax.Array, dyc: jax.Array) -> tuple[jax.Array, jax.Array]:
-        shape = jax.ShapeDtypeStruct(xc.shape, xc.dtype)
-        dw = _dw_cols_from(_cols_patches(spec, xc.astype(dyc.dtype), (kh, kw), dyc.shape[1:3]), w_shape, dyc)
-        return _dx_cols_whole(spec, shape, w, dyc), dw
+        return _dx_cols_whole(spec, x_shape, w, dyc), _dw_cols_chunk(spec, xc, w_shape, dyc)
 
     if chunk == n:
         dx, dw = one(x, dy)
