@@ -32,6 +32,7 @@ SOLVER_FLAGS: Mapping[str, str] = {
     "iter_size": "iter_size",
 }
 
+
 @dataclass(frozen=True)
 class TrainOptions:
     """Everything `netspec train` was told, after argument parsing (paths not yet checked)."""
@@ -54,6 +55,7 @@ class TrainOptions:
     argv: tuple[str, ...] = ()
     cluster: Any = None  # netspec.train.distributed.Cluster: how to join a multi-process run
 
+
 def default_cache_dir() -> Path:
     """The persistent JAX compilation cache: $NETSPEC_JAX_CACHE, else the user's cache dir."""
     env = os.environ.get("NETSPEC_JAX_CACHE")
@@ -62,8 +64,10 @@ def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "netspec" / "jax"
 
+
 def cache_disabled(path: Path | None) -> bool:
     return path is None or str(path).lower() in ("", "0", "off", "none", "false")
+
 
 def _validation_diagnostics(err: MessageError, file: str, raw: Any, prefix: tuple[Any, ...]) -> list[Diagnostic]:
     from netspec.source import locate
@@ -77,6 +81,7 @@ def _validation_diagnostics(err: MessageError, file: str, raw: Any, prefix: tupl
             f"solver {field_name}: {e['msg'].rstrip('.')}"
         out.append(Diagnostic("error", msg, where or SourceLoc(file, 1, 1)))
     return out
+
 
 def load_solver_file(path: Path) -> SolverSpec:
     """A solver from a YAML file (a bare SolverParameter mapping, or a spec-like file with a `solver:`
@@ -103,12 +108,14 @@ def load_solver_file(path: Path) -> SolverSpec:
     except MessageError as e:
         raise NetspecError(_validation_diagnostics(e, file, raw, prefix)) from None
 
+
 def _plain(data: Any) -> Any:
     if isinstance(data, dict):
         return {str(k): _plain(v) for k, v in data.items()}
     if isinstance(data, list):
         return [_plain(v) for v in data]
     return data
+
 
 def resolve_solver(spec: NetSpec, solver_file: Path | None, overrides: Mapping[str, Any]) -> SolverSpec:
     """The solver a run uses: `--solver FILE` over the spec's `solver:` section, then the flags.
