@@ -542,13 +542,14 @@ def _fmt_shape(shape: Shape) -> str:
 
 
 def header_lines(net: CaffeNet, *, command: str, solver: CaffeSolver | None, output: str,
-                 input_shapes: Mapping[str, Shape], compact: bool) -> list[str]:
-    """The comment at the top of the YAML: where it came from and what the import changed."""
+                 input_shapes: Mapping[str, Shape], folded: bool) -> list[str]:
+    """The comment at the top of the YAML: where it came from and what the import changed (`folded`:
+    the document holds `blocks:`)."""
     lines = [f"Imported from {net.file} by netspec import-caffe:", f"  {command}"]
     if net.legacy_inputs:
         lines.append(f"The net-level input(s) {', '.join(net.legacy_inputs)} became the Input layer 'input' "
                      "(Caffe's UpgradeNetInput).")
-    if compact and "blocks" in net_data(net, compact=True):
+    if folded:
         lines.append("Repeated runs of layers are folded into `blocks:`; they expand to the layer list "
                      "import-caffe writes without --compact.")
     if solver is not None:
@@ -607,7 +608,7 @@ def render(net: CaffeNet, *, command: str, output: str, solver: CaffeSolver | No
 
     doc = net_data(net, solver=solver, compact=compact)
     header = header_lines(net, command=command, solver=solver, output=output,
-                          input_shapes=input_shapes or {}, compact=compact)
+                          input_shapes=input_shapes or {}, folded="blocks" in doc)
     return spec_yaml(doc, header_comment="\n".join(header))
 
 
