@@ -264,11 +264,14 @@ def build_partial(spec: NetSpec, phase: Phase = "TEST", level: int | None = None
     wiring = _Wiring(layers, bad, duplicates, diags)
     unknowns = _Unknowns(spec, phase)
     nodes: list[Node] = []
+    consumed: set[str] = set()  # blob ids some layer reads: the others are the net's outputs
     for i, layer in enumerate(layers):
         bottoms = []
         for b, name in enumerate(layer.bottom):
             blob = wiring.resolve(i, name)
-            if blob is None:
+            if blob is not None:
+                consumed.add(blob)
+            else:
                 if name not in layer.top:  # reading its own top is reported as a top problem
                     diags.append(unknowns.diagnostic(layer, b, name, wiring, i))
                 bad.add(i)
@@ -280,7 +283,6 @@ def build_partial(spec: NetSpec, phase: Phase = "TEST", level: int | None = None
 
     ordered = _toposort(nodes, diags)
     blob_names = {bid: name for name, ws in wiring.writes.items() for _, bid in ws}
-    consumed = {wiring.resolve(i, b) for i, l in enumerate(layers) for b in l.bottom}
     outputs = tuple(t for n in ordered for t in n.tops if t not in consumed)
     last = ordered[-1].name if ordered else None
     # blobs that depend on a layer with errors: whether they are used is not worth a warning
