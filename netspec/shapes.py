@@ -163,9 +163,9 @@ def infer(graph: Graph, input_shapes: Mapping[str, Shape] | None = None, batch: 
         kind = node.kind
         try:
             if kind.is_input:
-                tops = tuple(_apply_batch(s, batch) for s in kind.source_shapes(layer, given))  # type: ignore[attr-defined]
-                notes, blobs = kind.notes(layer, bottoms), kind.blobs(layer, bottoms)
-                macs, window = kind.macs(layer, bottoms, tops), kind.window(layer, bottoms)
+                sources = kind.source_shapes(layer, given)  # type: ignore[attr-defined]
+                tops, notes, blobs, macs, window = kind.rules(layer, bottoms,
+                                                              tuple(_apply_batch(s, batch) for s in sources))
             else:
                 tops, notes, blobs, macs, window = kind.evaluate(layer, bottoms)
             for note in notes:

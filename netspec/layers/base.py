@@ -156,7 +156,11 @@ class LayerType:
     def evaluate(cls, layer: LayerSpec, bottoms: tuple[Shape, ...]) -> Evaluation:
         """Every rule for one layer, in the order above (the shape stage's single call); types whose
         rules share work, such as resolving a kernel geometry, override it to do that work once."""
-        tops = cls.infer(layer, bottoms)
+        return cls.rules(layer, bottoms, cls.infer(layer, bottoms))
+
+    @classmethod
+    def rules(cls, layer: LayerSpec, bottoms: tuple[Shape, ...], tops: tuple[Shape, ...]) -> Evaluation:
+        """Every rule but the shape rule, for tops already known (an input layer's come from its source)."""
         return (tops, cls.notes(layer, bottoms), cls.blobs(layer, bottoms), cls.macs(layer, bottoms, tops),
                 cls.window(layer, bottoms))
 
