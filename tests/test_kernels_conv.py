@@ -285,6 +285,29 @@ def test_policy_on_cpu_follows_the_measurements() -> None:
     assert choose_plan("cpu", small_grouped).forward == "xla"  # narrow groups: XLA's fuses into inference
 
 
+def test_compiler_options_turn_off_the_library_convolutions_for_wide_layers_on_cpu() -> None:
+    # XLA's own convolutions instead of YNNPACK's (whose weight gradient is 12-17x slower) once a net has a
+    # convolution of 32+ input channels a group; LeNet's layers are faster with YNNPACK.
+    wide = ConvGeometry(128, 16, 16, 128, 128, (3, 3), padding=((1, 1), (1, 1)))
+    lenet = [ConvGeometry(64, 28, 28, 1, 20, (5, 5)), ConvGeometry(64, 12, 12, 20, 50, (5, 5))]
+    off = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    assert kconv.compiler_options("cpu", "auto", [*lenet, wide]) == off
+    assert kconv.compiler_options("cpu", "auto", lenet) == {}
+    assert kconv.compiler_options("cpu", "auto", [dataclasses.replace(wide, groups=8)]) == {}  # 16 a group
+    assert kconv.compiler_options("cpu", "auto", [ConvGeometry(4, 8, 8, 32, 8, (3, 3))]) == {}  # tiny
+    for backend, impl in (("cpu", "xla"), ("cpu", "taps"), ("gpu", "auto"), ("tpu", "auto")):
+        assert kconv.compiler_options(backend, impl, [wide]) == {}
+    x = jnp.zeros((8, 32, 32, 64))
+    w = jnp.zeros((3, 3, 64, 64))
+
+    def grad(x: jax.Array, w: jax.Array) -> jax.Array:
+        return jax.grad(lambda w: jnp.sum(conv2d(x, w, padding=((1, 1), (1, 1)), impl="xla") ** 2))(w)
+
+    if jax.default_backend() == "cpu":
+        compiled = jax.jit(grad, compiler_options=off).lower(x, w).compile().as_text()
+        assert "__ynn_fusion" not in compiled
+
+
 def test_batch_chunk_bounds_window_bytes() -> None:
     geom = ConvGeometry(128, 32, 32, 64, 64, (3, 3), padding=((1, 1), (1, 1)))
     chunk = kconv.batch_chunk(geom)

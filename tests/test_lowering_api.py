@@ -147,3 +147,22 @@ def test_set_caffe_blobs_keeps_float64_exactly() -> None:
     # float32 variables still get float32 arrays from float64 blobs.
     v32 = netspec.set_caffe_blobs(model, model.init(0), new)
     assert all(x.dtype == np.float32 for x in jax.tree.leaves(v32))
+
+
+
+def test_compiler_options_follow_the_convolutions_and_apply_works_under_an_outer_jit() -> None:
+    mixed_spec = LENET.parent / "mixed_conv.yaml"
+    mixed = netspec.compile(mixed_spec, "TRAIN", batch=2)
+    if jax.default_backend() == "cpu":
+        assert mixed.compiler_options == {"xla_cpu_experimental_ynn_fusion_type": ""}  # 32- and 64-channel convs
+    assert netspec.compile(LENET, "TEST", batch=2).compiler_options == {}
+    assert netspec.compile(mixed_spec, "TRAIN", batch=2, conv_impl="xla").compiler_options == {}
+    v = mixed.init(0)
+    x = {"data": np.random.RandomState(0).randn(2, 3, 32, 32).astype(np.float32), "label": np.array([1, 7])}
+    alone = mixed.loss(mixed.apply_train(v, x)[0])
+    # Inside an outer jit (a train step) the model's own jit must not carry options: JAX refuses nested ones.
+    step = jax.jit(jax.value_and_grad(lambda p: mixed.loss(mixed.apply_train(dict(v, params=p), x)[0])),
+                   compiler_options=mixed.compiler_options)
+    loss, grads = step(v["params"])
+    np.testing.assert_allclose(loss, alone, rtol=1e-5)
+    assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))

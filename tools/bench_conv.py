@@ -54,6 +54,7 @@ CASES: tuple[Case, ...] = (
     Case("depthwise 3x3 128 16x16 b128", G(128, 16, 16, 128, 128, (3, 3), padding=_sym(1), groups=128)),
     Case("tiny 3x3 8->8 8x8 b4", G(4, 8, 8, 8, 8, (3, 3), padding=_sym(1))),
     # tests/fixtures/lowering/mixed_conv.yaml (tools/bench_train_cpu.py's strided/dilated/grouped net)
+    Case("mixed conv1 3x3 3->32 32x32 b64", G(64, 32, 32, 3, 32, (3, 3), padding=_sym(1))),
     Case("mixed conv2 3x3 s2 32->64 32x32 b64", G(64, 32, 32, 32, 64, (3, 3), (2, 2), _sym(1))),
     Case("mixed conv3 3x3 d2 64->64 16x16 b64", G(64, 16, 16, 64, 64, (3, 3), padding=_sym(2), dilation=(2, 2))),
     Case("mixed conv4 3x3 s2 g4 64->128 16x16 b64", G(64, 16, 16, 64, 128, (3, 3), (2, 2), _sym(1), groups=4)),
@@ -112,6 +113,15 @@ def _conv_kwargs(geom: kconv.ConvGeometry) -> dict[str, object]:
     return dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation, groups=geom.groups)
 
 
+def _passes(conv: Callable[..., jax.Array], options: dict[str, object]) -> dict[str, Callable[..., jax.Array]]:
+    """Each pass jitted with the XLA options netspec compiles that impl's programs with."""
+    return {
+        "forward": jax.jit(lambda x, w, dy: conv(x, w), compiler_options=options),
+        "input_grad": jax.jit(lambda x, w, dy: jax.vjp(conv, x, w)[1](dy)[0], compiler_options=options),
+        "weight_grad": jax.jit(lambda x, w, dy: jax.vjp(conv, x, w)[1](dy)[1], compiler_options=options),
+    }
+
+
 def impl_fns(geom: kconv.ConvGeometry, impl: str) -> dict[str, Callable[..., jax.Array]]:
     """The three passes as users see them: conv2d and jax.vjp (jit drops the unused primal)."""
     kw = _conv_kwargs(geom)
@@ -119,26 +129,19 @@ def impl_fns(geom: kconv.ConvGeometry, impl: str) -> dict[str, Callable[..., jax
     def conv(x: jax.Array, w: jax.Array) -> jax.Array:
         return kconv.conv2d(x, w, impl=impl, **kw)  # type: ignore[arg-type]
 
-    return {
-        "forward": jax.jit(lambda x, w, dy: conv(x, w)),
-        "input_grad": jax.jit(lambda x, w, dy: jax.vjp(conv, x, w)[1](dy)[0]),
-        "weight_grad": jax.jit(lambda x, w, dy: jax.vjp(conv, x, w)[1](dy)[1]),
-    }
+    return _passes(conv, kconv.compiler_options(jax.default_backend(), impl))
 
 
 def formulation_fns(geom: kconv.ConvGeometry, form: str, chunk: int) -> dict[str, Callable[..., jax.Array]]:
-    """The three passes with every pass in one formulation (conv2d_planned under jax.vjp, like impl_fns)."""
+    """The three passes with every pass in one formulation (conv2d_planned under jax.vjp, like impl_fns),
+    compiled as netspec compiles impl="auto" (so "xla" here is XLA's convolution under those options)."""
     plan = kconv.Plan.uniform(form, chunk)  # type: ignore[arg-type]
     kw = _conv_kwargs(geom)
 
     def conv(x: jax.Array, w: jax.Array) -> jax.Array:
         return kconv.conv2d_planned(x, w, plan, **kw)  # type: ignore[arg-type]
 
-    return {
-        "forward": jax.jit(lambda x, w, dy: conv(x, w)),
-        "input_grad": jax.jit(lambda x, w, dy: jax.vjp(conv, x, w)[1](dy)[0]),
-        "weight_grad": jax.jit(lambda x, w, dy: jax.vjp(conv, x, w)[1](dy)[1]),
-    }
+    return _passes(conv, kconv.compiler_options(jax.default_backend(), "auto"))
 
 
 def matmul_peak(repeats: int, dtype: jnp.dtype, clock: str) -> tuple[int, float]:

@@ -19,6 +19,7 @@ The hand-written Flax models are the ones tests/test_lowering_nets.py checks for
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -137,7 +138,7 @@ def netspec_steps(path: Path, batch: int, classes: int, shape: tuple[int, ...],
     x = jnp.asarray(rs.randn(batch, *shape), jnp.float32)
     y = jnp.asarray(rs.randint(0, classes, batch))
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=model.compiler_options)  # what `netspec train` compiles with
     def step(params: Any, stats: Any, opt: Any, x: Any, y: Any) -> Any:
         def loss(p: Any) -> Any:
             out, new = model.apply_train({"params": p, "batch_stats": stats}, {"data": x, "label": y})
@@ -148,7 +149,8 @@ def netspec_steps(path: Path, batch: int, classes: int, shape: tuple[int, ...],
         return optax.apply_updates(params, upd), new, opt, l
 
     logits = "ip2" if "ip2" in test._latest else "fc10"
-    fwd = jax.jit(lambda v, x: test.apply(v, {"data": x, "label": y}, blobs=(logits,))[logits])
+    fwd = jax.jit(lambda v, x: test.apply(v, {"data": x, "label": y}, blobs=(logits,))[logits],
+                  compiler_options=test.compiler_options)
     state = {"p": v["params"], "s": v["batch_stats"], "o": opt}
 
     def build() -> tuple[Any, Any]:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, get_args
 
 import jax
@@ -264,6 +264,51 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
         weight_grad, weight_grad_chunk = "taps", chunk
     return Plan(forward, input_grad, weight_grad,  # type: ignore[arg-type]
                 forward_chunk, input_grad_chunk, weight_grad_chunk)
+
+
+# XLA:CPU options for a program whose convolutions follow ``choose_plan``. jax 0.10.2 hands convolutions to its
+# YNNPACK fusions by default. Those are fast for small layers but run a dense weight gradient 12-17x slower than
+# XLA's own (Eigen) convolution and write large outputs slowly. Same 2-vCPU VM, ms, one process each line:
+#
+#                                                       YNNPACK (default)    ynn fusions off
+#   3x3 64->64 32x32 b128 forward (tools/bench_conv.py)       178-210              69-86
+#   same, XLA's weight gradient                              1670-1932            115-118
+#   3x3 128->128 16x16 b128 bfloat16 weight gradient              515                 172
+#   ResNet-18 CIFAR b128 train step, conv_impl="auto"            9098                4815   (1.89x)
+#   tests/fixtures/lowering/mixed_conv.yaml b64 train step   161.6-162.7         118.6-129.5
+#   Caffe LeNet b64 train step                                19.7-22.5           21.3-24.0
+#   Caffe LeNet inference b64 / b256 (tools/bench_train_cpu)   4.8 / 17.0          5.8 / 24.3
+#
+# With the fusions off, XLA's convolutions are at or near the best formulation for most dense passes of 32+
+# channels (tools/bench_conv.py --formulations); the rewrites in choose_plan still win for grouped and depthwise
+# layers, strided input gradients and large-output weight gradients. LeNet's layers (1 and 20 input channels)
+# are faster with YNNPACK (its conv1 forward: 0.7 vs 2.9 ms), so a program turns the fusions off only when one
+# of its convolutions has 32 or more input channels a group.
+_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+_WIDE_CHANNELS = 32
+
+
+def compiler_options(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> dict[str, Any]:
+    """XLA compile options for a program whose 2-D convolutions, of these geometries, use
+    ``conv2d(..., impl=impl)`` on ``backend``.
+
+    ``jax.jit(fn, compiler_options=...)`` takes them; JAX honours them on the outermost jit only, so the caller that
+    compiles a whole train step passes them. Empty for ``impl="xla"`` (the plain baseline), off the CPU, for nets
+    without a wide convolution, and for a jaxlib that no longer knows the option (it is experimental)."""
+    if backend != "cpu" or impl != "auto":
+        return {}
+    if not any(g.in_channels // g.groups >= _WIDE_CHANNELS and g.flops >= _TINY_FLOPS for g in convs):
+        return {}
+    return dict(_CPU_OPTIONS) if _cpu_options_supported() else {}
+
+
+@functools.cache
+def _cpu_options_supported() -> bool:
+    try:
+        jax.jit(lambda a: a + 1, compiler_options=_CPU_OPTIONS).lower(np.float32(0)).compile()
+    except Exception:  # an unknown or renamed option: compile with XLA's defaults instead
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------------

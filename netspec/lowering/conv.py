@@ -22,6 +22,7 @@ from typing import Any, Callable
 import jax.numpy as jnp
 from jax import lax
 
+from netspec.kernels.conv import ConvGeometry
 from netspec.layers.common import FillerParameter
 from netspec.layers.spatial import canonical_axis, per_axis
 from netspec.lowering.base import Ctx, Lowering, convert
@@ -68,6 +69,18 @@ def _channels_last(ctx: Ctx, x: Any, axis: int, fn: Callable[[Any], Any]) -> Any
     folded = xc.reshape((math.prod(lead),) + xc.shape[axis:])
     y = convert(fn(convert(folded, "nchw", "nhwc")), "nhwc", "nchw")
     return convert(y.reshape(lead + y.shape[1:]), "nchw", ctx.layout)
+
+
+def kernel_geometries(layer: LayerSpec, bottom: Ints, dtype: str) -> list[ConvGeometry]:
+    """The netspec.kernels.conv.conv2d call a Convolution layer with a bottom of Caffe shape `bottom` makes
+    (none for 1-D, 3-D, ... convolutions): what the program's compiler options are chosen from."""
+    axis, kernel, stride, pad, dilation = _geometry(layer, len(bottom))
+    if len(kernel) != 2:
+        return []
+    p = layer.messages["convolution_param"]
+    return [ConvGeometry(math.prod(bottom[:axis]), bottom[axis + 1], bottom[axis + 2], bottom[axis], p.num_output,
+                         (kernel[0], kernel[1]), (stride[0], stride[1]), ((pad[0], pad[0]), (pad[1], pad[1])),
+                         (dilation[0], dilation[1]), p.group, dtype)]
 
 
 def convolution(ctx: Ctx, x: Any) -> tuple[Any, ...]:

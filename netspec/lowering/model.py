@@ -29,7 +29,9 @@ import numpy as np
 from netspec.check import check
 from netspec.errors import Diagnostic, NetspecError
 from netspec.graph import Graph, Node
+from netspec.kernels.conv import compiler_options as conv_compiler_options
 from netspec.lowering.base import CODECS, Ctx, Layout, Lowering, convert, layer_seed, top_layout
+from netspec.lowering.conv import kernel_geometries
 from netspec.lowering.data import dummy_fills
 from netspec.lowering.fillers import fill_many
 from netspec.lowering.table import LOWERINGS
@@ -292,12 +294,22 @@ class Model:
         loss_ids = tuple(t for n in graph.nodes for t in n.tops
                          if names[t] in self.loss_weights and t not in graph.outputs)
         self.module = NetModule(self._steps, dict(names), graph.outputs + loss_ids, DTYPES[dtype], conv_impl)
-        # One compiled program each: eager filler ops would compile every random op separately.
+        # The XLA options the convolution lowering was tuned under. Only the outermost jit's options count: a
+        # caller that jits a whole train step around apply/apply_train passes
+        # jax.jit(step, compiler_options=model.compiler_options).
+        convs = [g for n in graph.nodes if n.kind.type_name == "Convolution"
+                 for g in kernel_geometries(n.layer, tuple(report.shapes[n.bottoms[0]]), dtype)]
+        self.compiler_options: dict[str, Any] = conv_compiler_options(jax.default_backend(), conv_impl, convs)
+        # One compiled program each: eager filler ops would compile every random op separately. JAX takes
+        # compiler options on a top-level jit only, so apply/apply_train pick the plain jit under a trace.
         self._init_jit = jax.jit(self._init)
-        self._apply_jit = jax.jit(self._apply, static_argnames=("train", "wanted"))
+        self._apply_jit = jax.jit(self._apply, static_argnames=("train", "wanted"),
+                                  compiler_options=self.compiler_options)
+        self._apply_nested = jax.jit(self._apply, static_argnames=("train", "wanted"))
         # A user name means its last version (after any in-place layers), as in pycaffe's net.blobs.
         self._latest = {names[t]: t for n in graph.nodes for t in n.tops}
-        self._apply_train_jit = jax.jit(self._apply_train)
+        self._apply_train_jit = jax.jit(self._apply_train, compiler_options=self.compiler_options)
+        self._apply_train_nested = jax.jit(self._apply_train)
 
     # -- variables ---------------------------------------------------------------------------
 
@@ -363,12 +375,14 @@ class Model:
             if unknown:
                 raise ValueError(f"unknown blob(s) {unknown}; this net has {sorted(self._latest)}")
             wanted = tuple(self._latest[b] for b in blobs)
-        return self._apply_jit(variables, self._inputs(inputs), train=train, rng=rng, wanted=wanted)
+        fn = self._apply_nested if _traced(variables, inputs, rng) else self._apply_jit
+        return fn(variables, self._inputs(inputs), train=train, rng=rng, wanted=wanted)
 
     def apply_train(self, variables: Mapping[str, Any], inputs: Any, rng: jax.Array | None = None
                     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The TRAIN forward pass: (outputs, new batch_stats) with Caffe's moving-average update."""
-        return self._apply_train_jit(variables, self._inputs(inputs), rng)
+        fn = self._apply_train_nested if _traced(variables, inputs, rng) else self._apply_train_jit
+        return fn(variables, self._inputs(inputs), rng)
 
     def loss(self, outputs: Mapping[str, Any]) -> jax.Array:
         """Caffe's total loss: Σ loss_weight × sum(top), in float32 (float64 for dtype float64)."""
@@ -381,6 +395,11 @@ class Model:
     def __repr__(self) -> str:
         return (f"Model({self.graph.spec.name or self.graph.spec.file!r}, phase={self.phase}, dtype={self.dtype}, "
                 f"inputs={self.input_shapes}, outputs={self.output_names})")
+
+
+def _traced(*trees: Any) -> bool:
+    """Whether this call is being traced by an outer transformation (whose jit then owns the options)."""
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
 
 
 def _flax_vars(variables: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -50,7 +51,7 @@ def evaluate(model: Any, variables: Mapping[str, Any], batches: Any, iterations:
 
     names = scalar_names(model)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=model.compiler_options)
     def forward(v: Any, inputs: Any) -> dict[str, Any]:
         out = model.apply(v, inputs, train=False)
         return {k: out[k].astype("float32") for k in names}

@@ -199,7 +199,7 @@ class _Trainer:
         from netspec.train.distributed import one_at_a_time
         from netspec.train.step import batch_sharding, make_eval_step, make_train_step, replicated, zero_sums
 
-        p, k = self.plan, self.solver.iter_size
+        k = self.solver.iter_size
         stacked = k > 1
         self.batch_sharding = batch_sharding(self.mesh, stacked)
         rep = replicated(self.mesh)
@@ -208,7 +208,8 @@ class _Trainer:
         abstract_batch = {n: jax.ShapeDtypeStruct(shape[n], sample[n].dtype, sharding=self.batch_sharding)
                           for n in sample}
         step = jax.jit(make_train_step(self.model, self.tx, k), in_shardings=(rep, self.batch_sharding),
-                       out_shardings=(rep, rep), donate_argnums=(0,))
+                       out_shardings=(rep, rep), donate_argnums=(0,),
+                       compiler_options=self.model.compiler_options)
         self.compile_stats = compile_cache.CompileStats()
         self.step = compile_cache.compile_ahead(self.compile_stats, "train_step", step, state, abstract_batch)
         self.step = one_at_a_time(self.step, self.topology)
@@ -233,7 +234,8 @@ class _Trainer:
             abstract_vars = select(state.params, state.batch_stats)
             sums = zero_sums(inner, abstract_vars, tbatch)
             self.zero_sums = jax.device_put(sums, rep)
-            fn = jax.jit(evaluate, in_shardings=(rep, rep, test_sharding, rep), out_shardings=rep)
+            fn = jax.jit(evaluate, in_shardings=(rep, rep, test_sharding, rep), out_shardings=rep,
+                         compiler_options=self.test_model.compiler_options)  # type: ignore[union-attr]
             self.eval_step = compile_cache.compile_ahead(
                 self.compile_stats, "eval_step", fn, state.params, state.batch_stats, tbatch, self.zero_sums)
             self.eval_step = one_at_a_time(self.eval_step, self.topology)
@@ -315,8 +317,6 @@ class _Trainer:
             self.folder.close()
 
     def _run(self, checkpointer_cls: Any) -> RunResult:
-        import jax
-
         state = self._initial_state()
         self.checkpointer = checkpointer_cls(self.folder.checkpoints, keep_last=self.options.keep_last)
         try:

@@ -92,6 +92,7 @@ def time_layers(model: Model, variables: Mapping[str, Any], inputs: Mapping[str,
     blobs = jax.jit(lambda v, x: every_blob_module(model).apply(
         {k: w for k, w in v.items() if w or k == "params"}, x, train, key))(dict(variables), dict(inputs))
     layouts = _layouts(model)
+    opts = model.compiler_options
     dtype = model.module.dtype
     out = []
     for step in model.module.steps:
@@ -116,13 +117,13 @@ def time_layers(model: Model, variables: Mapping[str, Any], inputs: Mapping[str,
             return tops[0] if low.stateful else tops
 
         fx = [xs[i] for i in floats]
-        fwd_ms = bench(jax.jit(forward), (params, fx), iterations)
+        fwd_ms = bench(jax.jit(forward, compiler_options=opts), (params, fx), iterations)
         bwd_ms = None
         if params or fx:
             tops, vjp = jax.vjp(forward, params, fx)
             cotangent = jax.tree.map(lambda t: jnp.ones_like(t) if jnp.issubdtype(t.dtype, jnp.floating)
                                      else np.zeros(t.shape, jax.dtypes.float0), tops)
-            bwd_ms = bench(jax.jit(lambda f, c: f(c)), (vjp, cotangent), iterations)
+            bwd_ms = bench(jax.jit(lambda f, c: f(c), compiler_options=opts), (vjp, cotangent), iterations)
         result = LayerTime(node.name, node.kind.type_name, fwd_ms, bwd_ms)
         out.append(result)
         if on_layer is not None:
@@ -135,7 +136,8 @@ def time_net(model: Model, variables: Mapping[str, Any], inputs: Mapping[str, An
     """(forward, backward, forward+backward) ms of the whole net as one jitted program each."""
     key = jax.random.PRNGKey(0)
     v = dict(variables)
-    forward = jax.jit(lambda v, x: model.apply(v, x, train=train, rng=key))
+    opts = model.compiler_options
+    forward = jax.jit(lambda v, x: model.apply(v, x, train=train, rng=key), compiler_options=opts)
     fwd = bench(forward, (v, dict(inputs)), iterations)
     if not model.loss_weights or not jax.tree.leaves(v["params"]):
         return fwd, None, None
@@ -144,8 +146,8 @@ def time_net(model: Model, variables: Mapping[str, Any], inputs: Mapping[str, An
         return model.loss(model.apply({**v, "params": params}, x, train=train, rng=key))
 
     _, vjp = jax.vjp(loss, v["params"], dict(inputs))
-    bwd = bench(jax.jit(lambda f: f(jnp.float32(1))), (vjp,), iterations)
-    both = bench(jax.jit(jax.value_and_grad(loss)), (v["params"], dict(inputs)), iterations)
+    bwd = bench(jax.jit(lambda f: f(jnp.float32(1)), compiler_options=opts), (vjp,), iterations)
+    both = bench(jax.jit(jax.value_and_grad(loss), compiler_options=opts), (v["params"], dict(inputs)), iterations)
     return fwd, bwd, both
 
 
