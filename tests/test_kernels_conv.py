@@ -271,10 +271,11 @@ def test_policy_on_cpu_follows_the_measurements() -> None:
     stem = ConvGeometry(128, 32, 32, 3, 64, (3, 3), padding=((1, 1), (1, 1)))
     assert choose_plan("cpu", stem) == Plan("xla", "im2col", "im2col", 0, 0, kconv.batch_chunk(stem))
     lenet2 = ConvGeometry(64, 12, 12, 20, 50, (5, 5))
-    assert choose_plan("cpu", lenet2) == Plan.uniform("cols", 8)  # measured in the whole train step
+    assert choose_plan("cpu", lenet2) == Plan.uniform("cols", 0)  # measured in the whole train step
     assert choose_plan("cpu", dataclasses.replace(lenet2, batch=256)) == Plan.uniform("cols", 8)
     assert choose_plan("cpu", dataclasses.replace(lenet2, height=28, width=28)).forward == "xla"  # 24x24 out
-    assert choose_plan("cpu", ConvGeometry(64, 28, 28, 1, 20, (5, 5))) == Plan("xla", "im2col", "cols", 0, 0, 18)
+    assert choose_plan("cpu", ConvGeometry(64, 28, 28, 1, 20, (5, 5))) == Plan("xla", "im2col", "cols", 0, 0, 0)
+    assert choose_plan("cpu", ConvGeometry(256, 28, 28, 1, 20, (5, 5))) == Plan("xla", "im2col", "cols", 0, 0, 18)
     depthwise = dataclasses.replace(wide, groups=128)
     assert choose_plan("cpu", depthwise) == Plan("taps", "taps", "taps", kconv.batch_chunk(depthwise), 0,
                                                  kconv.batch_chunk(depthwise))

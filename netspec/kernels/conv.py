@@ -152,6 +152,8 @@ def _out_len(size: int, k: int, s: int, pad: Pair, d: int) -> int:
 # and the stem's im2col weight grad (256 KiB per image) was best at 2 (12 ms; 14 at the planned 4, 27 whole).
 # The whole-batch step is 1.3-3.3x slower: its windows spill out of cache and page-fault in fresh memory.
 _CHUNK_BYTES = 1 << 20
+# The most patch bytes a ``cols`` pass builds for the whole batch at once (see cols_chunk).
+_COLS_WHOLE_BYTES = 8 << 20
 # Below this many FLOPs per pass every formulation takes tens of microseconds; XLA's compiles fastest.
 _TINY_FLOPS = 2_000_000
 
@@ -166,15 +168,20 @@ def batch_chunk(geom: ConvGeometry) -> int:
 
 
 def cols_chunk(geom: ConvGeometry) -> int:
-    """Images per loop step of a ``cols`` pass: about ``_CHUNK_BYTES`` of patches (0: the whole batch).
+    """Images per loop step of a ``cols`` pass: the whole batch (0) when its patches fit in
+    ``_COLS_WHOLE_BYTES``, else about ``_CHUNK_BYTES`` of patches.
 
     LeNet train step, whole-step medians vs the hand-written Flax model, one process: conv2's chunk of
     0 (whole batch)/4/8/16 images (125 KiB of patches an image) gave 1.69/1.50/1.57/1.60x at b64 and
     1.28/1.83/1.94/1.92x at b256; conv1's weight grad (56 KiB an image) 0/8/16/32 gave
-    1.58/1.51/1.56/1.56x at b64 and 1.37/1.60/1.65/1.60x at b256. A chunk that does not divide the
-    batch is lowered to one that does."""
+    1.58/1.51/1.56/1.56x at b64 and 1.37/1.60/1.65/1.60x at b256. Both convs' chunk of 0/8/16/32 at b64,
+    against the step with chunk 8: 1.06/1.00/1.03/1.00x. So one loop-free step while the patches stay within
+    a few MiB (7.6 MiB for conv2 at b64), cache-sized chunks beyond (conv2 at b256: 31 MiB). A chunk that does
+    not divide the batch is lowered to one that does."""
     ho, wo = geom.out_size
     per_image = geom.kernel[0] * geom.kernel[1] * geom.in_channels * ho * wo * np.dtype(geom.dtype).itemsize
+    if per_image * geom.batch <= _COLS_WHOLE_BYTES:
+        return 0
     chunk = max(1, _CHUNK_BYTES // per_image)
     return 0 if chunk >= geom.batch else chunk
 
