@@ -263,11 +263,16 @@ def test_policy_uses_xla_off_cpu_and_for_tiny_shapes() -> None:
 
 def test_policy_on_cpu_follows_the_measurements() -> None:
     wide = ConvGeometry(128, 16, 16, 128, 128, (3, 3), padding=((1, 1), (1, 1)))
-    plan = choose_plan("cpu", wide)
+    assert choose_plan("cpu", wide) == Plan("xla", "xla", "xla")  # XLA's own convolutions (compiler_options)
+    large = ConvGeometry(128, 32, 32, 64, 64, (3, 3), padding=((1, 1), (1, 1)))
+    plan = choose_plan("cpu", large)
     assert (plan.forward, plan.input_grad, plan.weight_grad) == ("xla", "xla", "taps")
-    assert plan.weight_grad_chunk == kconv.batch_chunk(wide) > 0
+    assert plan.weight_grad_chunk == kconv.batch_chunk(large) > 0
     strided = dataclasses.replace(wide, stride=(2, 2))
     assert choose_plan("cpu", strided).input_grad == "taps"
+    assert choose_plan("cpu", strided).input_grad_chunk == kconv.batch_chunk(strided) > 0  # a 16 MiB input
+    small_strided = dataclasses.replace(strided, batch=32)  # 4 MiB: one step, no loop
+    assert choose_plan("cpu", small_strided).input_grad_chunk == 0
     stem = ConvGeometry(128, 32, 32, 3, 64, (3, 3), padding=((1, 1), (1, 1)))
     assert choose_plan("cpu", stem) == Plan("xla", "im2col", "im2col", 0, 0, kconv.batch_chunk(stem))
     lenet2 = ConvGeometry(64, 12, 12, 20, 50, (5, 5))

@@ -152,8 +152,10 @@ def _out_len(size: int, k: int, s: int, pad: Pair, d: int) -> int:
 # and the stem's im2col weight grad (256 KiB per image) was best at 2 (12 ms; 14 at the planned 4, 27 whole).
 # The whole-batch step is 1.3-3.3x slower: its windows spill out of cache and page-fault in fresh memory.
 _CHUNK_BYTES = 1 << 20
-# The most patch bytes a ``cols`` pass builds for the whole batch at once (see cols_chunk).
-_COLS_WHOLE_BYTES = 8 << 20
+# The most bytes a matmul pass handles for the whole batch in one step, without a loop (cols_chunk, choose_plan).
+_WHOLE_BATCH_BYTES = 8 << 20
+# Input channels a group from which a convolution puts its program on XLA's own convolutions (compiler_options).
+_WIDE_CHANNELS = 32
 # Below this many FLOPs per pass every formulation takes tens of microseconds; XLA's compiles fastest.
 _TINY_FLOPS = 2_000_000
 
@@ -169,7 +171,7 @@ def batch_chunk(geom: ConvGeometry) -> int:
 
 def cols_chunk(geom: ConvGeometry) -> int:
     """Images per loop step of a ``cols`` pass: the whole batch (0) when its patches fit in
-    ``_COLS_WHOLE_BYTES``, else about ``_CHUNK_BYTES`` of patches.
+    ``_WHOLE_BATCH_BYTES``, else about ``_CHUNK_BYTES`` of patches.
 
     LeNet train step, whole-step medians vs the hand-written Flax model, one process: conv2's chunk of
     0 (whole batch)/4/8/16 images (125 KiB of patches an image) gave 1.69/1.50/1.57/1.60x at b64 and
@@ -180,7 +182,7 @@ def cols_chunk(geom: ConvGeometry) -> int:
     not divide the batch is lowered to one that does."""
     ho, wo = geom.out_size
     per_image = geom.kernel[0] * geom.kernel[1] * geom.in_channels * ho * wo * np.dtype(geom.dtype).itemsize
-    if per_image * geom.batch <= _COLS_WHOLE_BYTES:
+    if per_image * geom.batch <= _WHOLE_BATCH_BYTES:
         return 0
     chunk = max(1, _CHUNK_BYTES // per_image)
     return 0 if chunk >= geom.batch else chunk
@@ -247,7 +249,12 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
     elif narrow:
         input_grad, input_grad_chunk = "im2col", 0  # stem: 5.0 unchunked vs 8.1 chunked
     else:
-        input_grad, input_grad_chunk = "taps", chunk
+        # Unchunked while the input fits in a few MiB: the loop's stacked output and the re-laid-out
+        # operands cost more than the cache misses there. Mixed net (tests/fixtures/lowering/mixed_conv.yaml)
+        # b64, whole step with this and the wide weight-grad rule below vs without: 1.20x (the weight-grad rule
+        # alone 1.16x); ResNet-18 CIFAR b128 1.02x (within its noise).
+        whole = geom.batch * geom.height * geom.width * geom.in_channels * np.dtype(geom.dtype).itemsize
+        input_grad, input_grad_chunk = "taps", (0 if whole <= _WHOLE_BATCH_BYTES else chunk)
 
     # Weight grad: XLA's is the slow one (a convolution whose kernel is the Ho x Wo output gradient). It
     # holds its own for small outputs of narrow layers (LeNet conv2: 8x8 outputs, 20x50 channels) and for
@@ -264,6 +271,12 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
     elif geom.groups == 1 and ((ho * wo <= 100 and cin_g * cout_g <= 4096) or (narrow and cout_g < 32)):
         # Never for grouped layers: XLA's grouped weight gradient is the slowest of all (3x3 s2 g4 64->128
         # at 16x16, b64: 100 ms vs 3.8 ms taps/0, tools/bench_conv.py --only mixed).
+        weight_grad, weight_grad_chunk = "xla", 0
+    elif geom.groups == 1 and cin_g >= _WIDE_CHANNELS and ho * wo <= 256:
+        # A wide layer puts its program on XLA's own convolutions (compiler_options), whose weight gradient
+        # is near the matmul formulations' for outputs up to 16x16 (3x3 128->128 16x16 b128: 100 vs 108 ms
+        # taps; 256->256 8x8: 72 vs 80; mixed net's 16x16 convs 10.9 vs 12.8 and 15.3 vs 16.8) and runs
+        # without their loop.
         weight_grad, weight_grad_chunk = "xla", 0
     elif narrow:
         weight_grad, weight_grad_chunk = "im2col", chunk
@@ -292,7 +305,6 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
 # are faster with YNNPACK (its conv1 forward: 0.7 vs 2.9 ms), so a program turns the fusions off only when one
 # of its convolutions has 32 or more input channels a group.
 _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-_WIDE_CHANNELS = 32
 
 
 def compiler_options(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> dict[str, Any]:
