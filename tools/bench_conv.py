@@ -129,7 +129,7 @@ def impl_fns(geom: kconv.ConvGeometry, impl: str) -> dict[str, Callable[..., jax
     def conv(x: jax.Array, w: jax.Array) -> jax.Array:
         return kconv.conv2d(x, w, impl=impl, **kw)  # type: ignore[arg-type]
 
-    return _passes(conv, kconv.compiler_options(jax.default_backend(), impl))
+    return _passes(conv, kconv.compiler_options(jax.default_backend(), impl, [geom]))
 
 
 def formulation_fns(geom: kconv.ConvGeometry, form: str, chunk: int) -> dict[str, Callable[..., jax.Array]]:
@@ -141,7 +141,7 @@ def formulation_fns(geom: kconv.ConvGeometry, form: str, chunk: int) -> dict[str
     def conv(x: jax.Array, w: jax.Array) -> jax.Array:
         return kconv.conv2d_planned(x, w, plan, **kw)  # type: ignore[arg-type]
 
-    return _passes(conv, kconv.compiler_options(jax.default_backend(), "auto"))
+    return _passes(conv, kconv.compiler_options(jax.default_backend(), "auto", [geom]))
 
 
 def matmul_peak(repeats: int, dtype: jnp.dtype, clock: str) -> tuple[int, float]:

@@ -116,7 +116,9 @@ def _out_len(size: int, k: int, s: int, pad: Pair, d: int) -> int:
     return (size + pad[0] + pad[1] - d * (k - 1) - 1) // s + 1
 
 
-# Measurements behind the policy: tools/bench_conv.py --formulations --clock cpu --stat min on a 2-vCPU AMD
+# Measurements behind the policy (taken with XLA:CPU's default YNNPACK convolutions; a program with a wide layer
+# now compiles without them, see compiler_options, whose comment has what changed and the rules added for it):
+# tools/bench_conv.py --formulations --clock cpu --stat min on a 2-vCPU AMD
 # EPYC VM, jax 0.10.2, float32, milliseconds of process CPU time / 2 (= wall time on idle cores; the machine
 # was shared, so wall time was not reproducible). Shapes are Cin->Cout kernel at HxW, batch; "best" names the
 # winning formulation with its batch chunk ("/c": chunked by batch_chunk, "/0": whole batch).
