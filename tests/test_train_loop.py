@@ -147,3 +147,19 @@ def test_average_loss_smooths_the_displayed_loss(tmp_path: Path, capsys: pytest.
     assert len(raw) == len(smooth) == 6
     expected = [np.mean(raw[max(0, i - 2): i + 1]) for i in range(6)]  # Caffe: the mean of the last 3
     np.testing.assert_allclose(smooth, expected, rtol=1e-6)
+
+
+def test_a_wide_convolution_trains_under_the_chosen_compiler_options(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # The train and test steps compile with Model.compiler_options (sharded, donated); run.json records them.
+    runs = {}
+    for impl in ("auto", "xla"):
+        code, out, err = _run(capsys, FIXTURES / "wide.yaml", "-o", tmp_path / impl, "--conv-impl", impl)
+        assert code == 0, err
+        runs[impl] = json.loads((tmp_path / impl / "run.json").read_text())
+        rows = [json.loads(x) for x in (tmp_path / impl / "metrics.jsonl").read_text().splitlines()]
+        assert rows[-1]["kind"] == "test" and rows[-1]["iter"] == 20
+        assert np.isfinite(rows[-1]["outputs"]["loss"])
+    assert runs["xla"]["compiler_options"] == {}
+    if runs["auto"]["backend"] == "cpu":
+        assert runs["auto"]["compiler_options"] == {"xla_cpu_experimental_ynn_fusion_type": ""}

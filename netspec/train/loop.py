@@ -355,6 +355,7 @@ class _Trainer:
             "seed": self.solver.random_seed,
             "precision": self.options.dtype,
             "conv_impl": self.options.conv_impl,
+            "compiler_options": self.model.compiler_options,
             "backend": jax.default_backend(),
             "devices": [str(d) for d in self.mesh.devices.flat],
             "batch_size": self.plan.batch_size,
