@@ -149,7 +149,6 @@ def test_set_caffe_blobs_keeps_float64_exactly() -> None:
     assert all(x.dtype == np.float32 for x in jax.tree.leaves(v32))
 
 
-
 def test_compiler_options_follow_the_convolutions_and_apply_works_under_an_outer_jit() -> None:
     mixed_spec = LENET.parent / "mixed_conv.yaml"
     mixed = netspec.compile(mixed_spec, "TRAIN", batch=2)
@@ -166,3 +165,5 @@ def test_compiler_options_follow_the_convolutions_and_apply_works_under_an_outer
     loss, grads = step(v["params"])
     np.testing.assert_allclose(loss, alone, rtol=1e-5)
     assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+    # Likewise when every argument is a constant closed over by the outer jit (no tracer among them).
+    np.testing.assert_allclose(jax.jit(lambda: mixed.loss(mixed.apply_train(v, x)[0]))(), alone, rtol=1e-5)

@@ -274,7 +274,7 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
         # Never for grouped layers: XLA's grouped weight gradient is the slowest of all (3x3 s2 g4 64->128
         # at 16x16, b64: 100 ms vs 3.8 ms taps/0, tools/bench_conv.py --only mixed).
         weight_grad, weight_grad_chunk = "xla", 0
-    elif geom.groups == 1 and cin_g >= _WIDE_CHANNELS and ho * wo <= 256:
+    elif geom.groups == 1 and _wide(geom) and ho * wo <= 256:
         # A wide layer puts its program on XLA's own convolutions (compiler_options), whose weight gradient
         # is near the matmul formulations' for outputs up to 16x16 (3x3 128->128 16x16 b128: 100 vs 108 ms
         # taps; 256->256 8x8: 72 vs 80; mixed net's 16x16 convs 10.9 vs 12.8 and 15.3 vs 16.8) and runs
@@ -318,9 +318,15 @@ def compiler_options(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> 
     without a wide convolution, and for a jaxlib that no longer knows the option (it is experimental)."""
     if backend != "cpu" or impl != "auto":
         return {}
-    if not any(g.in_channels // g.groups >= _WIDE_CHANNELS and g.flops >= _TINY_FLOPS for g in convs):
+    if not any(_wide(g) for g in convs):
         return {}
     return dict(_CPU_OPTIONS) if _cpu_options_supported() else {}
+
+
+def _wide(geom: ConvGeometry) -> bool:
+    """A convolution that puts its program on XLA's own convolutions (compiler_options), which choose_plan
+    relies on for its passes."""
+    return geom.in_channels // geom.groups >= _WIDE_CHANNELS and geom.flops >= _TINY_FLOPS
 
 
 @functools.cache

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import jax.numpy as jnp
 from jax import lax
 
-from netspec.kernels.conv import ConvGeometry
+from netspec.kernels.conv import ConvGeometry, geometry
 from netspec.layers.common import FillerParameter
 from netspec.layers.spatial import canonical_axis, per_axis
 from netspec.lowering.base import Ctx, Lowering, convert
@@ -78,9 +78,9 @@ def kernel_geometries(layer: LayerSpec, bottom: Ints, dtype: str) -> list[ConvGe
     if len(kernel) != 2:
         return []
     p = layer.messages["convolution_param"]
-    return [ConvGeometry(math.prod(bottom[:axis]), bottom[axis + 1], bottom[axis + 2], bottom[axis], p.num_output,
-                         (kernel[0], kernel[1]), (stride[0], stride[1]), ((pad[0], pad[0]), (pad[1], pad[1])),
-                         (dilation[0], dilation[1]), p.group, dtype)]
+    x_shape = (math.prod(bottom[:axis]), *bottom[axis + 1:], bottom[axis])  # folded and channels-last, as run
+    w_shape = (*kernel, bottom[axis] // p.group, p.num_output)
+    return [geometry(x_shape, w_shape, stride, ((pad[0], pad[0]), (pad[1], pad[1])), dilation, p.group, dtype)]
 
 
 def convolution(ctx: Ctx, x: Any) -> tuple[Any, ...]:

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 from netspec.check import check
@@ -301,15 +302,17 @@ class Model:
                  for g in kernel_geometries(n.layer, tuple(report.shapes[n.bottoms[0]]), dtype)]
         self.compiler_options: dict[str, Any] = conv_compiler_options(jax.default_backend(), conv_impl, convs)
         # One compiled program each: eager filler ops would compile every random op separately. JAX takes
-        # compiler options on a top-level jit only, so apply/apply_train pick the plain jit under a trace.
+        # compiler options on a top-level jit only, so apply/apply_train pick the plain jit under a jit trace.
         self._init_jit = jax.jit(self._init)
-        self._apply_jit = jax.jit(self._apply, static_argnames=("train", "wanted"),
-                                  compiler_options=self.compiler_options)
         self._apply_nested = jax.jit(self._apply, static_argnames=("train", "wanted"))
+        self._apply_train_nested = jax.jit(self._apply_train)
+        self._apply_jit, self._apply_train_jit = self._apply_nested, self._apply_train_nested
+        if self.compiler_options:
+            self._apply_jit = jax.jit(self._apply, static_argnames=("train", "wanted"),
+                                      compiler_options=self.compiler_options)
+            self._apply_train_jit = jax.jit(self._apply_train, compiler_options=self.compiler_options)
         # A user name means its last version (after any in-place layers), as in pycaffe's net.blobs.
         self._latest = {names[t]: t for n in graph.nodes for t in n.tops}
-        self._apply_train_jit = jax.jit(self._apply_train, compiler_options=self.compiler_options)
-        self._apply_train_nested = jax.jit(self._apply_train)
 
     # -- variables ---------------------------------------------------------------------------
 
@@ -375,14 +378,24 @@ class Model:
             if unknown:
                 raise ValueError(f"unknown blob(s) {unknown}; this net has {sorted(self._latest)}")
             wanted = tuple(self._latest[b] for b in blobs)
-        fn = self._apply_nested if _traced(variables, inputs, rng) else self._apply_jit
+        fn = self._apply_jit if self._top_level(variables, inputs, rng) else self._apply_nested
         return fn(variables, self._inputs(inputs), train=train, rng=rng, wanted=wanted)
 
     def apply_train(self, variables: Mapping[str, Any], inputs: Any, rng: jax.Array | None = None
                     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The TRAIN forward pass: (outputs, new batch_stats) with Caffe's moving-average update."""
-        fn = self._apply_train_nested if _traced(variables, inputs, rng) else self._apply_train_jit
+        fn = self._apply_train_jit if self._top_level(variables, inputs, rng) else self._apply_train_nested
         return fn(variables, self._inputs(inputs), rng)
+
+    def _top_level(self, *args: Any) -> bool:
+        """Whether a call may use the jit that carries compiler_options: not inside another jit's trace."""
+        if not self.compiler_options:
+            return True  # both jits are the same one
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args)):
+            return False
+        # Every argument concrete (closed over by an outer jit, say): a value made now is a tracer exactly when a
+        # jit is tracing this call.
+        return not isinstance(lax.full((), 0, np.int32), jax.core.Tracer)
 
     def loss(self, outputs: Mapping[str, Any]) -> jax.Array:
         """Caffe's total loss: Σ loss_weight × sum(top), in float32 (float64 for dtype float64)."""
@@ -395,11 +408,6 @@ class Model:
     def __repr__(self) -> str:
         return (f"Model({self.graph.spec.name or self.graph.spec.file!r}, phase={self.phase}, dtype={self.dtype}, "
                 f"inputs={self.input_shapes}, outputs={self.output_names})")
-
-
-def _traced(*trees: Any) -> bool:
-    """Whether this call is being traced by an outer transformation (whose jit then owns the options)."""
-    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
 
 
 def _flax_vars(variables: Mapping[str, Any]) -> dict[str, Any]:
