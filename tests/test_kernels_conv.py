@@ -291,6 +291,15 @@ def test_policy_on_cpu_follows_the_measurements() -> None:
     assert choose_plan("cpu", small_grouped).forward == "xla"  # narrow groups: XLA's fuses into inference
 
 
+def test_a_jaxlib_without_the_option_keeps_the_plan_for_library_convolutions(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # XLA's weight gradient is only planned for wide layers when their program really leaves YNNPACK.
+    wide = ConvGeometry(128, 16, 16, 128, 128, (3, 3), padding=((1, 1), (1, 1)))
+    monkeypatch.setattr(kconv, "_cpu_options_supported", lambda: False)
+    assert kconv.compiler_options("cpu", "auto", [wide]) == {}
+    assert choose_plan("cpu", wide).weight_grad == "taps"
+
+
 def test_compiler_options_turn_off_the_library_convolutions_for_wide_layers_on_cpu() -> None:
     # XLA's own convolutions instead of YNNPACK's (whose weight gradient is 12-17x slower) once a net has a
     # convolution of 32+ input channels a group; LeNet's layers are faster with YNNPACK.

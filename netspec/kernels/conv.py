@@ -13,7 +13,7 @@ Public entry point (what the Convolution lowering calls)::
   ``Ho = (H + top + bottom - dilation_h * (kh - 1) - 1) // stride_h + 1`` and likewise for ``Wo``.
 - ``preferred_element_type``: accumulation and output dtype (e.g. ``jnp.float32`` for bfloat16 inputs;
   the caller casts the parameters). Gradients always come back in the dtypes of ``x`` and ``w``.
-- ``impl``: ``"xla"`` is the plain lax convolution differentiated by JAX. ``"auto"`` asks the pure
+- ``impl``: ``"xla"`` is the plain lax convolution differentiated by JAX. ``"auto"`` asks
   ``choose_plan(jax.default_backend(), geometry)`` (read at trace time) for a ``Plan``, which names the
   formulation and batch chunk of the forward, the input gradient and the weight gradient; a mixed plan
   runs under a ``jax.custom_vjp``. ``"taps"`` and ``"im2col"`` force one matmul formulation for all three
@@ -208,7 +208,8 @@ def _cols_pays(geom: ConvGeometry) -> bool:
 def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
     """Pick the fastest formulation of each pass for ``backend`` ("cpu", "gpu", "tpu", ...) and shape.
 
-    Pure: the table above these functions is the evidence for each branch.
+    Pure but for one cached fact about the installed jaxlib (whether it knows the option compiler_options
+    sets). The table above these functions is the evidence for each branch.
     """
     if backend != "cpu" or geom.flops < _TINY_FLOPS:
         # cuDNN and the TPU convolution emitter run all three passes near matmul speed; the rewrites here
@@ -274,7 +275,7 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
         # Never for grouped layers: XLA's grouped weight gradient is the slowest of all (3x3 s2 g4 64->128
         # at 16x16, b64: 100 ms vs 3.8 ms taps/0, tools/bench_conv.py --only mixed).
         weight_grad, weight_grad_chunk = "xla", 0
-    elif geom.groups == 1 and _wide(geom) and ho * wo <= 256:
+    elif geom.groups == 1 and _on_xla_convs(geom) and ho * wo <= 256:
         # A wide layer puts its program on XLA's own convolutions (compiler_options), whose weight gradient
         # is near the matmul formulations' for outputs up to 16x16 (3x3 128->128 16x16 b128: 100 vs 108 ms
         # taps; 256->256 8x8: 72 vs 80; mixed net's 16x16 convs 10.9 vs 12.8 and 15.3 vs 16.8) and runs
@@ -318,15 +319,14 @@ def compiler_options(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> 
     without a wide convolution, and for a jaxlib that no longer knows the option (it is experimental)."""
     if backend != "cpu" or impl != "auto":
         return {}
-    if not any(_wide(g) for g in convs):
-        return {}
-    return dict(_CPU_OPTIONS) if _cpu_options_supported() else {}
+    return dict(_CPU_OPTIONS) if any(_on_xla_convs(g) for g in convs) else {}
 
 
-def _wide(geom: ConvGeometry) -> bool:
-    """A convolution that puts its program on XLA's own convolutions (compiler_options), which choose_plan
-    relies on for its passes."""
-    return geom.in_channels // geom.groups >= _WIDE_CHANNELS and geom.flops >= _TINY_FLOPS
+def _on_xla_convs(geom: ConvGeometry) -> bool:
+    """Whether a CPU convolution puts its program on XLA's own convolutions (compiler_options), which
+    choose_plan relies on for its passes: a wide layer, and a jaxlib that knows the option."""
+    return (geom.in_channels // geom.groups >= _WIDE_CHANNELS and geom.flops >= _TINY_FLOPS
+            and _cpu_options_supported())
 
 
 @functools.cache
