@@ -2,6 +2,7 @@
 
     python tools/bench_conv.py                 # xla vs auto side by side, plus the matmul peak
     python tools/bench_conv.py --formulations  # every formulation of every pass (the basis of choose_plan)
+    python tools/bench_conv.py --library       # XLA's convolution with and without YNNPACK (compiler_options)
     python tools/bench_conv.py --only lenet    # shapes whose name contains "lenet"
     python tools/bench_conv.py --clock cpu     # CPU time / cores: steady when the machine is shared
 
@@ -195,9 +196,31 @@ def formulations(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, chunks
             print(_row(f"  {p}", cells), flush=True)
 
 
+def library(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, stat: str, clock: str) -> None:
+    """XLA's own convolution passes compiled with XLA:CPU's defaults (YNNPACK fusions) and with the options
+    kernels.conv.compiler_options picks for wide layers (YNNPACK fusions off)."""
+    print(_row("shape / pass  (ms)", ["ynnpack", "ynn off", "ynnpack/off"]))
+    for case in cases:
+        geom = dataclasses.replace(case.geom, dtype=jnp.dtype(dtype).name)
+        print(f"{case.name}   [{geom.flops / 1e9:.3f} GFLOP per pass]")
+        ops = _operands(geom, dtype)
+        kw = _conv_kwargs(geom)
+
+        def conv(x: jax.Array, w: jax.Array) -> jax.Array:
+            return kconv.conv2d(x, w, impl="xla", **kw)  # type: ignore[arg-type]
+
+        fns = {"ynnpack": _passes(conv, {}), "off": _passes(conv, dict(kconv._CPU_OPTIONS))}
+        for p in PASSES:
+            t = _interleaved({k: v[p] for k, v in fns.items()}, ops, repeats, stat, clock)
+            print(_row(f"  {p}", [f"{t['ynnpack'] * 1e3:8.2f}", f"{t['off'] * 1e3:8.2f}",
+                                  f"{t['ynnpack'] / t['off']:.2f}x"]), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--formulations", action="store_true", help="time every formulation of every pass")
+    ap.add_argument("--library", action="store_true",
+                    help="XLA's convolution with XLA:CPU's YNNPACK fusions vs without (kernels.conv.compiler_options)")
     ap.add_argument("--only", default="", help="run only the shapes whose name contains this text")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--chunks", default="-1",
@@ -216,7 +239,9 @@ def main() -> None:
           f"{args.clock} clock, load average {os.getloadavg()[0]:.1f}")
     n, peak = matmul_peak(args.repeats, dtype, args.clock)
     print(f"matmul peak: {n}x{n}x{n} {dtype.name} = {peak:.1f} GFLOP/s (best run)")
-    if args.formulations:
+    if args.library:
+        library(cases, args.repeats, dtype, args.stat, args.clock)
+    elif args.formulations:
         formulations(cases, args.repeats, dtype, [int(c) for c in args.chunks.split(",")], args.stat,
                      args.clock)
     else:

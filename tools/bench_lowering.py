@@ -121,9 +121,11 @@ def compile_medians(fns: dict[str, Callable[[], float]], rounds: int) -> dict[st
 # --- netspec ---------------------------------------------------------------------------------------
 
 def netspec_steps(path: Path, batch: int, classes: int, shape: tuple[int, ...],
-                  conv_impl: str = "auto") -> dict[str, Any]:
+                  conv_impl: str = "auto", library_convs: bool = False) -> dict[str, Any]:
+    """`library_convs`: compile with XLA:CPU's defaults instead of Model.compiler_options (an A/B of them)."""
     model = netspec.compile(path, "TRAIN", batch=batch, conv_impl=conv_impl)
     test = netspec.compile(path, "TEST", batch=batch, conv_impl=conv_impl)
+    train_options, test_options = ({}, {}) if library_convs else (model.compiler_options, test.compiler_options)
     v = model.init(0)
     # Unit BatchNorm statistics (f = 1, var = 1): a fresh Caffe BN (f = 0) divides by √eps, which
     # overflows a deep TEST forward to inf and would time inf arithmetic.
@@ -138,7 +140,7 @@ def netspec_steps(path: Path, batch: int, classes: int, shape: tuple[int, ...],
     x = jnp.asarray(rs.randn(batch, *shape), jnp.float32)
     y = jnp.asarray(rs.randint(0, classes, batch))
 
-    @functools.partial(jax.jit, compiler_options=model.compiler_options)  # what `netspec train` compiles with
+    @functools.partial(jax.jit, compiler_options=train_options)  # what `netspec train` compiles with
     def step(params: Any, stats: Any, opt: Any, x: Any, y: Any) -> Any:
         def loss(p: Any) -> Any:
             out, new = model.apply_train({"params": p, "batch_stats": stats}, {"data": x, "label": y})
@@ -150,7 +152,7 @@ def netspec_steps(path: Path, batch: int, classes: int, shape: tuple[int, ...],
 
     logits = "ip2" if "ip2" in test._latest else "fc10"
     fwd = jax.jit(lambda v, x: test.apply(v, {"data": x, "label": y}, blobs=(logits,))[logits],
-                  compiler_options=test.compiler_options)
+                  compiler_options=test_options)
     state = {"p": v["params"], "s": v["batch_stats"], "o": opt}
 
     def build() -> tuple[Any, Any]:

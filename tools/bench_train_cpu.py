@@ -11,6 +11,8 @@ SGD-momentum step (forward, backward, update) of:
 
 - `netspec`: netspec.compile with the default conv_impl="auto" (netspec's own convolution and pooling
   gradients where they pay, netspec.kernels);
+- `ns-ynn` (with --library-convs): the `netspec` step compiled with XLA:CPU's defaults instead of
+  Model.compiler_options, i.e. with YNNPACK's convolutions (docs/performance.md item 6);
 - `ns-xla`: conv_impl="xla", the plain XLA ops JAX differentiates (what `--conv-impl xla` trains with);
 - `flax`: the hand-written Flax model of the same net with the same weights (tests/test_lowering_nets.py
   proves identical logits);
@@ -92,12 +94,15 @@ def one_by_one(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 3) 
     return out
 
 
-def run_case(key: str, quick: bool, with_torch: bool) -> dict[str, Any]:
+def run_case(key: str, quick: bool, with_torch: bool, library_convs: bool = False) -> dict[str, Any]:
     net, spec, module, convert, batch, shape, rounds, quick_rounds = CASES[key]
     rounds = quick_rounds if quick else rounds
     ns = netspec_steps(spec, batch, 10, shape)
-    jax_impls = {"netspec": ns, "ns-xla": netspec_steps(spec, batch, 10, shape, "xla"),
-                 "flax": flax_steps(module, convert(ns["blobs"]), batch, 10, shape)}
+    jax_impls = {"netspec": ns}
+    if library_convs:
+        jax_impls["ns-ynn"] = netspec_steps(spec, batch, 10, shape, library_convs=True)
+    jax_impls.update({"ns-xla": netspec_steps(spec, batch, 10, shape, "xla"),
+                      "flax": flax_steps(module, convert(ns["blobs"]), batch, 10, shape)})
     train = round_robin({k: f["train"] for k, f in jax_impls.items()}, rounds)
     infer = round_robin({k: f["infer"] for k, f in jax_impls.items()}, rounds)
     compile_s = {k: f["compile_s"] for k, f in jax_impls.items()}
@@ -146,6 +151,9 @@ def main() -> None:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--end-to-end", action="store_true", help="also time `netspec train specs/lenet.yaml`")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
+    ap.add_argument("--library-convs", action="store_true",
+                    help="also `ns-ynn`: netspec compiled with XLA:CPU's default YNNPACK convolutions instead of "
+                    "Model.compiler_options")
     args = ap.parse_args()
     load = os.getloadavg()[0]
     print(f"jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} CPUs, "
@@ -156,7 +164,7 @@ def main() -> None:
           f"{'vs flax':>8} {'vs torch':>8} {'%peak':>6} {'compile':>8}")
     results: dict[str, Any] = {"jax": jax.__version__, "cases": [], "load_start": load}
     for key in args.cases.split(","):
-        row = run_case(key, args.quick, not args.no_torch)
+        row = run_case(key, args.quick, not args.no_torch, args.library_convs)
         peak = max(peak, matmul_peak())  # re-measured: on a shared machine the first one may be low
         print_case(row, peak)
         results["cases"].append(row)

@@ -290,23 +290,23 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
 
 
 # XLA:CPU options for a program whose convolutions follow ``choose_plan``. jax 0.10.2 hands convolutions to its
-# YNNPACK fusions by default. Those are fast for small layers but run a dense weight gradient 12-17x slower than
-# XLA's own (Eigen) convolution and write large outputs slowly. Same 2-vCPU VM, ms, one process each line:
+# YNNPACK fusions by default. Those run XLA's dense weight gradient 3-18x slower than XLA's own (Eigen)
+# convolution, and the forward of wide layers 2x slower. Same 2-vCPU VM, ms (2026-11-26):
 #
-#                                                       YNNPACK (default)    ynn fusions off
-#   3x3 64->64 32x32 b128 forward (tools/bench_conv.py)       178-210              69-86
-#   same, XLA's weight gradient                              1670-1932            115-118
-#   3x3 128->128 16x16 b128 bfloat16 weight gradient              515                 172
-#   ResNet-18 CIFAR b128 train step, conv_impl="auto"            9098                4815   (1.89x)
-#   tests/fixtures/lowering/mixed_conv.yaml b64 train step   161.6-162.7         118.6-129.5
-#   Caffe LeNet b64 train step                                19.7-22.5           21.3-24.0
-#   Caffe LeNet inference b64 / b256 (tools/bench_train_cpu)   4.8 / 17.0          5.8 / 24.3
+#   python tools/bench_conv.py --library (medians)          YNNPACK (default)    ynn fusions off
+#   3x3 64->64 32x32 b128 forward / input grad / weight grad   218 / 212 / 2716     93 / 105 / 152
+#   3x3 128->128 16x16 b128 bfloat16, the same                 107 /  91 /  464     94 /  96 /  90
+#   LeNet conv1 1->20 5x5 b64 forward                           1.67                 2.53
+#
+#   python tools/bench_train_cpu.py --library-convs --no-torch (whole train steps, netspec's plan, one process)
+#   ResNet-18 CIFAR b128 (--quick)                              8252                 4885
+#   tests/fixtures/lowering/mixed_conv.yaml b64                  205                  121
 #
 # With the fusions off, XLA's convolutions are at or near the best formulation for most dense passes of 32+
-# channels (tools/bench_conv.py --formulations); the rewrites in choose_plan still win for grouped and depthwise
-# layers, strided input gradients and large-output weight gradients. LeNet's layers (1 and 20 input channels)
-# are faster with YNNPACK (its conv1 forward: 0.7 vs 2.9 ms), so a program turns the fusions off only when one
-# of its convolutions has 32 or more input channels a group.
+# channels (XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python tools/bench_conv.py --formulations); the
+# rewrites in choose_plan still win for grouped and depthwise layers, strided input gradients and large-output
+# weight gradients. LeNet's plan leaves XLA only conv1's forward, which YNNPACK runs faster, so a program turns
+# the fusions off only when one of its convolutions has 32 or more input channels a group.
 _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
