@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -117,7 +118,8 @@ def test_netspec_test_rejects_weights_of_another_net(tmp_path: Path, trained: Pa
 def test_netspec_time_reports_every_layer_and_the_whole_net(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["time", str(FIXTURES / "plain.yaml"), "--iterations", "2", *OFF]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("netspec time plain: TRAIN net, batch 16, float32 on cpu, 2 iterations")
+    assert lines[0].startswith(
+        f"netspec time plain: TRAIN net, batch 16, float32 on {jax.default_backend()}, 2 iterations")
     rows = {x.split()[0]: x.split() for x in lines[2:] if x and not x.startswith(("sum", "Average", "Total"))}
     assert list(rows) == ["conv1", "pool1", "relu1", "ip1", "loss"]
     assert rows["conv1"][1] == "Convolution" and all(float(v) > 0 for v in rows["conv1"][2:])

@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 import pytest
 
@@ -168,7 +169,8 @@ def _device_worker(out: Path) -> int:
 
 
 def _run_forced_devices(args: list[str], timeout: float, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}"}
+    # The 8 devices are simulated CPU ones: on a machine with a GPU, JAX would otherwise pick that.
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}", "JAX_PLATFORMS": "cpu"}
     env.pop("JAX_NUM_CPU_DEVICES", None)
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
@@ -295,7 +297,7 @@ def test_bfloat16_lenet_reaches_the_float32_accuracy_band(tmp_path: Path) -> Non
                         "--batch-size", "32", "--test-interval", "0", "--test-iter", "30", "--seed", "1",
                         "--devices", "1", "--progress", "none", "--compile-cache", "off"])
         assert done.rc == 0, done.err
-        assert done.out.splitlines()[-1].endswith(f"{dtype} on cpu")  # the summary says which precision ran
+        assert done.out.splitlines()[-1].endswith(f"{dtype} on {jax.default_backend()}")  # names the precision
         summary = json.loads((run / "summary.json").read_text())
         assert summary["precision"] == dtype
         assert json.loads((run / "run.json").read_text())["precision"] == dtype

@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import CliResult, run_cli
 from netspec.train.checkpoint import read_variables
 
 PLAIN = Path(__file__).parent / "fixtures" / "train" / "plain.yaml"
@@ -37,6 +37,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _cpu_env() -> dict[str, str]:
+    """Two CPU devices a process, gloo between processes. Pinned to the CPU: on a machine with one GPU
+    every process would take that GPU, and the one-process reference must run where the runs it is
+    compared with run."""
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2", "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    return env
+
+
+def _reference(args: list[str]) -> CliResult:
+    """`netspec ARGS` as a one-process CPU run (the baseline of a comparison)."""
+    done = subprocess.run([sys.executable, "-m", "netspec.cli", *args], capture_output=True, text=True,
+                          env=_cpu_env(), timeout=240)
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
 class Procs:
     """The processes of one multi-process run, with their output files."""
 
@@ -47,8 +63,7 @@ class Procs:
     def start(self, args: list[str], port: int, n: int = 2, peer_timeout: int = 20,
               ids: list[int] | None = None) -> None:
         """Processes `ids` (default all) of an `n`-process run; output in files, by position in `procs`."""
-        env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}
-        env.pop("XLA_FLAGS", None)
+        env = _cpu_env()
         for k, i in enumerate(range(n) if ids is None else ids):
             cmd = [sys.executable, "-m", "netspec.cli", "train", *OFF, *args, "--coordinator",
                    f"127.0.0.1:{port}", "--num-processes", str(n), "--process-id", str(i), "--peer-timeout",
@@ -122,8 +137,8 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
             "--test-iter", "4"]
     with processes(tmp_path, "two") as procs:
         procs.start(args, _free_port())
-        reference = run_cli(["train", *args[:1], "-o", str(tmp_path / "one"), *args[3:], "--devices", "1",
-                             *OFF])
+        reference = _reference(["train", *args[:1], "-o", str(tmp_path / "one"), *args[3:], "--devices", "1",
+                                *OFF])
         codes = procs.wait(timeout=240)
     assert reference.rc == 0, reference.err
     (out0, err0), (out1, err1) = procs.text(0), procs.text(1)
@@ -190,8 +205,8 @@ def test_a_killed_process_stops_the_other_with_a_clear_error_and_the_run_resumes
 
     with processes(tmp_path, "resumed") as procs:
         procs.start([*args, "--resume"], _free_port(), peer_timeout=peer_timeout)
-        reference = run_cli(["train", *OFF, *args[:1], "-o", str(tmp_path / "one"), *args[3:-2],
-                             "--devices", "1"])
+        reference = _reference(["train", *OFF, *args[:1], "-o", str(tmp_path / "one"), *args[3:-2],
+                                "--devices", "1"])
         codes = procs.wait(timeout=240)
         (out0, err0), (_, err1) = procs.text(0), procs.text(1)
     assert reference.rc == 0, reference.err
@@ -277,7 +292,7 @@ def test_processes_agree_on_process_0s_run_folder_and_clock_seed(tmp_path: Path)
     spec.write_text(PLAIN.read_text().replace(", random_seed: 3}", "}"))
     assert "random_seed" not in spec.read_text()
     script = AGREE.format(port=_free_port())
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}
+    env = _cpu_env()
     procs = [subprocess.Popen([sys.executable, "-c", script, str(i), str(spec)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
              for i in (0, 1)]

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -38,7 +39,7 @@ def test_run_folder_and_caffe_style_log(tmp_path: Path, capsys: pytest.CaptureFi
     assert re.fullmatch(r"    Test net output #1: loss = [\d.e+-]+ \(\* 1 = [\d.e+-]+ loss\)", lines[i + 2])
     assert re.fullmatch(r"    Test net output #2: top-5 = [\d.e+-]+", lines[i + 3])
     assert re.fullmatch(r"test accuracy \d+\.\d% \(top-1\), \d+\.\d% \(top-5\) after 20 iterations, \d+ s; "
-                        r"compile \d+\.\d s \(no persistent cache\); float32 on cpu", lines[-1])
+                        rf"compile \d+\.\d s \(no persistent cache\); float32 on {jax.default_backend()}", lines[-1])
     assert {p.name for p in run.iterdir()} == {"spec.yaml", "run.json", "train.log", "metrics.jsonl", "metrics.csv",
                                                "curves.png", "checkpoints", "summary.json"}
     assert (run / "train.log").read_text().splitlines()[1:] == lines[1:]  # the same lines, minus the title
@@ -110,7 +111,7 @@ def test_bfloat16_compute_keeps_float32_state(tmp_path: Path, capsys: pytest.Cap
     code, out, _ = _run(capsys, FIXTURES / "plain.yaml", "-o", tmp_path / "run", "--dtype", "bfloat16",
                         "--max-iter", "30", "--display", "1")
     assert code == 0
-    assert out.splitlines()[-1].endswith("bfloat16 on cpu")
+    assert out.splitlines()[-1].endswith(f"bfloat16 on {jax.default_backend()}")
     losses = [json.loads(x)["loss"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
               if json.loads(x)["kind"] == "train"]
     assert np.mean(losses[-5:]) < np.mean(losses[:5])  # it learns
