@@ -27,53 +27,61 @@ SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 # --- hand-written Flax models (also used by tools/bench_lowering.py) ---------------------------------
 
 class FlaxLeNet(nn.Module):
-    """Caffe's LeNet the way one writes it in Flax: NHWC throughout, NHWC flatten."""
+    """Caffe's LeNet the way one writes it in Flax: NHWC throughout, NHWC flatten. `dtype`: Flax's
+    computation dtype (parameters stay float32), for tools/bench_accel.py's bfloat16 rows."""
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = nn.Conv(20, (5, 5), padding="VALID", name="conv1")(x)
+        x = nn.Conv(20, (5, 5), padding="VALID", dtype=self.dtype, name="conv1")(x)
         x = nn.max_pool(x, (2, 2), (2, 2))
-        x = nn.Conv(50, (5, 5), padding="VALID", name="conv2")(x)
+        x = nn.Conv(50, (5, 5), padding="VALID", dtype=self.dtype, name="conv2")(x)
         x = nn.max_pool(x, (2, 2), (2, 2))
         x = x.reshape(x.shape[0], -1)
-        x = nn.relu(nn.Dense(500, name="ip1")(x))
-        return nn.Dense(10, name="ip2")(x)
+        x = nn.relu(nn.Dense(500, dtype=self.dtype, name="ip1")(x))
+        return nn.Dense(10, dtype=self.dtype, name="ip2")(x)
 
 
 class _Block(nn.Module):
     channels: int
     stride: int
     project: bool
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        bn = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5)
+        bn = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                               dtype=self.dtype)
+        conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
         s = (self.stride, self.stride)
-        y = nn.Conv(self.channels, (3, 3), s, padding=((1, 1), (1, 1)), use_bias=False, name="conv_a")(x)
+        y = conv(self.channels, (3, 3), s, padding=((1, 1), (1, 1)), name="conv_a")(x)
         y = nn.relu(bn(name="bn_a")(y))
-        y = nn.Conv(self.channels, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, name="conv_b")(y)
+        y = conv(self.channels, (3, 3), padding=((1, 1), (1, 1)), name="conv_b")(y)
         y = bn(name="bn_b")(y)
         if self.project:
-            x = nn.Conv(self.channels, (1, 1), s, padding="VALID", use_bias=False, name="conv_p")(x)
+            x = conv(self.channels, (1, 1), s, padding="VALID", name="conv_p")(x)
             x = bn(name="bn_p")(x)
         return nn.relu(x + y)
 
 
 class FlaxResNet18(nn.Module):
-    """CIFAR ResNet-18 (32×32 input), Flax idioms: nn.BatchNorm with scale and bias, NHWC."""
+    """CIFAR ResNet-18 (32×32 input), Flax idioms: nn.BatchNorm with scale and bias, NHWC. `dtype` as
+    in FlaxLeNet."""
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = nn.Conv(64, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, name="conv1")(x)
-        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="bn1")(x))
+        x = nn.Conv(64, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, dtype=self.dtype, name="conv1")(x)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
+                                 name="bn1")(x))
         cin = 64
         for stage, c in enumerate((64, 128, 256, 512)):
             for b in range(2):
                 stride = 2 if stage > 0 and b == 0 else 1
-                x = _Block(c, stride, stride != 1 or cin != c, name=f"res{stage + 2}{'ab'[b]}")(x, train)
+                x = _Block(c, stride, stride != 1 or cin != c, self.dtype, name=f"res{stage + 2}{'ab'[b]}")(x, train)
                 cin = c
         x = x.mean(axis=(1, 2))
-        return nn.Dense(10, name="fc10")(x)
+        return nn.Dense(10, dtype=self.dtype, name="fc10")(x)
 
 
 class FlaxMixedConv(nn.Module):

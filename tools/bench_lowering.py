@@ -19,6 +19,7 @@ The hand-written Flax models are the ones tests/test_lowering_nets.py checks for
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -121,10 +122,10 @@ def compile_medians(fns: dict[str, Callable[[], float]], rounds: int) -> dict[st
 # --- netspec ---------------------------------------------------------------------------------------
 
 def netspec_steps(path: Path, batch: int, classes: int, shape: tuple[int, ...],
-                  conv_impl: str = "auto", library_convs: bool = False) -> dict[str, Any]:
+                  conv_impl: str = "auto", library_convs: bool = False, dtype: str = "float32") -> dict[str, Any]:
     """`library_convs`: compile with XLA:CPU's defaults instead of Model.compiler_options (an A/B of them)."""
-    model = netspec.compile(path, "TRAIN", batch=batch, conv_impl=conv_impl)
-    test = netspec.compile(path, "TEST", batch=batch, conv_impl=conv_impl)
+    model = netspec.compile(path, "TRAIN", batch=batch, conv_impl=conv_impl, dtype=dtype)
+    test = netspec.compile(path, "TEST", batch=batch, conv_impl=conv_impl, dtype=dtype)
     train_options, test_options = ({}, {}) if library_convs else (model.compiler_options, test.compiler_options)
     v = model.init(0)
     # Unit BatchNorm statistics (f = 1, var = 1): a fresh Caffe BN (f = 0) divides by √eps, which
@@ -190,7 +191,7 @@ def flax_steps(module: Any, variables: dict[str, Any], batch: int, classes: int,
                 new = new["batch_stats"]
             else:
                 logits, new = module.apply({"params": p}, x), stats
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new
+            return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y).mean(), new
 
         (l, new), g = jax.value_and_grad(loss, has_aux=True)(params)
         upd, opt = tx.update(g, opt, params)
@@ -214,8 +215,9 @@ def flax_steps(module: Any, variables: dict[str, Any], batch: int, classes: int,
 # --- PyTorch (optional) ------------------------------------------------------------------------------
 
 def torch_steps(name: str, batch: int, classes: int, shape: tuple[int, ...],
-                channels_last: bool = False) -> dict[str, Any] | None:
-    """PyTorch eager CPU training and inference of the same net (NCHW, or channels_last memory format)."""
+                channels_last: bool = False, device: str = "cpu", autocast: Any = None) -> dict[str, Any] | None:
+    """PyTorch eager training and inference of the same net (NCHW, or channels_last memory format), on the
+    CPU or `device`; `autocast`: a torch dtype to autocast the forward to (mixed precision)."""
     try:
         import torch
         from torch import nn as tnn
@@ -253,26 +255,32 @@ def torch_steps(name: str, batch: int, classes: int, shape: tuple[int, ...],
                 cin = c
         layers += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(512, 10)]
         net = tnn.Sequential(*layers)
-    x = torch.randn(batch, *shape)
-    y = torch.randint(0, classes, (batch,))
+    x = torch.randn(batch, *shape).to(device)
+    y = torch.randint(0, classes, (batch,)).to(device)
+    net = net.to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     lossf = tnn.CrossEntropyLoss()
+    amp = (lambda: torch.autocast(device, dtype=autocast)) if autocast is not None else contextlib.nullcontext
 
     def train() -> Any:
         net.train()
         opt.zero_grad()
-        loss = lossf(net(x), y)
+        with amp():
+            loss = lossf(net(x).float(), y)
         loss.backward()
         opt.step()
-        return float(loss.detach())
+        return float(loss.detach())  # float() waits for the device
 
     def infer() -> Any:
         net.eval()
-        with torch.no_grad():
-            return net(x)
+        with torch.no_grad(), amp():
+            out = net(x)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        return out
 
     return {"train": train, "infer": infer, "version": torch.__version__}
 
