@@ -20,8 +20,11 @@ SGD-momentum step (forward, backward, update) of:
   (`pip install -e ".[torch]"`).
 
 The JAX variants run round-robin (one step of each per round) so that drifting load hits them alike.
-PyTorch runs afterwards, not interleaved: its OpenMP workers spin for a while after each op and would
-steal the two cores from the JAX step that follows (flax LeNet measured 22 -> 32 ms that way).
+PyTorch is not interleaved step by step: its OpenMP workers spin for a while after each op and would
+steal the two cores from the JAX step that follows (flax LeNet measured 22 -> 32 ms that way). Instead
+the rounds are split into blocks that alternate (JAX round-robin, PyTorch, a pause for its workers to
+sleep, JAX, ...), so that a change of the VM's speed during a case lands on both sides of the
+netspec/PyTorch ratio rather than on PyTorch alone.
 Reported: the median step with its interquartile range, images/s, the inference forward, the speed-up
 over the Flax model and over PyTorch NCHW (>1: netspec is faster), and the achieved FLOP/s of the step
 (6 x the forward multiply-adds `netspec check` counts) as a share of the measured float32 matmul peak.
@@ -67,31 +70,35 @@ def _stats(times: list[float]) -> dict[str, float]:
     return {"median": statistics.median(times), "q1": q[0], "q3": q[2], "n": len(times)}
 
 
-def round_robin(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 2) -> dict[str, dict[str, float]]:
-    for fn in fns.values():
-        for _ in range(warmup):
-            jax.block_until_ready(fn())
-    times: dict[str, list[float]] = {k: [] for k in fns}
+def _steps(fns: dict[str, Callable[[], Any]], rounds: int, times: dict[str, list[float]], block: bool) -> None:
+    """`rounds` round-robin calls of each of `fns`, appending seconds per call to `times`."""
     for _ in range(rounds):
         for name, fn in fns.items():
             t = time.perf_counter()
-            jax.block_until_ready(fn())
+            out = fn()
+            if block:
+                jax.block_until_ready(out)
             times[name].append(time.perf_counter() - t)
-    return {k: _stats(v) for k, v in times.items()}
 
 
-def one_by_one(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 3) -> dict[str, dict[str, float]]:
-    out = {}
-    for name, fn in fns.items():
+def alternating(jax_fns: dict[str, Callable[[], Any]], torch_fns: dict[str, Callable[[], Any]], rounds: int,
+                blocks: int = 4, warmup: int = 2, pause_s: float = 0.5) -> dict[str, dict[str, float]]:
+    """Median and quartiles of each function's seconds per call. The JAX functions run round-robin (one
+    call of each per round); the rounds are split into `blocks`, and after each block every PyTorch
+    function runs that block's rounds on its own, then a pause lets its OpenMP workers go to sleep."""
+    for fn in [*jax_fns.values(), *torch_fns.values()]:
         for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(rounds):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        out[name] = _stats(times)
-    return out
+            jax.block_until_ready(fn())
+    times: dict[str, list[float]] = {k: [] for k in [*jax_fns, *torch_fns]}
+    per = [rounds // blocks + (b < rounds % blocks) for b in range(blocks)]
+    for n in per:
+        if not n:
+            continue
+        _steps(jax_fns, n, times, block=True)
+        for name, fn in torch_fns.items():
+            _steps({name: fn}, n, times, block=False)
+        time.sleep(pause_s)
+    return {k: _stats(v) for k, v in times.items()}
 
 
 def run_case(key: str, quick: bool, with_torch: bool, library_convs: bool = False) -> dict[str, Any]:
@@ -103,17 +110,18 @@ def run_case(key: str, quick: bool, with_torch: bool, library_convs: bool = Fals
         jax_impls["ns-ynn"] = netspec_steps(spec, batch, 10, shape, library_convs=True)
     jax_impls.update({"ns-xla": netspec_steps(spec, batch, 10, shape, "xla"),
                       "flax": flax_steps(module, convert(ns["blobs"]), batch, 10, shape)})
-    train = round_robin({k: f["train"] for k, f in jax_impls.items()}, rounds)
-    infer = round_robin({k: f["infer"] for k, f in jax_impls.items()}, rounds)
     compile_s = {k: f["compile_s"] for k, f in jax_impls.items()}
+    torch_impls = {}
     if with_torch:
-        torch_impls = {}
         for name, cl in (("torch", False), ("torch-cl", True)):
             t = torch_steps(net, batch, 10, shape, channels_last=cl)
             if t is not None:
                 torch_impls[name] = t
-        train.update(one_by_one({k: f["train"] for k, f in torch_impls.items()}, rounds))
-        infer.update(one_by_one({k: f["infer"] for k, f in torch_impls.items()}, rounds))
+    blocks = min(4, rounds)
+    train = alternating({k: f["train"] for k, f in jax_impls.items()},
+                        {k: f["train"] for k, f in torch_impls.items()}, rounds, blocks)
+    infer = alternating({k: f["infer"] for k, f in jax_impls.items()},
+                        {k: f["infer"] for k, f in torch_impls.items()}, rounds, blocks)
     return {"case": key, "net": net, "batch": batch, "flops_train": 6 * ns["macs"], "train": train,
             "infer": infer, "compile_s": compile_s}
 
