@@ -195,7 +195,7 @@ class _Trainer:
     def _compile_steps(self, state: Any) -> None:
         import jax
 
-        from netspec.train import compile_cache
+        from netspec.train import compile_cache, host_memory
         from netspec.train.distributed import one_at_a_time
         from netspec.train.step import batch_sharding, make_eval_step, make_train_step, replicated, zero_sums
 
@@ -212,6 +212,8 @@ class _Trainer:
                        compiler_options=self.model.compiler_options)
         self.compile_stats = compile_cache.CompileStats()
         self.step = compile_cache.compile_ahead(self.compile_stats, "train_step", step, state, abstract_batch)
+        memory = self.step.memory_analysis()
+        self.host_malloc = host_memory.tune_for_step(self.backend, memory.temp_size_in_bytes if memory else 0)
         self.step = one_at_a_time(self.step, self.topology)
         self.eval_step = None
         if self.test_model is not None:
@@ -356,6 +358,7 @@ class _Trainer:
             "precision": self.options.dtype,
             "conv_impl": self.options.conv_impl,
             "compiler_options": self.model.compiler_options,
+            "host_malloc": None,  # known once the step is compiled: _note_host_malloc
             "backend": jax.default_backend(),
             "devices": [str(d) for d in self.mesh.devices.flat],
             "batch_size": self.plan.batch_size,
@@ -372,6 +375,12 @@ class _Trainer:
         if start:
             info.setdefault("resumed", []).append({"from_iteration": start, "command": list(self.options.argv)})
         self.folder.write_json("run.json", info)
+        self.run_info = info
+
+    def _note_host_malloc(self) -> None:
+        if self.host_malloc is not None:
+            self.run_info["host_malloc"] = self.host_malloc
+            self.folder.write_json("run.json", self.run_info)
 
     def _run_with(self, state: Any) -> RunResult:
         import jax
@@ -404,6 +413,7 @@ class _Trainer:
         for note in self.notes:
             self.display.note(f"note: {note}")
         self._compile_steps(state)
+        self._note_host_malloc()
         self.display.note(f"compiled in {self.compile_stats.describe()}")
         lr_at = learning_rate(solver)
         iterator = self._data_iterator(True, data_state)
