@@ -4,6 +4,7 @@
     python tools/bench_train_cpu.py --quick         # fewer rounds
     python tools/bench_train_cpu.py --cases lenet64,mixed --json out.json
     python tools/bench_train_cpu.py --end-to-end    # also `netspec train specs/lenet.yaml`, xla vs auto
+    python tools/bench_train_cpu.py --resident-scratch  # netspec train's glibc setting, whole process
 
 Cases: Caffe LeNet at batch 64 and 256, CIFAR ResNet-18 at batch 128, and a net with strided, dilated and
 grouped convolutions (tests/fixtures/lowering/mixed_conv.yaml) at batch 64. Each case times one jitted
@@ -162,7 +163,14 @@ def main() -> None:
     ap.add_argument("--library-convs", action="store_true",
                     help="also `ns-ynn`: netspec compiled with XLA:CPU's default YNNPACK convolutions instead of "
                     "Model.compiler_options")
+    ap.add_argument("--resident-scratch", action="store_true",
+                    help="apply netspec train's glibc setting for large scratch buffers (netspec.train.host_memory) "
+                         "to the whole process, every implementation alike")
     args = ap.parse_args()
+    if args.resident_scratch:
+        from netspec.train.host_memory import keep_scratch_resident
+
+        print(f"host malloc: {keep_scratch_resident()}")
     load = os.getloadavg()[0]
     print(f"jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} CPUs, "
           f"{platform.processor() or platform.machine()}, python {platform.python_version()}, load {load:.1f}")
@@ -170,7 +178,8 @@ def main() -> None:
     print(f"float32 matmul peak (2048³, jit): {peak / 1e9:.1f} GFLOP/s")
     print(f"{'case':9} {'impl':9} {'train ms':>9} {'[q1–q3]':>17} {'img/s':>7} {'infer ms':>8} "
           f"{'vs flax':>8} {'vs torch':>8} {'%peak':>6} {'compile':>8}")
-    results: dict[str, Any] = {"jax": jax.__version__, "cases": [], "load_start": load}
+    results: dict[str, Any] = {"jax": jax.__version__, "cases": [], "load_start": load,
+                               "resident_scratch": args.resident_scratch}
     for key in args.cases.split(","):
         row = run_case(key, args.quick, not args.no_torch, args.library_convs)
         peak = max(peak, matmul_peak())  # re-measured: on a shared machine the first one may be low
