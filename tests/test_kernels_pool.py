@@ -3,14 +3,20 @@ derivative of it (first maximum in raster order, Caffe's rule), ties and overlap
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax import lax
 
+import netspec
 from netspec.kernels.pool import max_pool2d
+
+LENET = Path(__file__).parent / "fixtures" / "lowering" / "lenet.yaml"
 
 
 def _reference(xp: jax.Array, kernel: tuple[int, int], stride: tuple[int, int]) -> jax.Array:
@@ -48,3 +54,22 @@ def test_bfloat16_and_jit() -> None:
     dx = jax.grad(f)(x)
     # One hit per window: 2x2 windows, 2 images, 3 channels.
     assert dx.dtype == jnp.bfloat16 and float(jnp.sum(dx.astype(jnp.float32))) == 2 * 2 * 2 * 3
+
+
+@pytest.mark.parametrize("backend, kernel", [("cpu", True), ("gpu", False), ("tpu", False)])
+def test_the_max_pool_kernel_is_used_on_the_cpu_only(monkeypatch: pytest.MonkeyPatch, backend: str,
+                                                      kernel: bool) -> None:
+    """The lowering reads the backend at trace time: off the CPU, JAX's own derivative of reduce_window
+    (select_and_gather_add and its transpose) remains in the gradient."""
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    model = netspec.compile(LENET, "TRAIN", batch=2)
+    v = jax.eval_shape(lambda: model.init(0))
+    inputs = {"data": jax.ShapeDtypeStruct((2, 1, 28, 28), jnp.float32),
+              "label": jax.ShapeDtypeStruct((2,), jnp.int32)}
+
+    def loss(params: dict, x: dict) -> jax.Array:
+        out, _ = model.apply_train({**v, "params": params}, x)
+        return model.loss(out)
+
+    text = str(jax.make_jaxpr(jax.grad(loss))(v["params"], inputs))
+    assert ("select_and_" not in text) is kernel

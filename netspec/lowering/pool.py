@@ -58,9 +58,13 @@ def _empty_windows(g: Geometry, ext: list[tuple[int, int, int]]) -> bool:
 def _max(ctx: Ctx, x: Any, g: Geometry, ext: list[tuple[int, int, int]]) -> Any:
     xp = _pad(x, ext, -jnp.inf)
     # conv_impl "xla" is the plain-XLA lowering throughout (reduce_window, differentiated by JAX);
-    # otherwise the strided-slice kernel whose gradient is 8-25x faster on XLA:CPU (netspec.kernels.pool).
-    # Windows of more than 49 taps (global pooling of big planes) would unroll into too many slices.
-    plain = ctx.conv_impl == "xla" or g.kernel[0] * g.kernel[1] > 49
+    # otherwise, on the CPU, the strided-slice kernel whose gradient is 8-25x faster on XLA:CPU
+    # (netspec.kernels.pool). Other backends keep reduce_window, as choose_plan keeps their convolutions:
+    # the kernel was measured on XLA:CPU only, and on a GPU the nets that use it trained 8-23% slower
+    # than hand-written Flax (docs/performance.md). Windows of more than 49 taps (global pooling of big
+    # planes) would unroll into too many slices.
+    plain = (ctx.conv_impl == "xla" or g.kernel[0] * g.kernel[1] > 49
+             or jax.default_backend() != "cpu")  # read at trace time, like kernels.conv.conv2d
     y = _reduce(xp, g, -jnp.inf, lax.max) if plain else max_pool2d(xp, tuple(g.kernel), tuple(g.stride))
     if _empty_windows(g, ext):
         y = jnp.maximum(y, jnp.asarray(-jnp.finfo(jnp.float32).max, y.dtype))
