@@ -23,34 +23,20 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 from bench_lowering import (FIXTURES, FlaxLeNet, FlaxResNet18, flax_steps, interleaved,  # noqa: E402
-                            lenet_flax_variables, netspec_steps, resnet18_flax_variables, torch_steps)
+                            lenet_flax_variables, matmul_peak, netspec_steps, resnet18_flax_variables,
+                            torch_steps)
 
 DTYPES = {"f32": ("float32", jnp.float32), "bf16": ("bfloat16", jnp.bfloat16)}
-
-
-def matmul_peak(dtype: Any, n: int, iters: int = 10) -> float:
-    """Best of `iters` jitted n×n matmuls in `dtype` on random data, FLOP/s."""
-    a = jnp.asarray(np.random.RandomState(0).randn(n, n), dtype)
-    f = jax.jit(lambda a: a @ a)
-    jax.block_until_ready(f(a))
-    best = float("inf")
-    for _ in range(iters):
-        t = time.perf_counter()
-        jax.block_until_ready(f(a))
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
 
 
 def _torch_cuda() -> Any:
@@ -72,7 +58,7 @@ def main() -> None:
     print(f"jax {jax.__version__} on {jax.default_backend()} ({dev.device_kind}), {os.cpu_count()} CPUs, "
           f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
     n = 8192 if jax.default_backend() != "cpu" else 1024
-    peaks = {k: matmul_peak(d, n) for k, (_, d) in DTYPES.items()}
+    peaks = {k: matmul_peak(n, 10, d) for k, (_, d) in DTYPES.items()}
     print(f"matmul peak ({n}³, jit, default precision): " +
           ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items()))
     torch = None if args.no_torch else _torch_cuda()

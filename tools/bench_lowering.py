@@ -81,10 +81,10 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, budget_s: float)
     return first, {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def matmul_peak(n: int = 2048, iters: int = 7) -> float:
-    """Best of `iters` jitted n×n float32 matmuls (best, not median: the peak is what the machine can
-    do when it is not shared)."""
-    a = jnp.asarray(np.random.RandomState(0).randn(n, n), jnp.float32)
+def matmul_peak(n: int = 2048, iters: int = 7, dtype: Any = jnp.float32) -> float:
+    """FLOP/s of the best of `iters` jitted n×n matmuls on random data (best, not median: the peak is
+    what the machine can do when it is not shared)."""
+    a = jnp.asarray(np.random.RandomState(0).randn(n, n), dtype)
     f = jax.jit(lambda a: a @ a)
     jax.block_until_ready(f(a))
     best = float("inf")
