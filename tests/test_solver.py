@@ -128,6 +128,14 @@ def test_caffe_defaults() -> None:
     assert spec.test_initialization and spec.average_loss == 1
 
 
+def test_an_empty_stepvalue_is_no_steps() -> None:
+    """`stepvalue:` with nothing after it (YAML null) is the absent repeated field: the rate never drops."""
+    spec = SolverSpec.model_validate({"lr_policy": "multistep", "base_lr": 0.1, "gamma": 0.5, "stepvalue": None})
+    assert spec.stepvalue == []
+    rate = learning_rate(spec)
+    assert [float(rate(i)) for i in (0, 1000, 10**6)] == [float(np.float32(0.1))] * 3
+
+
 def test_lone_values_and_legacy_solver_type() -> None:
     spec = SolverSpec(lr_policy="multistep", stepvalue=500, test_iter=100, solver_type="NESTEROV")
     assert spec.stepvalue == [500] and spec.test_iter == [100]
