@@ -71,14 +71,13 @@ def _stats(times: list[float]) -> dict[str, float]:
     return {"median": statistics.median(times), "q1": q[0], "q3": q[2], "n": len(times)}
 
 
-def _steps(fns: dict[str, Callable[[], Any]], rounds: int, times: dict[str, list[float]], block: bool) -> None:
-    """`rounds` round-robin calls of each of `fns`, appending seconds per call to `times`."""
+def _steps(fns: dict[str, Callable[[], Any]], rounds: int, times: dict[str, list[float]]) -> None:
+    """`rounds` round-robin calls of each of `fns`, appending seconds per call to `times` (waiting for JAX's
+    asynchronous results; PyTorch's CPU calls return finished ones, which block_until_ready passes through)."""
     for _ in range(rounds):
         for name, fn in fns.items():
             t = time.perf_counter()
-            out = fn()
-            if block:
-                jax.block_until_ready(out)
+            jax.block_until_ready(fn())
             times[name].append(time.perf_counter() - t)
 
 
@@ -95,9 +94,9 @@ def alternating(jax_fns: dict[str, Callable[[], Any]], torch_fns: dict[str, Call
     for n in per:
         if not n:
             continue
-        _steps(jax_fns, n, times, block=True)
+        _steps(jax_fns, n, times)
         for name, fn in torch_fns.items():
-            _steps({name: fn}, n, times, block=False)
+            _steps({name: fn}, n, times)
         time.sleep(pause_s)
     return {k: _stats(v) for k, v in times.items()}
 
