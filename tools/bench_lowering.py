@@ -166,7 +166,8 @@ def netspec_steps(path: Path, batch: int, classes: int, shape: tuple[int, ...],
         return l
 
     return {"train": train, "infer": lambda: fwd_c(v, x), "macs": model.report.macs * batch,
-            "blobs": netspec.caffe_blobs(model, v), "compile_s": compile_s, "recompile": _recompile(build)}
+            "blobs": netspec.caffe_blobs(model, v), "compile_s": compile_s, "recompile": _recompile(build),
+            "step_compiled": step_c}
 
 
 # --- hand-written Flax ------------------------------------------------------------------------------
