@@ -5,11 +5,11 @@ XLA:CPU allocates one temporary buffer for each execution of a compiled program 
 every request above its mmap threshold, which it never raises past 32 MiB on 64-bit hosts, with fresh
 pages from mmap and gives them back with munmap on free. So a train step with more than 32 MiB of
 scratch page-faults on every 4 KiB of it, and waits for the kernel to zero it, on every step. The
-strided/dilated/grouped test net (48 MiB of scratch at batch 64) measured 1.14-1.38x faster per step with
-mmap switched off for large requests and heap trimming at its maximum, so that the buffer comes from a
-heap that stays mapped (docs/performance.md, item 7). Below the threshold glibc already reuses heap memory,
-and LeNet (24 MiB) measured slower with the setting in 5 of 7 A/B pairs (by 7% in the median pair), so it
-is applied only above it.
+strided/dilated/grouped test net (48 MiB of scratch at batch 64) trained 1.27x faster per step with mmap
+switched off for large requests and heap trimming at its maximum, so that the buffer comes from a heap
+that stays mapped (docs/performance.md, item 7). Below the threshold glibc already reuses heap memory,
+and LeNet at batch 64 (24 MiB) was more often slower than faster with the setting, so it is applied only
+above it.
 
 The setting is process-wide and cannot be undone, so only `netspec train` applies it, on the CPU backend;
 it shows in run.json (`host_malloc`). NETSPEC_MALLOC=glibc leaves glibc's defaults (for comparisons).
