@@ -165,3 +165,46 @@ def test_a_wide_convolution_trains_under_the_chosen_compiler_options(tmp_path: P
     assert runs["auto"]["host_malloc"] is None  # its step's scratch is far below glibc's mmap threshold
     if runs["auto"]["backend"] == "cpu":
         assert runs["auto"]["compiler_options"] == {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def test_matmul_precision_reaches_the_compiled_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The same run under --matmul-precision highest is another program (a cache miss after the default run),
+    # and the same one again on a second highest run (a hit); run.json records the setting.
+    cache = tmp_path / "cache"
+
+    def train(name: str, precision: str) -> str:
+        code = main(["train", str(FIXTURES / "tiny.yaml"), "-o", str(tmp_path / name), "--max-iter", "2",
+                     "--test-iter", "1", "--progress", "plain", "--compile-cache", str(cache),
+                     "--matmul-precision", precision])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert json.loads((tmp_path / name / "run.json").read_text())["matmul_precision"] == precision
+        return out.splitlines()[-1]
+
+    assert "(cache miss)" in train("default", "default")
+    assert "(cache miss)" in train("highest", "highest")
+    assert "(from the compilation cache)" in train("again", "highest")
+
+
+def test_matmul_precision_covers_the_custom_gradients() -> None:
+    # Every product of a LeNet train step, the convolutions' custom VJPs included, is traced at the asked
+    # precision (it matters on GPUs, whose float32 default is TensorFloat-32).
+    from netspec.lowering import compile as lower
+    from netspec.train.config import matmul_precision
+
+    model = lower(load_spec(Path(__file__).parents[1] / "specs" / "lenet.yaml"), "TRAIN", batch=2)
+    variables = model.init(0)
+    feed = {"data": np.zeros((2, 1, 28, 28), np.float32), "label": np.zeros(2, np.int32)}
+
+    def loss(params: object) -> object:
+        out, _ = model.apply_train({"params": params, "batch_stats": variables.get("batch_stats", {})}, feed)
+        return model.loss(out)
+
+    def products(precision: str) -> list[str]:
+        with matmul_precision(precision):  # type: ignore[arg-type]
+            text = jax.jit(jax.grad(loss)).lower(variables["params"]).as_text()
+        return [x for x in text.splitlines() if "stablehlo.convolution" in x or "stablehlo.dot_general" in x]
+
+    highest, default = products("highest"), products("default")
+    assert len(highest) == len(default) >= 10  # 2 convs x 3 passes, 2 inner products x 3, minus conv1's input grad
+    assert all("HIGHEST" in x for x in highest) and not any("HIGHEST" in x for x in default)

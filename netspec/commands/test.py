@@ -25,6 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from netspec.train.config import matmul_precision
+
+    with matmul_precision(args.matmul_precision):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from netspec.train import compile_cache
     from netspec.train.progress import fmt, output_text
 

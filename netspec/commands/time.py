@@ -19,6 +19,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from netspec.train.config import matmul_precision
+
+    with matmul_precision(args.matmul_precision):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from netspec.train import compile_cache
 
     cache_problem = compile_cache.enable_default(args.compile_cache)

@@ -48,6 +48,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conv-impl", choices=("auto", "xla"), default="auto",
                    help="auto: netspec's per-shape lowering of convolution and max-pooling gradients "
                         "(docs/performance.md); xla: the plain XLA ops JAX differentiates, for comparison")
+    p.add_argument("--matmul-precision", choices=("default", "high", "highest"), default="default",
+                   help="float32 matmuls and convolutions: default: the backend's (TensorFloat-32 on recent NVIDIA "
+                        "GPUs, full float32 on the CPU); highest: full float32 everywhere")
     p.add_argument("--compile-cache", metavar="DIR", type=Path, default=None,
                    help="persistent JAX compilation cache (default $NETSPEC_JAX_CACHE or ~/.cache/netspec/jax; "
                         "'off' disables it)")
@@ -106,7 +109,9 @@ def options_from_args(args: argparse.Namespace) -> Any:
     overrides = {flag: getattr(args, flag) for flag in SOLVER_FLAGS if getattr(args, flag, None) is not None}
     return TrainOptions(
         spec=args.spec, solver_file=args.solver, output=args.output, runs_root=args.runs, resume=args.resume,
-        weights=args.weights, dtype=args.dtype, conv_impl=args.conv_impl, batch_size=args.batch_size, solver_overrides=overrides,
+        weights=args.weights, dtype=args.dtype, conv_impl=args.conv_impl,
+        matmul_precision=getattr(args, "matmul_precision", "default"), batch_size=args.batch_size,
+        solver_overrides=overrides,
         keep_last=args.keep, progress=args.progress,
         compile_cache=args.compile_cache if args.compile_cache is not None else default_cache_dir(),
         devices=args.devices, argv=tuple(sys.argv),

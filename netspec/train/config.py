@@ -5,11 +5,12 @@ jax-free: the options are checked (and every problem reported) before any backen
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, ContextManager, Literal, Mapping
 
 from netspec.errors import Diagnostic, NetspecError, SourceLoc
 from netspec.message import MessageError
@@ -18,6 +19,7 @@ from netspec.spec import NetSpec
 
 Dtype = Literal["float32", "bfloat16"]
 ProgressMode = Literal["auto", "rich", "plain", "none"]
+MatmulPrecision = Literal["default", "high", "highest"]
 
 # Solver fields a command-line flag may override, by flag destination.
 SOLVER_FLAGS: Mapping[str, str] = {
@@ -45,6 +47,7 @@ class TrainOptions:
     weights: Path | None = None
     dtype: Dtype = "float32"
     conv_impl: str = "auto"  # netspec.compile's conv_impl: "auto" or "xla"
+    matmul_precision: MatmulPrecision = "default"  # see matmul_precision()
     batch_size: int | None = None
     solver_overrides: Mapping[str, Any] = field(default_factory=dict)
     keep_last: int = 3
@@ -54,6 +57,20 @@ class TrainOptions:
     check_every: int = 100
     argv: tuple[str, ...] = ()
     cluster: Any = None  # netspec.train.distributed.Cluster: how to join a multi-process run
+
+
+def matmul_precision(name: MatmulPrecision) -> ContextManager[Any]:
+    """JAX's precision for float32 matrix products and convolutions traced inside the block.
+
+    "default" leaves the backend's choice: full float32 on the CPU, TensorFloat-32 on NVIDIA GPUs since Ampere
+    (as PyTorch's cuDNN convolutions and cuDNN 8's default math mode do). "highest" asks for float32 products
+    everywhere, for results to compare bit-near with a CPU run or Caffe's; "high" is TF32 where the backend has
+    it. The whole trace must sit inside: a custom VJP's backward is traced when the step is differentiated."""
+    if name == "default":
+        return contextlib.nullcontext()
+    import jax
+
+    return jax.default_matmul_precision(name)
 
 
 def default_cache_dir() -> Path:

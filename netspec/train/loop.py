@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from netspec.errors import Diagnostic, NetspecError
-from netspec.train.config import TrainOptions, cache_disabled
+from netspec.train.config import TrainOptions, cache_disabled, matmul_precision
 from netspec.train.progress import Display, EvalStatus, NullDisplay, PlainDisplay, Tee, TrainStatus
 from netspec.train.run_folder import MetricColumns, choose_run_dir, plot_curves
 
@@ -124,7 +124,8 @@ def train(options: TrainOptions, display: Display) -> RunResult:
         run_dir = Path(distributed.agree(topology, str(choose_run_dir(name, options.runs_root, options.output,
                                                                          resume=False))))
     distributed.announce_run_dir(run_dir)
-    return _Trainer(options, plan, topology.mesh, run_dir, display, jax.default_backend(), topology).run()
+    with matmul_precision(options.matmul_precision):
+        return _Trainer(options, plan, topology.mesh, run_dir, display, jax.default_backend(), topology).run()
 
 
 class _Trainer:
@@ -356,6 +357,7 @@ class _Trainer:
             "spec_sha256": self.plan.spec_sha256,
             "seed": self.solver.random_seed,
             "precision": self.options.dtype,
+            "matmul_precision": self.options.matmul_precision,
             "conv_impl": self.options.conv_impl,
             "compiler_options": self.model.compiler_options,
             "host_malloc": None,  # known once the step is compiled: _note_host_malloc
