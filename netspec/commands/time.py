@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from netspec.commands.train import _positive, add_common
+from netspec.commands.train import _positive, add_common, under_common_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,14 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
+@under_common_options
 def run(args: argparse.Namespace) -> int:
-    from netspec.train.config import matmul_precision
-
-    with matmul_precision(args.matmul_precision):
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     from netspec.train import compile_cache
 
     cache_problem = compile_cache.enable_default(args.compile_cache)

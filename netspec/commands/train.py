@@ -6,9 +6,10 @@ The options are parsed and checked here without JAX; `run` loads the backend.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def _positive(text: str) -> int:
@@ -54,6 +55,20 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile-cache", metavar="DIR", type=Path, default=None,
                    help="persistent JAX compilation cache (default $NETSPEC_JAX_CACHE or ~/.cache/netspec/jax; "
                         "'off' disables it)")
+
+
+def under_common_options(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A `test` or `time` command run under `add_common`'s --matmul-precision. (`train` passes it on in its
+    TrainOptions: netspec.train.loop.train applies it, for callers of that function too.)"""
+
+    @functools.wraps(run)
+    def wrapped(args: argparse.Namespace) -> int:
+        from netspec.train.config import matmul_precision
+
+        with matmul_precision(args.matmul_precision):
+            return run(args)
+
+    return wrapped
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -110,7 +125,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     return TrainOptions(
         spec=args.spec, solver_file=args.solver, output=args.output, runs_root=args.runs, resume=args.resume,
         weights=args.weights, dtype=args.dtype, conv_impl=args.conv_impl,
-        matmul_precision=getattr(args, "matmul_precision", "default"), batch_size=args.batch_size,
+        matmul_precision=args.matmul_precision, batch_size=args.batch_size,
         solver_overrides=overrides,
         keep_last=args.keep, progress=args.progress,
         compile_cache=args.compile_cache if args.compile_cache is not None else default_cache_dir(),
