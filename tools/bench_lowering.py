@@ -59,6 +59,16 @@ def timeit(fn: Callable[[], Any], iters: int) -> tuple[float, float]:
     return first, statistics.median(times)
 
 
+def time_rounds(fns: dict[str, Callable[[], Any]], rounds: int, times: dict[str, list[float]]) -> None:
+    """`rounds` round-robin calls of each of `fns`, appending seconds per call to `times` (waiting for JAX's
+    asynchronous results; PyTorch's CPU calls return finished ones, which block_until_ready passes through)."""
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - t)
+
+
 def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, budget_s: float) -> tuple[dict[str, float],
                                                                                          dict[str, float]]:
     """First-call seconds and median steady-state seconds per implementation, measured round-robin
@@ -74,10 +84,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, budget_s: float)
     for r in range(rounds):
         if r >= 2 and time.perf_counter() - start > budget_s:
             break
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - t)
+        time_rounds(fns, 1, times)
     return first, {name: statistics.median(ts) for name, ts in times.items()}
 
 

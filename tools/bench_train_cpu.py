@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_lowering import FIXTURES, flax_steps, matmul_peak, netspec_steps, torch_steps  # noqa: E402
+from bench_lowering import FIXTURES, flax_steps, matmul_peak, netspec_steps, time_rounds, torch_steps  # noqa: E402
 from test_lowering_nets import (FlaxLeNet, FlaxMixedConv, FlaxResNet18, lenet_flax_variables,  # noqa: E402
                                 mixed_conv_flax_variables, resnet18_flax_variables)
 
@@ -71,16 +71,6 @@ def _stats(times: list[float]) -> dict[str, float]:
     return {"median": statistics.median(times), "q1": q[0], "q3": q[2], "n": len(times)}
 
 
-def _steps(fns: dict[str, Callable[[], Any]], rounds: int, times: dict[str, list[float]]) -> None:
-    """`rounds` round-robin calls of each of `fns`, appending seconds per call to `times` (waiting for JAX's
-    asynchronous results; PyTorch's CPU calls return finished ones, which block_until_ready passes through)."""
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - t)
-
-
 def alternating(jax_fns: dict[str, Callable[[], Any]], torch_fns: dict[str, Callable[[], Any]], rounds: int,
                 blocks: int = 4, warmup: int = 2, pause_s: float = 0.5) -> dict[str, dict[str, float]]:
     """Median and quartiles of each function's seconds per call. The JAX functions run round-robin (one
@@ -94,9 +84,9 @@ def alternating(jax_fns: dict[str, Callable[[], Any]], torch_fns: dict[str, Call
     for n in per:
         if not n:
             continue
-        _steps(jax_fns, n, times)
+        time_rounds(jax_fns, n, times)
         for name, fn in torch_fns.items():
-            _steps({name: fn}, n, times)
+            time_rounds({name: fn}, n, times)
         time.sleep(pause_s)
     return {k: _stats(v) for k, v in times.items()}
 
