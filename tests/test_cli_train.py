@@ -115,6 +115,18 @@ def test_netspec_test_rejects_weights_of_another_net(tmp_path: Path, trained: Pa
     assert "cannot load layer 'conv1'" in capsys.readouterr().err
 
 
+def test_netspec_time_runs_under_the_asked_matmul_precision(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import netspec.train.config as config
+
+    asked = []
+    real = config.matmul_precision
+    monkeypatch.setattr(config, "matmul_precision", lambda name: asked.append(name) or real(name))
+    argv = ["time", str(FIXTURES / "plain.yaml"), "--iterations", "1", "--matmul-precision", "highest", *OFF]
+    assert main(argv) == 0
+    assert asked == ["highest"] and capsys.readouterr().out.startswith("netspec time plain:")
+
+
 def test_netspec_time_reports_every_layer_and_the_whole_net(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["time", str(FIXTURES / "plain.yaml"), "--iterations", "2", *OFF]) == 0
     lines = capsys.readouterr().out.splitlines()
