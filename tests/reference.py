@@ -485,6 +485,39 @@ def forward(layer: Any, bottoms: list[A], blobs: list[A]) -> tuple[A, ...]:
     return f(layer, [np.asarray(b, np.float64) for b in bottoms], [np.asarray(w, np.float64) for w in blobs])
 
 
+# --- backward passes of the layers whose kinks decide ties by rule ----------------------------------
+# relu_layer.cpp, prelu_layer.cpp, eltwise_layer.cpp (Backward_cpu): at a kink the gradient follows the
+# comparison the forward made, never an average of the two sides.
+
+def relu_backward(p: Any, x: A, dy: A) -> A:
+    return dy * ((x > 0) + p.negative_slope * (x <= 0))
+
+
+def prelu_backward(p: Any, x: A, slope: A, dy: A) -> tuple[A, A]:
+    """(bottom diff, slope diff)."""
+    dx = np.empty_like(x)
+    dslope = np.zeros_like(slope)
+    channels = x.shape[1] if x.ndim > 1 else 1
+    for c in range(channels):
+        k = 0 if p.channel_shared else c
+        xc, gc = (x[:, c], dy[:, c]) if x.ndim > 1 else (x, dy)
+        neg = xc <= 0
+        (dx[:, c] if x.ndim > 1 else dx)[...] = gc * ((xc > 0) + slope[k] * neg)
+        dslope[k] += np.sum(gc * xc * neg)
+    return dx, dslope
+
+
+def eltwise_max_backward(xs: list[A], dy: A) -> list[A]:
+    """Forward's argmax mask: bottom 1 wins a tie with bottom 0; a later bottom must be strictly greater."""
+    mask = np.where(xs[0] > xs[1], 0, 1)
+    top = np.where(xs[0] > xs[1], xs[0], xs[1])
+    for i, x in enumerate(xs[2:], start=2):
+        better = x > top
+        mask = np.where(better, i, mask)
+        top = np.where(better, x, top)
+    return [dy * (mask == i) for i in range(len(xs))]
+
+
 # --- data layers: input_layer.cpp, dummy_data_layer.cpp and the database readers -------------------
 
 DATA_TYPES = ("Input", "Data", "ImageData", "MemoryData", "HDF5Data", "DummyData")

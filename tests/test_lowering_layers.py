@@ -304,6 +304,60 @@ def test_neurons(kind: str, data: st.DataObject, vals: Values) -> None:
     check_layer(layer, [shape], via_nhwc=len(shape) == 4 and data.draw(st.booleans(), label="nhwc"), vals=vals)
 
 
+def _vjp(model: netspec.lowering.Model, variables: dict[str, Any], xs: list[np.ndarray],
+         dy: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Gradients of <top of L, dy> with respect to the inputs and the parameters."""
+    top = tops_of(model)[0]
+
+    def f(inputs: list[Any], params: Any) -> Any:
+        v = {**variables, "params": params}
+        return model.apply(v, {f"b{i}": x for i, x in enumerate(inputs)})[top]
+
+    _, pull = jax.vjp(f, [np.asarray(x) for x in xs], variables["params"])
+    dxs, dparams = pull(np.asarray(dy, np.float32))
+    return [np.asarray(d) for d in dxs], dparams
+
+
+@pytest.mark.parametrize("kind", ["ReLU", "leaky ReLU", "PReLU", "Eltwise MAX"])
+@FEW
+@given(shapes(2, 4), st.integers(2, 3), st.integers(0, 2**32 - 1))
+def test_kink_gradients_follow_caffe(kind: str, shape: tuple[int, ...], n: int, seed: int) -> None:
+    """At a kink (x == 0, or tied Eltwise MAX bottoms) Caffe's backward gives the whole gradient to the
+    side its forward comparison picked. Inputs are small integers, so exact zeros and ties are everywhere."""
+    vals = Values(seed, 1.0, ties=True)
+    rs = vals.rs()
+    slope = float(rs.uniform(-1, 1))
+    layer: dict[str, Any] = {
+        "ReLU": {"type": "ReLU"},
+        "leaky ReLU": {"type": "ReLU", "relu_param": {"negative_slope": slope}},
+        "PReLU": {"type": "PReLU", "prelu_param": {"channel_shared": bool(seed % 2)}},
+        "Eltwise MAX": {"type": "Eltwise", "eltwise_param": {"operation": "MAX"}},
+    }[kind]
+    shapes_ = [shape] * (n if kind == "Eltwise MAX" else 1)
+    model, spec = compile_layer(layer, shapes_)
+    xs = [vals.array(rs, s) for s in shapes_]
+    xs[0].flat[0] = 0.0  # at least one kink in every draw
+    xs[-1].flat[0] = 0.0
+    blobs = random_blobs(model, rs)
+    variables = load_blobs(model, blobs)
+    dy = np.asarray(rs.randn(*shape), np.float32)
+    dxs, dparams = _vjp(model, variables, xs, dy)
+    x64, dy64 = [np.asarray(x, np.float64) for x in xs], np.asarray(dy, np.float64)
+    if kind == "Eltwise MAX":
+        want = reference.eltwise_max_backward(x64, dy64)
+    elif kind == "PReLU":
+        (slope_blob,) = blobs["L"]
+        dx, dslope = reference.prelu_backward(spec.messages["prelu_param"], x64[0],
+                                              np.asarray(slope_blob, np.float64), dy64)
+        want = [dx]
+        got_slope = np.asarray(jax.tree_util.tree_leaves(dparams)[0]).reshape(-1)
+        assert rel_err(got_slope, dslope) <= TOL
+    else:
+        want = [reference.relu_backward(spec.messages["relu_param"], x64[0], dy64)]
+    for got, ref in zip(dxs, want):
+        assert rel_err(got, ref) <= TOL, kind
+
+
 @SETTINGS
 @given(shapes(1, 4), st.sampled_from([0.0, 1.0, 2.0, 3.0, -1.0, 0.5, 1.5, -0.5, 2.5]),
        st.floats(0.1, 3) | st.just(1.0), st.sampled_from([-1.0, 1.0]), st.floats(-3, 3) | st.just(0.0),

@@ -29,7 +29,13 @@ def eltwise(ctx: Ctx, *xs: Any) -> tuple[Any, ...]:
     if p.operation == "PROD":
         return (functools.reduce(lambda a, b: a * b, xs),)
     if p.operation == "MAX":
-        return (functools.reduce(jnp.maximum, xs),)
+        # Caffe's rule, which its backward follows: the gradient goes to one argmax; a tie between bottoms
+        # 0 and 1 goes to bottom 1, later bottoms win only when strictly greater. (jnp.maximum would split
+        # a tie's gradient in halves.)
+        y = jnp.where(xs[0] > xs[1], xs[0], xs[1]) if len(xs) > 1 else xs[0]
+        for x in xs[2:]:
+            y = jnp.where(x > y, x, y)
+        return (y,)
     coeff = p.coeff or (1.0,) * len(xs)
     terms = [x if c == 1.0 else x * jnp.asarray(c, x.dtype) for x, c in zip(xs, coeff)]
     return (functools.reduce(lambda a, b: a + b, terms),)
