@@ -115,6 +115,19 @@ def test_netspec_test_rejects_weights_of_another_net(tmp_path: Path, trained: Pa
     assert "cannot load layer 'conv1'" in capsys.readouterr().err
 
 
+def test_netspec_test_runs_under_the_asked_matmul_precision(trained: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import netspec.train.config as config
+
+    asked = []
+    real = config.matmul_precision
+    monkeypatch.setattr(config, "matmul_precision", lambda name: asked.append(name) or real(name))
+    argv = ["test", str(TINY), "--weights", str(trained), "--iterations", "1", "--quiet",
+            "--matmul-precision", "high", *OFF]
+    assert main(argv) == 0
+    assert asked == ["high"] and capsys.readouterr().out.splitlines()[-1].startswith("test accuracy ")
+
+
 def test_netspec_time_runs_under_the_asked_matmul_precision(monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     import netspec.train.config as config
