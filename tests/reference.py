@@ -494,16 +494,14 @@ def relu_backward(p: Any, x: A, dy: A) -> A:
 
 
 def prelu_backward(p: Any, x: A, slope: A, dy: A) -> tuple[A, A]:
-    """(bottom diff, slope diff)."""
+    """(bottom diff, slope diff); x has a channel axis 1, as in `prelu`."""
     dx = np.empty_like(x)
     dslope = np.zeros_like(slope)
-    channels = x.shape[1] if x.ndim > 1 else 1
-    for c in range(channels):
+    for c in range(x.shape[1]):
         k = 0 if p.channel_shared else c
-        xc, gc = (x[:, c], dy[:, c]) if x.ndim > 1 else (x, dy)
-        neg = xc <= 0
-        (dx[:, c] if x.ndim > 1 else dx)[...] = gc * ((xc > 0) + slope[k] * neg)
-        dslope[k] += np.sum(gc * xc * neg)
+        xc, neg = x[:, c], x[:, c] <= 0
+        dx[:, c] = dy[:, c] * ((xc > 0) + slope[k] * neg)
+        dslope[k] += np.sum(dy[:, c] * xc * neg)
     return dx, dslope
 
 

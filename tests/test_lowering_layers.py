@@ -336,8 +336,7 @@ def test_kink_gradients_follow_caffe(kind: str, shape: tuple[int, ...], n: int, 
     shapes_ = [shape] * (n if kind == "Eltwise MAX" else 1)
     model, spec = compile_layer(layer, shapes_)
     xs = [vals.array(rs, s) for s in shapes_]
-    xs[0].flat[0] = 0.0  # at least one kink in every draw
-    xs[-1].flat[0] = 0.0
+    xs[0].flat[0] = xs[-1].flat[0] = 0.0  # a kink in every draw: a zero, and a tie of the first and last bottoms
     blobs = random_blobs(model, rs)
     variables = load_blobs(model, blobs)
     dy = np.asarray(rs.randn(*shape), np.float32)

@@ -12,16 +12,18 @@ from netspec.lowering.base import Ctx, Lowering, axis_of
 from netspec.spec import LayerSpec
 
 
-# Caffe's ReLU and PReLU backward pass top_diff * ((x > 0) + slope * (x <= 0)): at x == 0 the gradient is
-# the slope. jnp.maximum splits ties and gives half of it there, and costs two compares, two selects and a
-# divide per element of every ReLU gradient; a select on x > 0 is Caffe's rule and one compare.
+def _leaky(x: Any, slope: Any) -> Any:
+    """max(x, 0) + slope * min(x, 0) with Caffe's ReLU/PReLU backward, top_diff * ((x > 0) + slope * (x <= 0)):
+    at x == 0 the gradient is the slope. (jnp.maximum splits the tie and gives half of it there, and costs two
+    compares, two selects and a divide per element of every gradient; this is one select on x > 0.)"""
+    return jnp.where(x > 0, x, x * slope)
 
 
 def relu(ctx: Ctx, x: Any) -> tuple[Any, ...]:
     slope = ctx.msg("relu_param").negative_slope
     if slope == 0:
-        return (jax.nn.relu(x),)  # max(x, 0) forward (NaN propagates), select on x > 0 backward
-    return (jnp.where(x > 0, x, x * jnp.asarray(slope, x.dtype)),)
+        return (jax.nn.relu(x),)  # Caffe's rule too, with max(x, 0) forward: a NaN input stays NaN
+    return (_leaky(x, jnp.asarray(slope, x.dtype)),)
 
 
 def _prelu_fillers(layer: LayerSpec) -> tuple[FillerParameter, ...]:
@@ -36,7 +38,7 @@ def prelu(ctx: Ctx, x: Any) -> tuple[Any, ...]:
         a = a.reshape(shape)
     else:
         a = a.reshape(())
-    return (jnp.where(x > 0, x, x * a.astype(x.dtype)),)
+    return (_leaky(x, a.astype(x.dtype)),)
 
 
 def elu(ctx: Ctx, x: Any) -> tuple[Any, ...]:

@@ -31,8 +31,8 @@ def eltwise(ctx: Ctx, *xs: Any) -> tuple[Any, ...]:
     if p.operation == "MAX":
         # Caffe's rule, which its backward follows: the gradient goes to one argmax; a tie between bottoms
         # 0 and 1 goes to bottom 1, later bottoms win only when strictly greater. (jnp.maximum would split
-        # a tie's gradient in halves.)
-        y = jnp.where(xs[0] > xs[1], xs[0], xs[1]) if len(xs) > 1 else xs[0]
+        # a tie's gradient in halves.) Eltwise takes two bottoms or more (layers.merge.Eltwise.bottoms).
+        y = jnp.where(xs[0] > xs[1], xs[0], xs[1])
         for x in xs[2:]:
             y = jnp.where(x > y, x, y)
         return (y,)
