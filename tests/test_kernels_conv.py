@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from jax import lax
 
 from netspec.kernels import conv as kconv
-from netspec.kernels.conv import ConvGeometry, Plan, choose_plan, conv2d, conv2d_planned
+from netspec.kernels.conv import (ConvGeometry, Plan, batch_minor_pays, choose_plan, conv2d, conv2d_batch_minor,
+                                  conv2d_planned)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +124,33 @@ def cases(draw: st.DrawFn) -> Case:
 @example(case=Case(3, 6, 6, 1, 1, 4, (3, 3), (1, 1), ((1, 1), (1, 1))), plan=_PLANS[4])
 def test_planned_conv_matches_lax(case: Case, plan: Plan) -> None:
     _assert_matches(case, {str(plan): _conv_with_plan(case, plan)})
+
+
+def _batch_minor(case: Case) -> Any:
+    """conv2d_batch_minor seen through NHWC operands: the transposes are exact, so y, dx and dw must match."""
+    return lambda x, w: conv2d_batch_minor(x.transpose(3, 1, 2, 0), w, **case.kwargs).transpose(3, 1, 2, 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=cases())
+@example(case=Case(3, 12, 12, 20, 50, 1, (5, 5)))  # LeNet's conv2, the layer the layout is for
+@example(case=Case(2, 9, 7, 2, 3, 2, (3, 3), (2, 2), ((1, 1), (1, 1)), (2, 1)))
+def test_batch_minor_conv_matches_lax(case: Case) -> None:
+    _assert_matches(case, {"batch-minor": _batch_minor(case)})
+
+
+def test_batch_minor_policy() -> None:
+    """Batch-minor nets are LeNet-sized CPU nets whose every convolution is a cols layer or a grey first layer."""
+    conv1, conv2 = ConvGeometry(64, 28, 28, 1, 20, (5, 5)), ConvGeometry(64, 12, 12, 20, 50, (5, 5))
+    assert batch_minor_pays("cpu", "auto", [conv1, conv2])
+    assert not batch_minor_pays("cpu", "xla", [conv1, conv2])
+    assert not batch_minor_pays("gpu", "auto", [conv1, conv2])
+    assert not batch_minor_pays("cpu", "auto", [conv1])  # nothing for cols to win
+    assert not batch_minor_pays("cpu", "auto", [])
+    # b256: conv2's patches (31 MiB) outgrow the unchunked pass; the chunked NHWC plan trains faster there.
+    assert not batch_minor_pays("cpu", "auto", [dataclasses.replace(g, batch=256) for g in (conv1, conv2)])
+    stem = ConvGeometry(64, 32, 32, 3, 32, (3, 3), padding=((1, 1), (1, 1)))
+    assert not batch_minor_pays("cpu", "auto", [stem, conv2])  # an RGB stem is no cols layer
 
 
 # ----------------------------------------------------------------------------------------------------------

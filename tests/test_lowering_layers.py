@@ -3,9 +3,10 @@
 Each case compiles a small net (Input -> layer under test), loads random Caffe-layout blobs with
 set_caffe_blobs and compares every top. Shapes, layer parameters and input values are all drawn by
 hypothesis: values come from a `Values` draw (a RandomState seed, a magnitude spanning 10⁻² to
-30, and for the layers that decide ties by rule, small integers full of exact ties). `via_nhwc`
-routes 4-D bottoms through an identity 1×1 MAX pool first, so layers that accept either layout are
-also exercised on channels-last blobs.
+30, and for the layers that decide ties by rule, small integers full of exact ties). `via`
+routes 4-D bottoms through an identity 1×1 MAX pool first, in a net compiled with that spatial layout
+("nhwc" or "chwn"), so layers that accept any layout are also exercised on channels-last and
+batch-minor blobs.
 
 Error metric (per top): max |lowered − reference| / max(max |reference|, FLT_MIN) ≤ 1e-5 in
 float32, relative to the top's largest magnitude, so tiny outputs get no absolute slack. Input
@@ -37,6 +38,8 @@ SETTINGS = settings(max_examples=20, deadline=None, derandomize=True)
 FEW = settings(max_examples=12, deadline=None, derandomize=True)
 TOL = 1e-5
 FLT_MIN = float(np.finfo(np.float32).tiny)
+# What `via` draws: False (bottoms as fed, Caffe's order) or a spatial layout to route 4-D bottoms through.
+VIA = st.sampled_from([False, "nhwc", "chwn"])
 
 
 # --- drawing values -----------------------------------------------------------------------------------
@@ -77,13 +80,13 @@ def rel_err(got: Any, ref: np.ndarray) -> float:
 
 # --- running one layer --------------------------------------------------------------------------------
 
-def compile_layer(layer: dict[str, Any], shapes: list[tuple[int, ...]], via_nhwc: bool = False,
+def compile_layer(layer: dict[str, Any], shapes: list[tuple[int, ...]], via: Any = False,
                   phase: str = "TEST", dtype: str = "float32") -> tuple[netspec.lowering.Model, Any]:
     names = [f"b{i}" for i in range(len(shapes))]
     layers: list[dict[str, Any]] = [{"name": "in", "type": "Input", "top": names,
                                      "input_param": {"shape": [{"dim": list(s)} for s in shapes]}}]
     bottoms = list(names)
-    if via_nhwc:
+    if via:
         for i, s in enumerate(shapes):
             if len(s) == 4:
                 layers.append({"name": f"id{i}", "type": "Pooling", "bottom": names[i], "top": f"n{i}",
@@ -91,7 +94,7 @@ def compile_layer(layer: dict[str, Any], shapes: list[tuple[int, ...]], via_nhwc
                 bottoms[i] = f"n{i}"
     layers.append({**layer, "name": "L", "bottom": bottoms})
     spec = load_spec("<case>.yaml", yaml.safe_dump({"name": "case", "layer": layers}))
-    model = netspec.compile(spec, phase, dtype=dtype)
+    model = netspec.compile(spec, phase, dtype=dtype, spatial_layout=via or None)
     return model, model.graph.node("L").layer
 
 
@@ -117,11 +120,11 @@ def tops_of(model: netspec.lowering.Model) -> list[str]:
     return [model.graph.blob_names[t] for t in model.graph.node("L").tops]
 
 
-def check_layer(layer: dict[str, Any], shapes: list[tuple[int, ...]], *, via_nhwc: bool = False,
+def check_layer(layer: dict[str, Any], shapes: list[tuple[int, ...]], *, via: Any = False,
                 vals: Values = Values(0, 1.0), inputs: list[np.ndarray] | None = None,
                 tol: float = TOL) -> dict[str, np.ndarray]:
     """Lowered forward (TEST, train=False) vs reference.forward on every top of layer L."""
-    model, spec = compile_layer(layer, shapes, via_nhwc)
+    model, spec = compile_layer(layer, shapes, via)
     rs = vals.rs()
     xs = inputs if inputs is not None else [vals.array(rs, s) for s in shapes]
     blobs = random_blobs(model, rs)
@@ -159,10 +162,11 @@ def conv_cases(draw: st.DrawFn) -> tuple[dict[str, Any], tuple[int, ...]]:
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(conv_cases(), values())
-def test_convolution(case: tuple[dict[str, Any], tuple[int, ...]], vals: Values) -> None:
+@given(conv_cases(), VIA, values())
+def test_convolution(case: tuple[dict[str, Any], tuple[int, ...]], via: str | bool, vals: Values) -> None:
+    """In a "chwn" net the layer runs netspec.kernels.conv.conv2d_batch_minor on the blob as it is."""
     p, shape = case
-    check_layer({"type": "Convolution", "convolution_param": p}, [shape], vals=vals)
+    check_layer({"type": "Convolution", "convolution_param": p}, [shape], via=via, vals=vals)
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
@@ -204,8 +208,8 @@ def pool_cases(draw: st.DrawFn, pool: str, mask: bool) -> tuple[dict[str, Any], 
 
 @pytest.mark.parametrize("pool,mask", [("MAX", False), ("MAX", True), ("AVE", False), ("STOCHASTIC", False)])
 @settings(max_examples=12, deadline=None, derandomize=True)
-@given(st.data(), values(ties=True))
-def test_pooling(pool: str, mask: bool, data: st.DataObject, vals: Values) -> None:
+@given(st.data(), VIA, values(ties=True))
+def test_pooling(pool: str, mask: bool, data: st.DataObject, via: str | bool, vals: Values) -> None:
     """Tie-heavy inputs are kept for MAX: the argmax top must pick the first maximum, as Caffe's
     strict `>` scan does. A global-pooling draw has no mask top."""
     p, shape, mask = data.draw(pool_cases(pool, mask), label="case")
@@ -215,7 +219,7 @@ def test_pooling(pool: str, mask: bool, data: st.DataObject, vals: Values) -> No
         assume(all(_start_inside(shape[2 + i], p[f"kernel_{a}"], p[f"stride_{a}"], p[f"pad_{a}"],
                                  p["round_mode"] == "CEIL") for i, a in enumerate("hw")))
     try:
-        compile_layer({"type": "Pooling", "top": top, "pooling_param": p}, [shape])
+        compile_layer({"type": "Pooling", "top": top, "pooling_param": p}, [shape], via)
     except netspec.NetspecError:
         assume(False)  # a window that does not fit: check rejects it, as Caffe does
     x = vals.array(vals.rs(), shape)
@@ -223,7 +227,7 @@ def test_pooling(pool: str, mask: bool, data: st.DataObject, vals: Values) -> No
         # Σx²/Σx is a probability-weighted mean only for x ≥ 0 (Caffe feeds it ReLU outputs); mixed
         # signs let Σx cancel to ~0, where the quotient is ill-conditioned.
         x = np.abs(x)
-    check_layer({"type": "Pooling", "top": top, "pooling_param": p}, [shape], inputs=[x])
+    check_layer({"type": "Pooling", "top": top, "pooling_param": p}, [shape], via=via, inputs=[x])
 
 
 def _start_inside(size: int, k: int, s: int, p: int, ceil: bool) -> bool:
@@ -257,13 +261,13 @@ def test_stochastic_pooling_train_samples_window_elements() -> None:
 # --- inner product ------------------------------------------------------------------------------------
 
 @SETTINGS
-@given(shapes(1, 4), st.data(), st.booleans(), st.booleans(), st.integers(1, 6), st.booleans(), values())
+@given(shapes(1, 4), st.data(), st.booleans(), st.booleans(), st.integers(1, 6), VIA, values())
 def test_inner_product(shape: tuple[int, ...], data: st.DataObject, transpose: bool, bias: bool, n: int,
-                       via_nhwc: bool, vals: Values) -> None:
+                       via: str | bool, vals: Values) -> None:
     axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
     check_layer({"type": "InnerProduct", "inner_product_param": {"num_output": n, "axis": axis,
                                                                  "transpose": transpose, "bias_term": bias}},
-                [shape], via_nhwc=via_nhwc, vals=vals)
+                [shape], via=via, vals=vals)
 
 
 # --- element-wise -------------------------------------------------------------------------------------
@@ -301,7 +305,7 @@ def test_neurons(kind: str, data: st.DataObject, vals: Values) -> None:
     layer: dict[str, Any] = {"type": kind.split("/")[0]}
     if field is not None:
         layer[field] = data.draw(params, label=field)
-    check_layer(layer, [shape], via_nhwc=len(shape) == 4 and data.draw(st.booleans(), label="nhwc"), vals=vals)
+    check_layer(layer, [shape], via=len(shape) == 4 and data.draw(VIA, label="via"), vals=vals)
 
 
 def _vjp(model: netspec.lowering.Model, variables: dict[str, Any], xs: list[np.ndarray],
@@ -360,9 +364,9 @@ def test_kink_gradients_follow_caffe(kind: str, shape: tuple[int, ...], n: int, 
 @SETTINGS
 @given(shapes(1, 4), st.sampled_from([0.0, 1.0, 2.0, 3.0, -1.0, 0.5, 1.5, -0.5, 2.5]),
        st.floats(0.1, 3) | st.just(1.0), st.sampled_from([-1.0, 1.0]), st.floats(-3, 3) | st.just(0.0),
-       st.booleans(), values())
+       VIA, values())
 def test_power(shape: tuple[int, ...], pw: float, scale_abs: float, sign: float, shift: float,
-               via_nhwc: bool, vals: Values) -> None:
+               via: str | bool, vals: Values) -> None:
     scale = sign * scale_abs
     x = vals.array(vals.rs(), shape)
     if pw != int(pw) or pw < 0:
@@ -371,7 +375,7 @@ def test_power(shape: tuple[int, ...], pw: float, scale_abs: float, sign: float,
         base = 0.5 + 3 * np.random.RandomState(vals.seed).rand(*shape)
         x = ((base - shift) / scale).astype(np.float32)
     layer = {"type": "Power", "power_param": {"power": pw, "scale": scale, "shift": shift}}
-    check_layer(layer, [shape], via_nhwc=via_nhwc and len(shape) == 4, inputs=[x])
+    check_layer(layer, [shape], via=via if len(shape) == 4 else False, inputs=[x])
 
 
 def test_bnll_large_inputs_are_finite() -> None:
@@ -423,21 +427,21 @@ def test_dropout_train_is_inverted_and_seeded() -> None:
 @given(st.sampled_from([1, 3, 5, 7]),
        st.floats(1e-4, 2), st.floats(0.1, 1.5), st.floats(0.5, 3),
        st.tuples(st.integers(1, 2), st.integers(1, 8), st.integers(1, 5), st.integers(1, 5)),
-       st.booleans(), values())
+       VIA, values())
 def test_lrn(region: str, size: int, alpha: float, beta: float, k: float, shape: tuple[int, ...],
-             via_nhwc: bool, vals: Values) -> None:
+             via: str | bool, vals: Values) -> None:
     """local_size is odd (Caffe CHECKs it) and may exceed C or H, W (the window then spans padding)."""
     check_layer({"type": "LRN", "lrn_param": {"local_size": size, "alpha": alpha, "beta": beta, "k": k,
-                                              "norm_region": region}}, [shape], via_nhwc=via_nhwc, vals=vals)
+                                              "norm_region": region}}, [shape], via=via, vals=vals)
 
 
 @pytest.mark.parametrize("phase", ["TRAIN", "TEST"])
 @pytest.mark.parametrize("use_global", [None, True, False])
 @settings(max_examples=8, deadline=None, derandomize=True)
-@given(shapes(2, 4), st.floats(0, 1), st.sampled_from([1e-5, 1e-3, 0.1]), st.booleans(), st.floats(-3, 3), st.booleans(),
+@given(shapes(2, 4), st.floats(0, 1), st.sampled_from([1e-5, 1e-3, 0.1]), st.booleans(), st.floats(-3, 3), VIA,
        values(lo=-1.0))
 def test_batch_norm(use_global: bool | None, phase: str, shape: tuple[int, ...], maf: float, eps: float,
-                    zero_factor: bool, offset: float, via_nhwc: bool, vals: Values) -> None:
+                    zero_factor: bool, offset: float, via: str | bool, vals: Values) -> None:
     """Both use_global_stats values (and unset) in both phases: TRAIN runs apply_train, TEST apply.
 
     Input x = scale·(randn + offset) with |offset| ≤ 3 and scale ≥ 0.1: a channel whose mean is
@@ -446,7 +450,7 @@ def test_batch_norm(use_global: bool | None, phase: str, shape: tuple[int, ...],
     p: dict[str, Any] = {"moving_average_fraction": maf, "eps": eps}
     if use_global is not None:
         p["use_global_stats"] = use_global
-    model, spec = compile_layer({"type": "BatchNorm", "batch_norm_param": p}, [shape], via_nhwc, phase)
+    model, spec = compile_layer({"type": "BatchNorm", "batch_norm_param": p}, [shape], via, phase)
     rs = vals.rs()
     x = ((rs.randn(*shape) + offset) * vals.scale).astype(np.float32)
     blobs = random_blobs(model, rs)
@@ -502,7 +506,7 @@ def scale_cases(draw: st.DrawFn, bias_term: bool, two: bool) -> tuple[dict[str, 
         bottoms = [shape]
     if bias_term and draw(st.booleans()):
         p["bias_term"] = True
-    return p, bottoms, nd == 4 and draw(st.booleans())
+    return p, bottoms, draw(VIA) if nd == 4 else False
 
 
 @pytest.mark.parametrize("two", [False, True], ids=["blob", "bottom"])
@@ -510,8 +514,8 @@ def scale_cases(draw: st.DrawFn, bias_term: bool, two: bool) -> tuple[dict[str, 
 @FEW
 @given(st.data(), values())
 def test_scale_and_bias(kind: str, two: bool, data: st.DataObject, vals: Values) -> None:
-    p, bottoms, via_nhwc = data.draw(scale_cases(kind == "Scale", two), label="case")
-    check_layer({"type": kind, f"{kind.lower()}_param": p}, bottoms, via_nhwc=via_nhwc, vals=vals)
+    p, bottoms, via = data.draw(scale_cases(kind == "Scale", two), label="case")
+    check_layer({"type": kind, f"{kind.lower()}_param": p}, bottoms, via=via, vals=vals)
 
 
 # --- softmax, losses, accuracy ------------------------------------------------------------------------
@@ -520,8 +524,8 @@ def test_scale_and_bias(kind: str, two: bool, data: st.DataObject, vals: Values)
 @given(shapes(1, 4), st.data(), values())
 def test_softmax(shape: tuple[int, ...], data: st.DataObject, vals: Values) -> None:
     axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
-    via_nhwc = len(shape) == 4 and data.draw(st.booleans(), label="nhwc")
-    check_layer({"type": "Softmax", "softmax_param": {"axis": axis}}, [shape], via_nhwc=via_nhwc, vals=vals)
+    via = len(shape) == 4 and data.draw(VIA, label="via")
+    check_layer({"type": "Softmax", "softmax_param": {"axis": axis}}, [shape], via=via, vals=vals)
 
 
 @st.composite
@@ -556,9 +560,9 @@ def _compiles(layer: dict[str, Any], bottoms: list[tuple[int, ...]]) -> bool:
 @pytest.mark.parametrize("norm", [None, "FULL", "VALID", "BATCH_SIZE", "NONE"])
 @settings(max_examples=6, deadline=None, derandomize=True)
 @given(label_cases(), st.sampled_from([None, True, False]), st.sampled_from([None, 0, 1, 255]), st.booleans(),
-       st.booleans(), values())
+       VIA, values())
 def test_softmax_with_loss(norm: str | None, case: tuple[tuple[int, ...], int, tuple[int, ...]],
-                           normalize: bool | None, ignore: int | None, two_tops: bool, via_nhwc: bool,
+                           normalize: bool | None, ignore: int | None, two_tops: bool, via: str | bool,
                            vals: Values) -> None:
     """Draws whose loss is ill-conditioned in float32 (see _loss_condition) are skipped. The FLT_MIN
     clamp has its own test below."""
@@ -576,7 +580,7 @@ def test_softmax_with_loss(norm: str | None, case: tuple[tuple[int, ...], int, t
     x = vals.array(rs, xs)
     labels = _labels(rs, ls, xs[axis], ignore)
     assume(_loss_condition(x, axis, labels, ignore) <= 50)
-    check_layer(layer, [xs, ls], via_nhwc=via_nhwc, inputs=[x, labels])
+    check_layer(layer, [xs, ls], via=via, inputs=[x, labels])
 
 
 def _loss_condition(x: np.ndarray, axis: int, labels: np.ndarray, ignore: int | None) -> float:
@@ -633,11 +637,11 @@ def test_accuracy_ties_count_against() -> None:
 
 
 @SETTINGS
-@given(shapes(1, 4), st.booleans(), st.booleans(), values())
-def test_euclidean_loss(shape: tuple[int, ...], flat_second: bool, via_nhwc: bool, vals: Values) -> None:
+@given(shapes(1, 4), st.booleans(), VIA, values())
+def test_euclidean_loss(shape: tuple[int, ...], flat_second: bool, via: str | bool, vals: Values) -> None:
     """The second bottom may have another shape with the same count (Caffe compares counts)."""
     other = (shape[0], math.prod(shape[1:])) if flat_second else shape
-    check_layer({"type": "EuclideanLoss"}, [shape, other], via_nhwc=via_nhwc, vals=vals)
+    check_layer({"type": "EuclideanLoss"}, [shape, other], via=via, vals=vals)
 
 
 # --- joins, splits and reshapes -----------------------------------------------------------------------
@@ -650,13 +654,13 @@ def test_concat(shape: tuple[int, ...], data: st.DataObject, legacy: bool, vals:
     sizes = data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=3), label="sizes")
     bottoms = [tuple(n if i == axis % nd else d for i, d in enumerate(shape)) for n in sizes]
     p = {"concat_dim": axis % nd} if legacy else {"axis": axis}
-    via_nhwc = nd == 4 and data.draw(st.booleans(), label="nhwc")
-    check_layer({"type": "Concat", "concat_param": p}, bottoms, via_nhwc=via_nhwc, vals=vals, tol=0.0)
+    via = nd == 4 and data.draw(VIA, label="via")
+    check_layer({"type": "Concat", "concat_param": p}, bottoms, via=via, vals=vals, tol=0.0)
 
 
 def test_concat_mixed_layouts_and_concat_dim() -> None:
     layer = {"type": "Concat", "concat_param": {"concat_dim": 1}}
-    check_layer(layer, [(2, 3, 4, 5), (2, 1, 4, 5)], via_nhwc=False)
+    check_layer(layer, [(2, 3, 4, 5), (2, 1, 4, 5)], via=False)
     model, spec = compile_layer({"type": "Concat"}, [(2, 3), (2, 4)])
     assert model.apply(model.init(0), {"b0": np.ones((2, 3)), "b1": np.ones((2, 4))})["L"].shape == (2, 7)
 
@@ -670,8 +674,8 @@ def test_eltwise(op: str, shape: tuple[int, ...], n: int, data: st.DataObject, v
     p: dict[str, Any] = {} if op == "SUM" and data.draw(st.booleans(), label="default") else {"operation": op}
     if op == "SUM" and data.draw(st.booleans(), label="has_coeff"):
         p["coeff"] = data.draw(st.lists(st.floats(-3, 3), min_size=n, max_size=n), label="coeff")
-    via_nhwc = len(shape) == 4 and data.draw(st.booleans(), label="nhwc")
-    check_layer({"type": "Eltwise", "eltwise_param": p}, [shape] * n, via_nhwc=via_nhwc, vals=vals)
+    via = len(shape) == 4 and data.draw(VIA, label="via")
+    check_layer({"type": "Eltwise", "eltwise_param": p}, [shape] * n, via=via, vals=vals)
 
 
 @SETTINGS
@@ -681,9 +685,9 @@ def test_flatten(shape: tuple[int, ...], data: st.DataObject, vals: Values) -> N
     axis = data.draw(st.integers(-nd, nd - 1), label="axis")
     end = data.draw(st.integers(axis % nd, nd - 1), label="end")
     end_axis = end - nd if data.draw(st.booleans(), label="negative_end") else end
-    via_nhwc = nd == 4 and data.draw(st.booleans(), label="nhwc")
+    via = nd == 4 and data.draw(VIA, label="via")
     check_layer({"type": "Flatten", "flatten_param": {"axis": axis, "end_axis": end_axis}}, [shape],
-                via_nhwc=via_nhwc, vals=vals, tol=0.0)
+                via=via, vals=vals, tol=0.0)
 
 
 def _factorise(n: int) -> list[int]:
@@ -721,18 +725,18 @@ def reshape_cases(draw: st.DrawFn) -> tuple[dict[str, Any], tuple[int, ...]]:
 
 
 @SETTINGS
-@given(reshape_cases(), st.booleans(), values())
-def test_reshape(case: tuple[dict[str, Any], tuple[int, ...]], via_nhwc: bool, vals: Values) -> None:
+@given(reshape_cases(), VIA, values())
+def test_reshape(case: tuple[dict[str, Any], tuple[int, ...]], via: str | bool, vals: Values) -> None:
     p, shape = case
-    check_layer({"type": "Reshape", "reshape_param": p}, [shape], via_nhwc=via_nhwc and len(shape) == 4,
+    check_layer({"type": "Reshape", "reshape_param": p}, [shape], via=via if len(shape) == 4 else False,
                 vals=vals, tol=0.0)
 
 
 @FEW
-@given(shapes(1, 4), st.integers(1, 3), st.booleans(), values())
-def test_split(shape: tuple[int, ...], ntops: int, via_nhwc: bool, vals: Values) -> None:
+@given(shapes(1, 4), st.integers(1, 3), VIA, values())
+def test_split(shape: tuple[int, ...], ntops: int, via: str | bool, vals: Values) -> None:
     check_layer({"type": "Split", "top": [f"s{i}" for i in range(ntops)]}, [shape],
-                via_nhwc=via_nhwc and len(shape) == 4, vals=vals, tol=0.0)
+                via=via if len(shape) == 4 else False, vals=vals, tol=0.0)
 
 
 @SETTINGS
@@ -752,9 +756,9 @@ def test_slice(shape: tuple[int, ...], data: st.DataObject, vals: Values) -> Non
         full[a] = ntops * data.draw(st.integers(1, 3), label="part")  # equal parts
         p = {}
     p.update({"slice_dim": a} if data.draw(st.booleans(), label="legacy") else {"axis": axis})
-    via_nhwc = nd == 4 and data.draw(st.booleans(), label="nhwc")
+    via = nd == 4 and data.draw(VIA, label="via")
     check_layer({"type": "Slice", "top": [f"t{i}" for i in range(ntops)], "slice_param": p}, [tuple(full)],
-                via_nhwc=via_nhwc, vals=vals, tol=0.0)
+                via=via, vals=vals, tol=0.0)
 
 
 def test_integer_labels_survive_slices() -> None:

@@ -162,6 +162,7 @@ def test_a_wide_convolution_trains_under_the_chosen_compiler_options(tmp_path: P
         assert rows[-1]["kind"] == "test" and rows[-1]["iter"] == 20
         assert np.isfinite(rows[-1]["outputs"]["loss"])
     assert runs["xla"]["compiler_options"] == {}
+    assert runs["auto"]["spatial_layout"] == runs["xla"]["spatial_layout"] == "nhwc"  # a wide net: channels-last
     assert runs["auto"]["host_malloc"] is None  # its step's scratch is far below glibc's mmap threshold
     if runs["auto"]["backend"] == "cpu":
         assert runs["auto"]["compiler_options"] == {"xla_cpu_experimental_ynn_fusion_type": ""}

@@ -623,24 +623,40 @@ def _dw_im2col(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax
 # G and R = Ho * Wo * N columns ordered (ho, wo, n), so that it is (K, R) with K = T * Ci when G = 1.
 
 
-def _cols_patches(spec: _Spec, x: jax.Array, kernel: Pair, out: Pair) -> jax.Array:
-    """(T, G, Ci, R) patches of the NHWC input ``x``."""
-    xp = _pad_input(x.transpose(3, 1, 2, 0), spec)  # (C, H, W, N): every window copies whole rows of N
+def _cols_patches(spec: _Spec, xt: jax.Array, kernel: Pair, out: Pair) -> jax.Array:
+    """(T, G, Ci, R) patches of the batch-minor (C, H, W, N) input ``xt``: every window copies whole rows of N."""
+    xp = _pad_input(xt, spec)
     wins = jnp.stack([window(xp, oi, oj, out, spec.stride) for _, _, oi, oj in _taps(kernel, spec)])
     taps, c = wins.shape[:2]
     return wins.reshape(taps, spec.groups, c // spec.groups, -1)
 
 
+def _to_bm(x: jax.Array) -> jax.Array:
+    """NHWC -> batch-minor (C, H, W, N), and back (the permutation is its own inverse)."""
+    return x.transpose(3, 1, 2, 0)
+
+
 def _fwd_cols_whole(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
+    return _to_bm(_fwd_cols_bm(spec, _to_bm(x), w))
+
+
+def _fwd_cols_bm(spec: _Spec, xt: jax.Array, w: jax.Array) -> jax.Array:
+    """Batch-minor forward: (C, H, W, N) -> (Co, Ho, Wo, N)."""
     kh, kw, ci, gco = w.shape
     g = spec.groups
-    n, ho, wo, _ = _out_shape(x.shape, w.shape, spec)
-    acc = _acc_type(x, w, preferred=spec.preferred_element_type)
-    p = _cols_patches(spec, x, (kh, kw), (ho, wo))
-    wg = w.reshape(kh * kw, ci, g, gco // g)
-    # (T, Ci, G, Co) . (T, G, Ci, R) -> (G, Co, R): w is tiny, so any copy XLA makes of it is free.
-    y = lax.dot_general(wg, p, (((0, 1), (0, 2)), ((2,), (1,))), preferred_element_type=acc)
-    return y.reshape(gco, ho, wo, n).transpose(3, 1, 2, 0).astype(_out_dtype(x, w, spec))
+    n, ho, wo, _ = _out_shape(_to_bm(xt).shape, w.shape, spec)
+    acc = _acc_type(xt, w, preferred=spec.preferred_element_type)
+    p = _cols_patches(spec, xt, (kh, kw), (ho, wo))
+    if g == 1:
+        # (K, Co)^T . (K, R): a plain dot, which XLA:CPU runs faster than the one-group batched form below
+        # (LeNet b64 step, docs/performance.md item 9).
+        y = lax.dot_general(w.reshape(-1, gco), p.reshape(-1, p.shape[-1]), (((0,), (0,)), ((), ())),
+                            preferred_element_type=acc)
+    else:
+        wg = w.reshape(kh * kw, ci, g, gco // g)
+        # (T, Ci, G, Co) . (T, G, Ci, R) -> (G, Co, R): w is tiny, so any copy XLA makes of it is free.
+        y = lax.dot_general(wg, p, (((0, 1), (0, 2)), ((2,), (1,))), preferred_element_type=acc)
+    return y.reshape(gco, ho, wo, n).astype(_out_dtype(xt, w, spec))
 
 
 def _cols_chunk(chunk: int, n: int) -> int:
@@ -664,17 +680,27 @@ def _dx_cols(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.A
 
 
 def _dx_cols_whole(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
-    dy = dy.astype(jnp.result_type(x_shape.dtype, w))
+    dxt = _dx_cols_bm(spec, _padded_size(x_shape.shape, spec), w, _to_bm(dy.astype(jnp.result_type(x_shape.dtype, w))))
+    return lax.optimization_barrier(_to_bm(dxt)).astype(x_shape.dtype)
+
+
+def _dx_cols_bm(spec: _Spec, padded: Pair, w: jax.Array, dyt: jax.Array) -> jax.Array:
+    """Batch-minor input grad: (Co, Ho, Wo, N) -> (C, H, W, N) of an input whose padded size is ``padded``,
+    in the accumulation dtype."""
     kh, kw, ci, gco = w.shape
     g = spec.groups
-    n, ho, wo, _ = dy.shape
-    acc = _acc_type(dy, w, preferred=None)
-    dyt = dy.transpose(3, 1, 2, 0).reshape(g, gco // g, -1)  # (G, Co, R)
-    wg = w.reshape(kh * kw, ci, g, gco // g)
-    # (T, Ci, G, Co) . (G, Co, R) -> (G, T, Ci, R)
-    dp = lax.dot_general(wg, dyt, (((3,), (1,)), ((2,), (0,))), preferred_element_type=acc)
-    dp = dp.transpose(1, 0, 2, 3).reshape(kh * kw, g * ci, ho, wo, n)
-    hp, wp = _padded_size(x_shape.shape, spec)
+    _, ho, wo, n = dyt.shape
+    acc = _acc_type(dyt, w, preferred=None)
+    if g == 1:  # (K, Co) . (Co, R), a plain dot (see _fwd_cols_bm)
+        dp = lax.dot_general(w.reshape(-1, gco), dyt.reshape(gco, -1), (((1,), (0,)), ((), ())),
+                             preferred_element_type=acc)
+    else:
+        wg = w.reshape(kh * kw, ci, g, gco // g)
+        # (T, Ci, G, Co) . (G, Co, R) -> (G, T, Ci, R)
+        dp = lax.dot_general(wg, dyt.reshape(g, gco // g, -1), (((3,), (1,)), ((2,), (0,))),
+                             preferred_element_type=acc).transpose(1, 0, 2, 3)
+    dp = dp.reshape(kh * kw, g * ci, ho, wo, n)
+    hp, wp = padded
     dxp = jnp.zeros((g * ci, hp, wp, n), acc)
     for t, (_, _, oi, oj) in enumerate(_taps((kh, kw), spec)):
         if spec.stride == (1, 1):
@@ -685,7 +711,7 @@ def _dx_cols_whole(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy:
             dxp = lax.dynamic_update_slice(dxp, part, (0, oi, oj, 0))
         else:
             dxp = dxp + scatter_window(dp[t], oi, oj, (hp, wp), spec.stride)
-    return lax.optimization_barrier(_unpad(dxp, spec).transpose(3, 1, 2, 0)).astype(x_shape.dtype)
+    return _unpad(dxp, spec)
 
 
 def _dw_cols_from(p: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Array) -> jax.Array:
@@ -723,7 +749,24 @@ def _dw_cols(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.A
 def _dw_cols_chunk(spec: _Spec, xc: jax.Array, w_shape: jax.ShapeDtypeStruct, dyc: jax.Array) -> jax.Array:
     """One batch chunk's cols weight-grad term (in the accumulation dtype), patches built on the spot."""
     kh, kw = w_shape.shape[:2]
-    return _dw_cols_from(_cols_patches(spec, xc.astype(dyc.dtype), (kh, kw), dyc.shape[1:3]), w_shape, dyc)
+    return _dw_cols_from(_cols_patches(spec, _to_bm(xc.astype(dyc.dtype)), (kh, kw), dyc.shape[1:3]), w_shape, dyc)
+
+
+def _dw_cols_bm(p: jax.Array, w_shape: jax.ShapeDtypeStruct, dyt: jax.Array) -> jax.Array:
+    """Batch-minor weight grad from the (T, G, Ci, R) patches and the (Co, Ho, Wo, N) output grad, in the
+    accumulation dtype."""
+    kh, kw, ci, gco = w_shape.shape
+    g = p.shape[1]
+    acc = _acc_type(p, dyt, preferred=None)
+    if g == 1:
+        # (K, R) . (R, Co): the transposed output grad is the small operand (see _fwd_cols_bm).
+        dw = lax.dot_general(p.reshape(-1, p.shape[-1]), dyt.reshape(gco, -1).astype(p.dtype).T,
+                             (((1,), (0,)), ((), ())), preferred_element_type=acc)
+        return dw.reshape(kh, kw, ci, gco)
+    # (T, G, Ci, R) . (G, Co, R) -> (G, T, Ci, Co): both operands contracted on their minor axis.
+    dw = lax.dot_general(p, dyt.reshape(g, gco // g, -1).astype(p.dtype), (((3,), (2,)), ((1,), (0,))),
+                         preferred_element_type=acc)
+    return dw.transpose(1, 2, 0, 3).reshape(kh, kw, ci, gco)
 
 
 _FORWARD: dict[str, Callable[..., jax.Array]] = {"xla": _fwd_xla, "taps": _fwd_taps, "im2col": _fwd_im2col,
@@ -813,6 +856,78 @@ def _planned_conv_bwd(spec: _Spec, res: tuple[jax.Array, jax.Array],
 
 
 _planned_conv.defvjp(_planned_conv_fwd, _planned_conv_bwd)
+
+
+# Batch-minor convolution: the Convolution lowering's path when the net runs in the "chwn" layout
+# (batch_minor_pays). Every pass is the cols matmul, with no transposing copy on either side.
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _bm_conv(spec: _Spec, xt: jax.Array, w: jax.Array) -> jax.Array:
+    return _fwd_cols_bm(spec, xt, w)
+
+
+def _bm_conv_fwd(spec: _Spec, xt: jax.Array, w: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return _fwd_cols_bm(spec, xt, w), (xt, w)
+
+
+def _bm_conv_bwd(spec: _Spec, res: tuple[jax.Array, jax.Array], dyt: jax.Array) -> tuple[jax.Array, jax.Array]:
+    xt, w = res
+    dyt = dyt.astype(jnp.result_type(xt, w))
+    kh, kw = w.shape[:2]
+    padded = (xt.shape[1] + sum(spec.padding[0]), xt.shape[2] + sum(spec.padding[1]))
+    # Rebuilding the patches here beat keeping the forward's as the residual in the NHWC cols passes
+    # (_cols_grads); the hand-written batch-minor LeNet step measured the two within its noise.
+    p = _cols_patches(spec, xt, (kh, kw), dyt.shape[1:3])
+    dw = _dw_cols_bm(p, jax.ShapeDtypeStruct(w.shape, w.dtype), dyt)
+    # The barrier keeps XLA from fusing the slice adds into dx's consumer (see _dx_cols_bm).
+    dx = lax.optimization_barrier(_dx_cols_bm(spec, padded, w, dyt))
+    return dx.astype(xt.dtype), dw.astype(w.dtype)
+
+
+_bm_conv.defvjp(_bm_conv_fwd, _bm_conv_bwd)
+
+
+def conv2d_batch_minor(xt: jax.Array, w: jax.Array, *, stride: Pair = (1, 1),
+                       padding: tuple[Pair, Pair] = ((0, 0), (0, 0)), dilation: Pair = (1, 1), groups: int = 1,
+                       preferred_element_type: Any = None) -> jax.Array:
+    """``conv2d`` on batch-minor operands: ``xt`` is (Cin, H, W, N), the result (Cout, Ho, Wo, N).
+
+    Equal to ``conv2d(xt.transpose(3, 1, 2, 0), w, ...).transpose(3, 1, 2, 0)``; all three passes are one
+    ``cols`` matmul each over the whole batch (no chunking: batch_minor_pays only picks it while the patches
+    fit in a few MiB), on every backend."""
+    spec = _normalize(stride, padding, dilation, groups, _to_bm(xt), w, "auto")
+    return _bm_conv(dataclasses.replace(spec, preferred_element_type=_dtype_or_none(preferred_element_type),
+                                        plan=Plan.uniform("cols")), xt, w)
+
+
+def batch_minor_pays(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> bool:
+    """Whether a net whose 2-D convolutions are ``convs`` (all of them, each over Caffe's axis 1, and every
+    spatial layer able to run batch-minor) should keep its spatial blobs batch-minor, (C, H, W, N), and run
+    every convolution as ``conv2d_batch_minor``.
+
+    Yes on the CPU with impl "auto" when every convolution is one ``cols`` pays for (_cols_pays) or a
+    one-channel first layer, at least one is the former, and every patch matrix fits in
+    ``_WHOLE_BATCH_BYTES``. There the NHWC cols passes spend much of their time transposing at each layer
+    boundary, and the batch-minor layout also makes the first layer's forward a matmul. LeNet train step
+    at b64 in one process, vs the hand-written Flax model (docs/performance.md item 9): a hand-written
+    batch-minor net 2.14-2.24x, netspec's NHWC plan 1.78x. At b256 (31 MiB of conv2 patches) the
+    hand-written batch-minor net measured 1.51x against the chunked NHWC plan's 2.08x, hence the size bound.
+    """
+    convs = list(convs)
+    if backend != "cpu" or impl != "auto" or not convs:
+        return False
+
+    def fits(g: ConvGeometry) -> bool:
+        ho, wo = g.out_size
+        patches = g.kernel[0] * g.kernel[1] * g.in_channels * ho * wo * g.batch * np.dtype(g.dtype).itemsize
+        return patches <= _WHOLE_BATCH_BYTES
+
+    def grey_input(g: ConvGeometry) -> bool:
+        return g.in_channels == 1 and g.groups == 1 and g.flops >= _TINY_FLOPS
+
+    return (all(fits(g) and (_cols_pays(g) or grey_input(g)) for g in convs)
+            and any(_cols_pays(g) for g in convs))
 
 
 def _normalize(stride: Any, padding: Any, dilation: Any, groups: Any, x: jax.Array, w: jax.Array,

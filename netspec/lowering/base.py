@@ -5,17 +5,25 @@ name (each family module ends with a `LOWERINGS` tuple, as netspec.layers ends w
 the driver in `model.py` never switches on layer type.
 
 Layout. Users see Caffe's N,C,H,W (N,C,spatial... for N-D blobs). Inside, blobs of 3 or more axes
-produced by spatial layers (convolution, pooling, LRN) are kept channels-last (N,H,W,C; N,D,H,W,C;
-N,L,C): for 2-D, the layout XLA:CPU convolves fastest (see docs/performance.md); 3-D convolutions
-measured the same in either layout, and one rule for every rank spares a transpose per layer
-between consecutive N-D convolutions and the layers between them. Every blob carries a static
-layout tag, "nchw" (Caffe order; every blob of 2 or fewer axes) or "nhwc" (Caffe's axis 1 moved
-last, whatever the rank). A lowering states the layout it wants its bottoms in:
+produced by spatial layers (convolution, pooling, LRN) are kept in the net's *spatial layout*:
 
-- "nhwc": spatial layers; their tops of 3+ axes are nhwc (`top_layout`).
+- "nhwc" (channels-last: Caffe's axis 1 moved last, N,H,W,C; N,D,H,W,C; N,L,C), the default: for
+  2-D, the layout XLA:CPU convolves fastest (see docs/performance.md); 3-D convolutions measured the
+  same in either layout, and one rule for every rank spares a transpose per layer between
+  consecutive N-D convolutions and the layers between them.
+- "chwn" (batch-minor: Caffe's axis 0 moved last, C,H,W,N), chosen by the Model for small CPU nets
+  whose convolutions all run as batch-minor matmuls (netspec.kernels.conv.batch_minor_pays): every
+  convolution pass is then one matmul with no transposing copy at layer boundaries.
+
+Every blob carries a static layout tag: "nchw" (Caffe order; every blob of 2 or fewer axes), "nhwc"
+or "chwn". A lowering states the layout it wants its bottoms in:
+
+- "spatial": layers that run in either spatial layout (2-D convolution, pooling); their tops of 3+
+  axes keep it (`top_layout`).
+- "nhwc": spatial layers written for channels-last only (LRN, Deconvolution); the driver converts.
 - "nchw": layers that reinterpret the row-major Caffe buffer (InnerProduct, Flatten, Reshape,
-  losses); the driver transposes nhwc bottoms back first.
-- "any": layers that work in either layout by mapping their Caffe `axis` through `axis_of`; the
+  losses); the driver transposes bottoms back first.
+- "any": layers that work in every layout by mapping their Caffe `axis` through `axis_of`; the
   bottoms arrive in bottom 0's layout and the tops keep it.
 """
 
@@ -31,8 +39,8 @@ if TYPE_CHECKING:
     from netspec.layers.common import FillerParameter
     from netspec.spec import LayerSpec
 
-Layout = Literal["nchw", "nhwc"]
-Wants = Literal["any", "nchw", "nhwc"]
+Layout = Literal["nchw", "nhwc", "chwn"]
+Wants = Literal["any", "spatial", "nchw", "nhwc"]
 Cast = Literal["compute", "float32", "none"]
 
 
@@ -46,28 +54,36 @@ def to_first(ndim: int) -> tuple[int, ...]:
     return (0, ndim - 1, *range(1, ndim - 1))
 
 
-def _permuted(layout: Layout, ndim: int) -> bool:
-    return layout == "nhwc" and ndim >= 3
+def _order(layout: Layout, ndim: int) -> tuple[int, ...]:
+    """Which Caffe axis each axis of an array in `layout` holds (the transpose from Caffe's order)."""
+    if ndim < 3 or layout == "nchw":
+        return tuple(range(ndim))
+    return to_last(ndim) if layout == "nhwc" else (*range(1, ndim), 0)
 
 
 def axis_of(layout: Layout, ndim: int, caffe_axis: int) -> int:
     """Where Caffe's axis `caffe_axis` (already canonical) lives in an array of this layout."""
-    if _permuted(layout, ndim):
-        return to_last(ndim).index(caffe_axis)
-    return caffe_axis
+    return _order(layout, ndim).index(caffe_axis)
 
 
 def caffe_shape(x: Any, layout: Layout) -> tuple[int, ...]:
     """The Caffe (N,C,H,W...) shape of an internal array."""
-    if _permuted(layout, x.ndim):
-        return tuple(x.shape[i] for i in to_first(x.ndim))
-    return tuple(x.shape)
+    order = _order(layout, x.ndim)
+    return tuple(x.shape[order.index(a)] for a in range(x.ndim))
 
 
 def convert(x: Any, have: Layout, want: Layout) -> Any:
     if have == want or x.ndim < 3:
         return x
-    return x.transpose(to_last(x.ndim) if want == "nhwc" else to_first(x.ndim))
+    src, dst = _order(have, x.ndim), _order(want, x.ndim)
+    return x.transpose(tuple(src.index(a) for a in dst))
+
+
+def resolve(wants: Wants, first: Layout, spatial: Layout) -> Layout:
+    """The layout a lowering runs in: bottom 0's for "any", the net's spatial layout for "spatial"."""
+    if wants == "any":
+        return first
+    return spatial if wants == "spatial" else wants
 
 
 def top_layout(wants: Wants, layout: Layout, ndim: int) -> Layout:

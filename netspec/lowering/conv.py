@@ -1,5 +1,8 @@
 """Convolution and Deconvolution with any number of spatial axes, on channels-last blobs.
 
+(In a batch-minor net, netspec.lowering.base's "chwn" layout, a 2-D convolution over axis 1 runs
+netspec.kernels.conv.conv2d_batch_minor on the (C, H, W, N) blob as it is; any other one converts.)
+
 A 2-D convolution over Caffe's channel axis 1 calls netspec.kernels.conv.conv2d (NHWC x HWIO, with its
 hand-written VJP) with Caffe's symmetric padding. Every other convolution (1-D, 3-D, ... and any
 Caffe `axis` other than 1) is one lax.conv_general_dilated over a channels-last (B, spatial..., C)
@@ -84,11 +87,18 @@ def kernel_geometries(layer: LayerSpec, bottom: Ints, dtype: str) -> list[ConvGe
 
 
 def convolution(ctx: Ctx, x: Any) -> tuple[Any, ...]:
-    from netspec.kernels.conv import conv2d
+    from netspec.kernels.conv import conv2d, conv2d_batch_minor
 
     axis, kernel, stride, pad, dilation = _geometry(ctx.layer, x.ndim)
     groups = ctx.msg("convolution_param").group
     w = ctx.params[0]
+    if ctx.layout == "chwn" and x.ndim == 4 and axis == 1 and ctx.conv_impl == "auto":
+        # The batch-minor net (netspec.lowering.base): (C, H, W, N) in and out, no transposes.
+        y = conv2d_batch_minor(x, w, stride=stride, padding=((pad[0], pad[0]), (pad[1], pad[1])),
+                               dilation=dilation, groups=groups)
+        if ctx.msg("convolution_param").bias_term:
+            y = y + ctx.params[1][:, None, None, None]
+        return (y,)
 
     def run(xl: Any) -> Any:
         if xl.ndim == 4:
@@ -129,6 +139,6 @@ def deconvolution(ctx: Ctx, x: Any) -> tuple[Any, ...]:
 
 
 LOWERINGS = (
-    Lowering("Convolution", convolution, wants="nhwc", fillers=_fillers, codecs=("hwio",)),
+    Lowering("Convolution", convolution, wants="spatial", fillers=_fillers, codecs=("hwio",)),
     Lowering("Deconvolution", deconvolution, wants="nhwc", fillers=_fillers),
 )

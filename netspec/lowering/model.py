@@ -30,8 +30,9 @@ import numpy as np
 from netspec.check import check
 from netspec.errors import Diagnostic, NetspecError
 from netspec.graph import Graph, Node
-from netspec.kernels.conv import compiler_options as conv_compiler_options
-from netspec.lowering.base import CODECS, Ctx, Layout, Lowering, convert, layer_seed, top_layout
+from netspec.kernels.conv import batch_minor_pays, compiler_options as conv_compiler_options
+from netspec.layers.spatial import canonical_axis
+from netspec.lowering.base import CODECS, Ctx, Layout, Lowering, convert, layer_seed, resolve, top_layout
 from netspec.lowering.conv import kernel_geometries
 from netspec.lowering.data import dummy_fills
 from netspec.lowering.fillers import fill_many
@@ -142,6 +143,15 @@ def _plan(graph: Graph, report: ShapeReport) -> tuple[tuple[_Step, ...], dict[st
     return tuple(steps), infos
 
 
+def _batch_minor_ready(steps: tuple[_Step, ...], report: ShapeReport, n_convs_2d: int) -> bool:
+    """Whether the net could run batch-minor without a layout conversion inside it: every layer takes
+    any layout or the spatial one, and every Convolution is a 2-D one over Caffe's axis 1."""
+    convs = [s.node for s in steps if s.node.kind.type_name == "Convolution"]
+    return (all(s.lowering.wants != "nhwc" for s in steps) and len(convs) == n_convs_2d
+            and all(len(report.shapes[n.bottoms[0]]) == 4
+                    and canonical_axis(n.layer.messages["convolution_param"].axis, 4) == 1 for n in convs))
+
+
 def _unsupported(report: ShapeReport, dtype: str, conv_impl: str) -> list[Diagnostic]:
     graph = report.graph
     diags = [Diagnostic("error", f"layer type {n.kind.type_name} has no JAX lowering", n.layer.loc, n.name)
@@ -173,6 +183,7 @@ class NetModule(nn.Module):
     returns: tuple[str, ...]
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
+    spatial_layout: Layout = "nhwc"  # netspec.lowering.base: "nhwc" or "chwn"
 
     def _stats(self, step: _Step) -> Any:
         def init() -> dict[str, jax.Array]:
@@ -221,7 +232,7 @@ class NetModule(nn.Module):
                     layouts[t] = "nchw"
                 continue
             first = layouts[node.bottoms[0]] if node.bottoms else "nchw"
-            layout: Layout = first if low.wants == "any" else low.wants
+            layout = resolve(low.wants, first, self.spatial_layout)
             xs = [self._cast(get(b, layout), low) for b in node.bottoms]
             params = tuple(self._cast(_shared_view(owned[s.owner_layer][str(s.owner_index)], s), low)
                            for s in step.slots)
@@ -280,7 +291,8 @@ class NetModule(nn.Module):
 class Model:
     """A compiled net: a pure `init`/`apply` pair plus everything the trainer needs to know."""
 
-    def __init__(self, graph: Graph, report: ShapeReport, dtype: str, conv_impl: str) -> None:
+    def __init__(self, graph: Graph, report: ShapeReport, dtype: str, conv_impl: str,
+                 spatial_layout: str | None = None) -> None:
         self.graph = graph
         self.report = report
         self.phase = graph.phase
@@ -294,12 +306,20 @@ class Model:
         self.loss_weights: dict[str, float] = _loss_weights(graph)
         loss_ids = tuple(t for n in graph.nodes for t in n.tops
                          if names[t] in self.loss_weights and t not in graph.outputs)
-        self.module = NetModule(self._steps, dict(names), graph.outputs + loss_ids, DTYPES[dtype], conv_impl)
+        convs = [g for n in graph.nodes if n.kind.type_name == "Convolution"
+                 for g in kernel_geometries(n.layer, tuple(report.shapes[n.bottoms[0]]), dtype)]
+        # The layout of spatial blobs (netspec.lowering.base): batch-minor for a TRAIN net whose every
+        # convolution trains faster that way and no layer of which would have to convert, else channels-last.
+        # TEST nets stay channels-last: a forward alone runs faster on XLA's NHWC convolution (LeNet b64:
+        # 5.8 ms vs 8.2 batch-minor, docs/performance.md item 9).
+        self.spatial_layout: Layout = spatial_layout or (  # type: ignore[assignment]
+            "chwn" if (self.phase == "TRAIN" and _batch_minor_ready(self._steps, report, len(convs))
+                       and batch_minor_pays(jax.default_backend(), conv_impl, convs)) else "nhwc")
+        self.module = NetModule(self._steps, dict(names), graph.outputs + loss_ids, DTYPES[dtype], conv_impl,
+                                self.spatial_layout)
         # The XLA options the convolution lowering was tuned under. Only the outermost jit's options count: a
         # caller that jits a whole train step around apply/apply_train passes
         # jax.jit(step, compiler_options=model.compiler_options).
-        convs = [g for n in graph.nodes if n.kind.type_name == "Convolution"
-                 for g in kernel_geometries(n.layer, tuple(report.shapes[n.bottoms[0]]), dtype)]
         self.compiler_options: dict[str, Any] = conv_compiler_options(jax.default_backend(), conv_impl, convs)
         # One compiled program each: eager filler ops would compile every random op separately. JAX takes
         # compiler options on a top-level jit only, so apply/apply_train pick the plain jit under a jit trace.
@@ -430,16 +450,21 @@ def _loss_weights(graph: Graph) -> dict[str, float]:
 
 def compile(spec_or_path: NetSpec | str | Path, phase: str = "TEST", *, dtype: str = "float32",
             conv_impl: str = "auto", input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-            batch: int | None = None) -> Model:
-    """Check a spec (raising NetspecError on any problem) and lower it to a JAX/Flax `Model`."""
+            batch: int | None = None, spatial_layout: str | None = None) -> Model:
+    """Check a spec (raising NetspecError on any problem) and lower it to a JAX/Flax `Model`.
+
+    `spatial_layout` ("nhwc" or "chwn", netspec.lowering.base) overrides the layout the Model picks for
+    spatial blobs; results are the same either way, only speed differs (tests and benchmarks)."""
     spec = spec_or_path if isinstance(spec_or_path, NetSpec) else load_spec(spec_or_path)
     if phase not in ("TRAIN", "TEST"):
         raise NetspecError([Diagnostic("error", f"phase must be TRAIN or TEST, got {phase!r}")])
     report = check(spec, phase=phase, input_shapes=input_shapes, batch=batch)  # type: ignore[arg-type]
     diags = _unsupported(report, dtype, conv_impl)
+    if spatial_layout not in (None, "nhwc", "chwn"):
+        diags.append(Diagnostic("error", f"spatial_layout must be nhwc or chwn, got {spatial_layout!r}"))
     if diags:
         raise NetspecError(diags)
-    return Model(report.graph, report, dtype, conv_impl)
+    return Model(report.graph, report, dtype, conv_impl, spatial_layout)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def bias(ctx: Ctx, x: Any, *rest: Any) -> tuple[Any, ...]:
 
 
 LOWERINGS = (
-    Lowering("LRN", lrn, wants="nhwc"),
+    Lowering("LRN", lrn, wants="spatial"),
     Lowering("BatchNorm", batch_norm, stateful=True),
     Lowering("Scale", scale, fillers=_scale_fillers),
     Lowering("Bias", bias, fillers=_bias_fillers),

@@ -1,7 +1,8 @@
-"""Pooling with Caffe's geometry on channels-last blobs.
+"""Pooling with Caffe's geometry on channels-last (N, H, W, C) or batch-minor (C, H, W, N) blobs.
 
-The output size is netspec.layers.pool's rule (ceil + clip). The input is padded by p on the
-top/left and by whatever the last window needs on the bottom/right. MAX pads with −∞ so padding
+Both layouts keep H and W on axes 1 and 2, which is all the code here touches. The output size is
+netspec.layers.pool's rule (ceil + clip). The input is padded by p on the top/left and by whatever
+the last window needs on the bottom/right. MAX pads with −∞ so padding
 never wins. AVE sums zero-padded windows and divides by a precomputed divisor map: each window
 clipped to the padded extent [−p, H+p) (so padding counts, the ceil overhang does not).
 STOCHASTIC is Caffe's GPU behaviour: TEST Σx²/Σx, TRAIN one element sampled ∝ its value.
@@ -34,7 +35,7 @@ def divisor(size: int, k: int, s: int, p: int, out: int) -> np.ndarray:
 
 
 def _setup(ctx: Ctx, x: Any) -> tuple[Geometry, list[tuple[int, int, int]]]:
-    g = Geometry(ctx.layer, caffe_shape(x, "nhwc"))
+    g = Geometry(ctx.layer, caffe_shape(x, ctx.layout))
     ceil = g.p.round_mode == "CEIL"
     return g, [_extent(n, k, s, p, ceil) for n, k, s, p in zip(g.size, g.kernel, g.stride, g.pad)]
 
@@ -82,9 +83,8 @@ def _ave(ctx: Ctx, x: Any, g: Geometry, ext: list[tuple[int, int, int]]) -> Any:
 
 
 def _patches(x: Any, g: Geometry, ext: list[tuple[int, int, int]]) -> Any:
-    """(N, Ho, Wo, C, kh*kw) windows of the (zero-padded) input."""
+    """(N, Ho, Wo, C, kh*kw) windows of the (zero-padded) input ((C, Ho, Wo, N, kh*kw) batch-minor)."""
     xp = _pad(x, ext, 0.0)
-    n, h, w, c = xp.shape
     (oh, _, _), (ow, _, _) = ext
     rows = []
     for i in range(g.kernel[0]):
@@ -111,7 +111,7 @@ _METHODS = {"MAX": _max, "AVE": _ave, "STOCHASTIC": _stochastic}
 
 def _mask(x: Any, g: Geometry, ext: list[tuple[int, int, int]]) -> Any:
     """Caffe's MAX argmax top: flat h·W + w index in the input plane, the first maximum winning."""
-    n, h, w, c = x.shape
+    _, h, w, _ = x.shape
     idx = jnp.broadcast_to(jnp.arange(h * w, dtype=jnp.float32).reshape(1, h, w, 1), x.shape)
     valid = _patches(jnp.ones_like(x), g, ext) > 0  # padding must never win
     first = jnp.argmax(jnp.where(valid, _patches(x, g, ext), -jnp.inf), axis=-1)
@@ -127,4 +127,4 @@ def pooling(ctx: Ctx, x: Any) -> tuple[Any, ...]:
     return (y,)
 
 
-LOWERINGS = (Lowering("Pooling", pooling, wants="nhwc"),)
+LOWERINGS = (Lowering("Pooling", pooling, wants="spatial"),)

@@ -360,6 +360,7 @@ class _Trainer:
             "matmul_precision": self.options.matmul_precision,
             "conv_impl": self.options.conv_impl,
             "compiler_options": self.model.compiler_options,
+            "spatial_layout": self.model.spatial_layout,  # netspec.lowering.base: "nhwc" or batch-minor "chwn"
             "host_malloc": None,  # known once the step is compiled: _note_host_malloc
             "backend": jax.default_backend(),
             "devices": [str(d) for d in self.mesh.devices.flat],

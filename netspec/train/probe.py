@@ -47,7 +47,8 @@ def every_blob_module(model: Model) -> NetModule:
     graph = model.graph
     ids = {b: b for b in graph.blob_names}
     tops = tuple(t for n in graph.nodes for t in n.tops)
-    return NetModule(model.module.steps, ids, tops, model.module.dtype, model.module.conv_impl)
+    return NetModule(model.module.steps, ids, tops, model.module.dtype, model.module.conv_impl,
+                     model.module.spatial_layout)
 
 
 def _count(x: Any) -> tuple[int, int, int]:

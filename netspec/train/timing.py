@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from netspec.lowering.base import Ctx, convert
+from netspec.lowering.base import Ctx, convert, resolve, top_layout
 from netspec.lowering.model import Model, _shared_view
 from netspec.train.probe import every_blob_module
 
@@ -69,9 +69,9 @@ def _layouts(model: Model) -> dict[str, str]:
             layouts.update({t: "nchw" for t in node.tops})
             continue
         first = layouts[node.bottoms[0]] if node.bottoms else "nchw"
-        layout = first if low.wants == "any" else low.wants
+        layout = resolve(low.wants, first, model.module.spatial_layout)
         for t in node.tops:
-            layouts[t] = layout if (low.wants != "nchw" and len(shapes[t]) == 4) else "nchw"
+            layouts[t] = top_layout(low.wants, layout, len(shapes[t]))
     return layouts
 
 
@@ -100,7 +100,7 @@ def time_layers(model: Model, variables: Mapping[str, Any], inputs: Mapping[str,
         if low.is_input:
             continue
         first = layouts[node.bottoms[0]] if node.bottoms else "nchw"
-        layout = first if low.wants == "any" else low.wants
+        layout = resolve(low.wants, first, model.module.spatial_layout)
         xs = [_cast(convert(blobs[b], "nchw", layout), low.cast, dtype) for b in node.bottoms]
         params = tuple(_cast(_shared_view(variables["params"][s.owner_layer][str(s.owner_index)], s), low.cast, dtype)
                        for s in step.slots)
