@@ -42,6 +42,19 @@ def test_values_and_gradient_match_reduce_window(n: int, h: int, w: int, c: int,
     np.testing.assert_allclose(np.asarray(dx), np.asarray(dref), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("h,w,k", [(4, 6, 2), (6, 9, 3), (2, 2, 2), (4, 3, 1), (5, 6, 2)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_windows_that_tile_the_input(h: int, w: int, k: int, ties: bool) -> None:
+    """stride == kernel over an exact multiple takes the one-pass gradient (5x6 with 2x2/2 does not tile)."""
+    rng = np.random.default_rng(h * 100 + w * 10 + k)
+    x = rng.integers(0, 2, (2, h, w, 3)) if ties else rng.standard_normal((2, h, w, 3))
+    xp = jnp.asarray(x, jnp.float32)
+    g = jnp.asarray(rng.standard_normal(_reference(xp, (k, k), (k, k)).shape), jnp.float32)
+    (dx,) = jax.vjp(lambda v: max_pool2d(v, (k, k), (k, k)), xp)[1](g)
+    (dref,) = jax.vjp(lambda v: _reference(v, (k, k), (k, k)), xp)[1](g)
+    np.testing.assert_array_equal(np.asarray(dx), np.asarray(dref))
+
+
 def test_a_tie_sends_the_gradient_to_the_first_maximum_only() -> None:
     x = jnp.asarray([[1.0, 5.0], [5.0, 5.0]]).reshape(1, 2, 2, 1)
     (dx,) = jax.vjp(lambda v: max_pool2d(v, (2, 2), (2, 2)), x)[1](jnp.ones((1, 1, 1, 1)))
