@@ -139,6 +139,16 @@ def test_batch_minor_conv_matches_lax(case: Case) -> None:
     _assert_matches(case, {"batch-minor": _batch_minor(case)})
 
 
+def test_batch_minor_conv_in_chunks() -> None:
+    """Loop steps over the minor batch axis (LeNet b256's path), including a chunk that does not divide the
+    batch (lowered to one that does)."""
+    case = Case(6, 12, 12, 4, 5, 1, (5, 5), (1, 2), ((1, 1), (2, 0)))
+    runs = {f"chunk {c}": (lambda x, w, c=c: conv2d_batch_minor(x.transpose(3, 1, 2, 0), w, chunk=c,
+                                                                **case.kwargs).transpose(3, 1, 2, 0))
+            for c in (2, 4)}
+    _assert_matches(case, runs)
+
+
 def test_batch_minor_policy() -> None:
     """Batch-minor nets are LeNet-sized CPU nets whose every convolution is a cols layer or a grey first layer."""
     conv1, conv2 = ConvGeometry(64, 28, 28, 1, 20, (5, 5)), ConvGeometry(64, 12, 12, 20, 50, (5, 5))
@@ -147,8 +157,13 @@ def test_batch_minor_policy() -> None:
     assert not batch_minor_pays("gpu", "auto", [conv1, conv2])
     assert not batch_minor_pays("cpu", "auto", [conv1])  # nothing for cols to win
     assert not batch_minor_pays("cpu", "auto", [])
-    # b256: conv2's patches (31 MiB) outgrow the unchunked pass; the chunked NHWC plan trains faster there.
-    assert not batch_minor_pays("cpu", "auto", [dataclasses.replace(g, batch=256) for g in (conv1, conv2)])
+    # b256: conv2's patches (31 MiB) run in chunks of 64 images, conv1's (14 MiB) of 128.
+    big = [dataclasses.replace(g, batch=256) for g in (conv1, conv2)]
+    assert batch_minor_pays("cpu", "auto", big)
+    assert [kconv.batch_minor_chunk(g) for g in big] == [128, 64]
+    assert [kconv.batch_minor_chunk(g) for g in (conv1, conv2)] == [0, 0]
+    # A prime batch has no divisor to chunk by: its loop would copy one image per step.
+    assert not batch_minor_pays("cpu", "auto", [dataclasses.replace(g, batch=257) for g in (conv1, conv2)])
     stem = ConvGeometry(64, 32, 32, 3, 32, (3, 3), padding=((1, 1), (1, 1)))
     assert not batch_minor_pays("cpu", "auto", [stem, conv2])  # an RGB stem is no cols layer
 

@@ -859,46 +859,102 @@ _planned_conv.defvjp(_planned_conv_fwd, _planned_conv_bwd)
 
 
 # Batch-minor convolution: the Convolution lowering's path when the net runs in the "chwn" layout
-# (batch_minor_pays). Every pass is the cols matmul, with no transposing copy on either side.
+# (batch_minor_pays). Every pass is the cols matmul, with no transposing copy on either side. A batch too big
+# for one step runs in chunks of the (minor) image axis: each loop step slices its images out of every row and
+# writes its results back in place.
+
+
+def _bm_chunks(n: int, chunk: int) -> int:
+    """Loop steps over the minor batch axis (1: the whole batch at once)."""
+    chunk = _cols_chunk(chunk, n)
+    return n // chunk if chunk else 1
+
+
+def _bm_fwd(spec: _Spec, xt: jax.Array, w: jax.Array) -> jax.Array:
+    n = xt.shape[3]
+    steps = _bm_chunks(n, spec.plan.forward_chunk)
+    if steps == 1:
+        return _fwd_cols_bm(spec, xt, w)
+    nc = n // steps
+    out = jax.eval_shape(lambda a: _fwd_cols_bm(spec, a, w), jax.ShapeDtypeStruct((*xt.shape[:3], nc), xt.dtype))
+
+    def body(s: jax.Array, y: jax.Array) -> jax.Array:
+        yc = _fwd_cols_bm(spec, lax.dynamic_slice_in_dim(xt, s * nc, nc, axis=3), w)
+        return lax.dynamic_update_slice_in_dim(y, yc, s * nc, axis=3)
+
+    return lax.fori_loop(0, steps, body, jnp.zeros((*out.shape[:3], n), out.dtype))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _bm_conv(spec: _Spec, xt: jax.Array, w: jax.Array) -> jax.Array:
-    return _fwd_cols_bm(spec, xt, w)
+    return _bm_fwd(spec, xt, w)
 
 
 def _bm_conv_fwd(spec: _Spec, xt: jax.Array, w: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return _fwd_cols_bm(spec, xt, w), (xt, w)
+    return _bm_fwd(spec, xt, w), (xt, w)
+
+
+def _bm_grads(spec: _Spec, padded: Pair, xt: jax.Array, w: jax.Array, dyt: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(dx, dw) of one batch chunk, in the accumulation dtype. Rebuilding the patches here beat keeping the
+    forward's as the residual in the NHWC cols passes (_cols_grads); the hand-written batch-minor LeNet step
+    measured the two within its noise."""
+    p = _cols_patches(spec, xt, w.shape[:2], dyt.shape[1:3])
+    return _dx_cols_bm(spec, padded, w, dyt), _dw_cols_bm(p, jax.ShapeDtypeStruct(w.shape, w.dtype), dyt)
 
 
 def _bm_conv_bwd(spec: _Spec, res: tuple[jax.Array, jax.Array], dyt: jax.Array) -> tuple[jax.Array, jax.Array]:
     xt, w = res
     dyt = dyt.astype(jnp.result_type(xt, w))
-    kh, kw = w.shape[:2]
     padded = (xt.shape[1] + sum(spec.padding[0]), xt.shape[2] + sum(spec.padding[1]))
-    # Rebuilding the patches here beat keeping the forward's as the residual in the NHWC cols passes
-    # (_cols_grads); the hand-written batch-minor LeNet step measured the two within its noise.
-    p = _cols_patches(spec, xt, (kh, kw), dyt.shape[1:3])
-    dw = _dw_cols_bm(p, jax.ShapeDtypeStruct(w.shape, w.dtype), dyt)
-    # The barrier keeps XLA from fusing the slice adds into dx's consumer (see _dx_cols_bm).
-    dx = lax.optimization_barrier(_dx_cols_bm(spec, padded, w, dyt))
-    return dx.astype(xt.dtype), dw.astype(w.dtype)
+    n = xt.shape[3]
+    steps = _bm_chunks(n, spec.plan.weight_grad_chunk)
+    if steps == 1:
+        dx, dw = _bm_grads(spec, padded, xt, w, dyt)
+        # The barrier keeps XLA from fusing the slice adds into dx's consumer (see _dx_cols_bm).
+        return lax.optimization_barrier(dx).astype(xt.dtype), dw.astype(w.dtype)
+    nc = n // steps
+
+    def body(s: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        dw, dx = carry
+        dxc, dwc = _bm_grads(spec, padded, lax.dynamic_slice_in_dim(xt, s * nc, nc, axis=3), w,
+                             lax.dynamic_slice_in_dim(dyt, s * nc, nc, axis=3))
+        return dw + dwc, lax.dynamic_update_slice_in_dim(dx, dxc.astype(dx.dtype), s * nc, axis=3)
+
+    zero_dw = jnp.zeros(w.shape, _acc_type(xt, dyt, preferred=None))
+    dw, dx = lax.fori_loop(0, steps, body, (zero_dw, jnp.zeros(xt.shape, xt.dtype)))
+    return dx, dw.astype(w.dtype)
 
 
 _bm_conv.defvjp(_bm_conv_fwd, _bm_conv_bwd)
 
 
+def batch_minor_chunk(geom: ConvGeometry) -> int:
+    """Images per loop step of ``conv2d_batch_minor``: the whole batch (0) while its patch matrix fits in
+    ``_WHOLE_BATCH_BYTES``, else the most that fit (a divisor of the batch, see _cols_chunk).
+
+    LeNet b256 train step, one process, vs the hand-written Flax model: every convolution in one step 1.58x,
+    in chunks of 32 images 1.77x, of 64 1.83x; the channels-last plan 1.69x (docs/performance.md item 9)."""
+    ho, wo = geom.out_size
+    per_image = geom.kernel[0] * geom.kernel[1] * geom.in_channels * ho * wo * np.dtype(geom.dtype).itemsize
+    if per_image * geom.batch <= _WHOLE_BATCH_BYTES:
+        return 0
+    return _cols_chunk(max(1, _WHOLE_BATCH_BYTES // per_image), geom.batch)
+
+
 def conv2d_batch_minor(xt: jax.Array, w: jax.Array, *, stride: Pair = (1, 1),
                        padding: tuple[Pair, Pair] = ((0, 0), (0, 0)), dilation: Pair = (1, 1), groups: int = 1,
-                       preferred_element_type: Any = None) -> jax.Array:
+                       preferred_element_type: Any = None, chunk: int | None = None) -> jax.Array:
     """``conv2d`` on batch-minor operands: ``xt`` is (Cin, H, W, N), the result (Cout, Ho, Wo, N).
 
     Equal to ``conv2d(xt.transpose(3, 1, 2, 0), w, ...).transpose(3, 1, 2, 0)``; all three passes are one
-    ``cols`` matmul each over the whole batch (no chunking: batch_minor_pays only picks it while the patches
-    fit in a few MiB), on every backend."""
+    ``cols`` matmul each per loop step of ``chunk`` images (0: the whole batch; None: ``batch_minor_chunk``),
+    on every backend."""
     spec = _normalize(stride, padding, dilation, groups, _to_bm(xt), w, "auto")
+    if chunk is None:
+        chunk = batch_minor_chunk(geometry(_to_bm(xt).shape, w.shape, spec.stride, spec.padding, spec.dilation,
+                                           spec.groups, jnp.result_type(xt, w)))
     return _bm_conv(dataclasses.replace(spec, preferred_element_type=_dtype_or_none(preferred_element_type),
-                                        plan=Plan.uniform("cols")), xt, w)
+                                        plan=Plan.uniform("cols", chunk)), xt, w)
 
 
 def batch_minor_pays(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> bool:
@@ -907,26 +963,24 @@ def batch_minor_pays(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> 
     every convolution as ``conv2d_batch_minor``.
 
     Yes on the CPU with impl "auto" when every convolution is one ``cols`` pays for (_cols_pays) or a
-    one-channel first layer, at least one is the former, and every patch matrix fits in
-    ``_WHOLE_BATCH_BYTES``. There the NHWC cols passes spend much of their time transposing at each layer
-    boundary, and the batch-minor layout also makes the first layer's forward a matmul. LeNet train step
-    at b64 in one process, vs the hand-written Flax model (docs/performance.md item 9): a hand-written
-    batch-minor net 2.14-2.24x, netspec's NHWC plan 1.78x. At b256 (31 MiB of conv2 patches) the
-    hand-written batch-minor net measured 1.51x against the chunked NHWC plan's 2.08x, hence the size bound.
+    one-channel first layer, at least one is the former, and every loop step holds at least 16 images (a
+    batch with no such divisor, e.g. a prime one, would make the minor axis too short to copy fast). There the NHWC cols passes spend much of their
+    time transposing at each layer boundary, and the batch-minor layout also makes the first layer's forward a
+    matmul. LeNet train step in one process, vs the hand-written Flax model (docs/performance.md item 9): at
+    b64 2.02x vs 1.80x for the channels-last plan, at b256 (in chunks, batch_minor_chunk) 1.83x vs 1.69x.
     """
     convs = list(convs)
     if backend != "cpu" or impl != "auto" or not convs:
         return False
 
-    def fits(g: ConvGeometry) -> bool:
-        ho, wo = g.out_size
-        patches = g.kernel[0] * g.kernel[1] * g.in_channels * ho * wo * g.batch * np.dtype(g.dtype).itemsize
-        return patches <= _WHOLE_BATCH_BYTES
-
     def grey_input(g: ConvGeometry) -> bool:
         return g.in_channels == 1 and g.groups == 1 and g.flops >= _TINY_FLOPS
 
-    return (all(fits(g) and (_cols_pays(g) or grey_input(g)) for g in convs)
+    def chunk_ok(g: ConvGeometry) -> bool:
+        chunk = batch_minor_chunk(g)
+        return chunk == 0 or chunk >= 16
+
+    return (all((_cols_pays(g) or grey_input(g)) and chunk_ok(g) for g in convs)
             and any(_cols_pays(g) for g in convs))
 
 
