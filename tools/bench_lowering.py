@@ -129,9 +129,12 @@ def compile_medians(fns: dict[str, Callable[[], float]], rounds: int) -> dict[st
 # --- netspec ---------------------------------------------------------------------------------------
 
 def netspec_steps(path: Path, batch: int, classes: int, shape: tuple[int, ...],
-                  conv_impl: str = "auto", library_convs: bool = False, dtype: str = "float32") -> dict[str, Any]:
-    """`library_convs`: compile with XLA:CPU's defaults instead of Model.compiler_options (an A/B of them)."""
-    model = netspec.compile(path, "TRAIN", batch=batch, conv_impl=conv_impl, dtype=dtype)
+                  conv_impl: str = "auto", library_convs: bool = False, dtype: str = "float32",
+                  spatial_layout: str | None = None) -> dict[str, Any]:
+    """`library_convs`: compile with XLA:CPU's defaults instead of Model.compiler_options (an A/B of them).
+    `spatial_layout`: force the train net's spatial layout (netspec.compile) instead of the Model's choice."""
+    model = netspec.compile(path, "TRAIN", batch=batch, conv_impl=conv_impl, dtype=dtype,
+                            spatial_layout=spatial_layout)
     test = netspec.compile(path, "TEST", batch=batch, conv_impl=conv_impl, dtype=dtype)
     train_options, test_options = ({}, {}) if library_convs else (model.compiler_options, test.compiler_options)
     v = model.init(0)
@@ -174,7 +177,7 @@ def netspec_steps(path: Path, batch: int, classes: int, shape: tuple[int, ...],
 
     return {"train": train, "infer": lambda: fwd_c(v, x), "macs": model.report.macs * batch,
             "blobs": netspec.caffe_blobs(model, v), "compile_s": compile_s, "recompile": _recompile(build),
-            "step_compiled": step_c}
+            "step_compiled": step_c, "spatial_layout": model.spatial_layout}
 
 
 # --- hand-written Flax ------------------------------------------------------------------------------

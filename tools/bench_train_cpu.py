@@ -14,6 +14,9 @@ SGD-momentum step (forward, backward, update) of:
   gradients where they pay, netspec.kernels);
 - `ns-ynn` (with --library-convs): the `netspec` step compiled with XLA:CPU's defaults instead of
   Model.compiler_options, i.e. with YNNPACK's convolutions (docs/performance.md item 6);
+- `ns-nhwc` (with --channels-last, for nets where `netspec` trains batch-minor): the `netspec` step with
+  its spatial blobs channels-last instead (netspec.compile(spatial_layout="nhwc"), docs/performance.md
+  item 9);
 - `ns-xla`: conv_impl="xla", the plain XLA ops JAX differentiates (what `--conv-impl xla` trains with);
 - `flax`: the hand-written Flax model of the same net with the same weights (tests/test_lowering_nets.py
   proves identical logits);
@@ -91,13 +94,16 @@ def alternating(jax_fns: dict[str, Callable[[], Any]], torch_fns: dict[str, Call
     return {k: _stats(v) for k, v in times.items()}
 
 
-def run_case(key: str, quick: bool, with_torch: bool, library_convs: bool = False) -> dict[str, Any]:
+def run_case(key: str, quick: bool, with_torch: bool, library_convs: bool = False,
+             channels_last: bool = False) -> dict[str, Any]:
     net, spec, module, convert, batch, shape, rounds, quick_rounds = CASES[key]
     rounds = quick_rounds if quick else rounds
     ns = netspec_steps(spec, batch, 10, shape)
     jax_impls = {"netspec": ns}
     if library_convs:
         jax_impls["ns-ynn"] = netspec_steps(spec, batch, 10, shape, library_convs=True)
+    if channels_last and ns["spatial_layout"] != "nhwc":
+        jax_impls["ns-nhwc"] = netspec_steps(spec, batch, 10, shape, spatial_layout="nhwc")
     jax_impls.update({"ns-xla": netspec_steps(spec, batch, 10, shape, "xla"),
                       "flax": flax_steps(module, convert(ns["blobs"]), batch, 10, shape)})
     compile_s = {k: f["compile_s"] for k, f in jax_impls.items()}
@@ -113,7 +119,7 @@ def run_case(key: str, quick: bool, with_torch: bool, library_convs: bool = Fals
     infer = alternating({k: f["infer"] for k, f in jax_impls.items()},
                         {k: f["infer"] for k, f in torch_impls.items()}, rounds, blocks)
     return {"case": key, "net": net, "batch": batch, "flops_train": 6 * ns["macs"], "train": train,
-            "infer": infer, "compile_s": compile_s}
+            "infer": infer, "compile_s": compile_s, "spatial_layout": ns["spatial_layout"]}
 
 
 def print_case(row: dict[str, Any], peak: float) -> None:
@@ -152,6 +158,8 @@ def main() -> None:
     ap.add_argument("--library-convs", action="store_true",
                     help="also `ns-ynn`: netspec compiled with XLA:CPU's default YNNPACK convolutions instead of "
                     "Model.compiler_options")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="also `ns-nhwc` where netspec trains batch-minor: the same step with channels-last blobs")
     ap.add_argument("--resident-scratch", action="store_true",
                     help="apply netspec train's glibc setting for large scratch buffers (netspec.train.host_memory) "
                          "to the whole process, every implementation alike")
@@ -170,7 +178,7 @@ def main() -> None:
     results: dict[str, Any] = {"jax": jax.__version__, "cases": [], "load_start": load,
                                "resident_scratch": args.resident_scratch}
     for key in args.cases.split(","):
-        row = run_case(key, args.quick, not args.no_torch, args.library_convs)
+        row = run_case(key, args.quick, not args.no_torch, args.library_convs, args.channels_last)
         peak = max(peak, matmul_peak())  # re-measured: on a shared machine the first one may be low
         print_case(row, peak)
         results["cases"].append(row)

@@ -964,9 +964,9 @@ def batch_minor_pays(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> 
 
     Yes on the CPU with impl "auto" when every convolution is one ``cols`` pays for (_cols_pays) or a
     one-channel first layer, at least one is the former, and every loop step holds at least 16 images (a
-    batch with no such divisor, e.g. a prime one, would make the minor axis too short to copy fast). There the NHWC cols passes spend much of their
-    time transposing at each layer boundary, and the batch-minor layout also makes the first layer's forward a
-    matmul. LeNet train step in one process, vs the hand-written Flax model (docs/performance.md item 9): at
+    batch with no such divisor, e.g. a prime one, would make the minor axis too short to copy fast). There
+    the NHWC cols passes spend much of their time transposing at each layer boundary, and the batch-minor
+    layout also makes the first layer's forward a matmul. LeNet train step in one process, vs the hand-written Flax model (docs/performance.md item 9): at
     b64 2.02x vs 1.80x for the channels-last plan, at b256 (in chunks, batch_minor_chunk) 1.83x vs 1.69x.
     """
     convs = list(convs)

@@ -148,7 +148,11 @@ class _Trainer:
 
         p, dtype = self.plan, self.options.dtype
         impl = self.options.conv_impl
-        self.model = lower(p.spec, "TRAIN", dtype=dtype, batch=p.batch_size, conv_impl=impl)
+        # A batch-minor net (netspec.lowering.base) folds the image axis into the rows of every convolution
+        # matmul, which a step sharded over the batch could only compute by gathering it: several devices keep
+        # channels-last, whose batch axis is the major one.
+        layout = "nhwc" if self.mesh.size > 1 else None
+        self.model = lower(p.spec, "TRAIN", dtype=dtype, batch=p.batch_size, conv_impl=impl, spatial_layout=layout)
         self.test_model = (lower(p.spec, "TEST", dtype=dtype, batch=p.test_batch_size, conv_impl=impl)
                            if p.test_iter else None)
         if self.test_model is not None:
