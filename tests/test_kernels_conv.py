@@ -157,13 +157,12 @@ def test_batch_minor_policy() -> None:
     assert not batch_minor_pays("gpu", "auto", [conv1, conv2])
     assert not batch_minor_pays("cpu", "auto", [conv1])  # nothing for cols to win
     assert not batch_minor_pays("cpu", "auto", [])
-    # b256: conv2's patches (31 MiB) run in chunks of 64 images, conv1's (14 MiB) of 128.
+    # b256: conv2's patches (31 MiB) would run in chunks of 64 images, conv1's (14 MiB) of 128; the channels-last
+    # plan trains as fast or faster there.
     big = [dataclasses.replace(g, batch=256) for g in (conv1, conv2)]
-    assert batch_minor_pays("cpu", "auto", big)
     assert [kconv.batch_minor_chunk(g) for g in big] == [128, 64]
     assert [kconv.batch_minor_chunk(g) for g in (conv1, conv2)] == [0, 0]
-    # A prime batch has no divisor to chunk by: its loop would copy one image per step.
-    assert not batch_minor_pays("cpu", "auto", [dataclasses.replace(g, batch=257) for g in (conv1, conv2)])
+    assert not batch_minor_pays("cpu", "auto", big)
     stem = ConvGeometry(64, 32, 32, 3, 32, (3, 3), padding=((1, 1), (1, 1)))
     assert not batch_minor_pays("cpu", "auto", [stem, conv2])  # an RGB stem is no cols layer
 

@@ -932,8 +932,9 @@ def batch_minor_chunk(geom: ConvGeometry) -> int:
     """Images per loop step of ``conv2d_batch_minor``: the whole batch (0) while its patch matrix fits in
     ``_WHOLE_BATCH_BYTES``, else the most that fit (a divisor of the batch, see _cols_chunk).
 
-    LeNet b256 train step, one process, vs the hand-written Flax model: every convolution in one step 1.58x,
-    in chunks of 32 images 1.77x, of 64 1.83x; the channels-last plan 1.69x (docs/performance.md item 9)."""
+    Only a net forced batch-minor (compile(spatial_layout="chwn")) loops: batch_minor_pays keeps the layout to
+    batches that need no loop. LeNet b256 train step forced batch-minor, one process, vs the hand-written Flax
+    model: every convolution in one step 1.58x, in chunks of 32 images 1.77x, of 64 1.83x."""
     ho, wo = geom.out_size
     per_image = geom.kernel[0] * geom.kernel[1] * geom.in_channels * ho * wo * np.dtype(geom.dtype).itemsize
     if per_image * geom.batch <= _WHOLE_BATCH_BYTES:
@@ -963,11 +964,13 @@ def batch_minor_pays(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> 
     every convolution as ``conv2d_batch_minor``.
 
     Yes on the CPU with impl "auto" when every convolution is one ``cols`` pays for (_cols_pays) or a
-    one-channel first layer, at least one is the former, and every loop step holds at least 16 images (a
-    batch with no such divisor, e.g. a prime one, would make the minor axis too short to copy fast). There
-    the NHWC cols passes spend much of their time transposing at each layer boundary, and the batch-minor
-    layout also makes the first layer's forward a matmul. LeNet train step in one process, vs the hand-written Flax model (docs/performance.md item 9): at
-    b64 2.02x vs 1.80x for the channels-last plan, at b256 (in chunks, batch_minor_chunk) 1.83x vs 1.69x.
+    one-channel first layer, at least one is the former, and every patch matrix fits in
+    ``_WHOLE_BATCH_BYTES`` (no loop: batch_minor_chunk is 0). There the NHWC cols passes spend much of their
+    time transposing at each layer boundary, and the batch-minor layout also makes the first layer's forward
+    a matmul. LeNet train step, `python tools/bench_train_cpu.py --channels-last --cases lenet64,lenet256`
+    (docs/performance.md item 9): at b64 2.05-2.12x the hand-written Flax model vs 1.73-1.79x channels-last;
+    at b256, in chunks, 1.87x vs 2.14x with glibc's malloc defaults and 2.44x vs 2.43x with netspec train's
+    setting for its 40 MiB scratch, so a batch that needs the loop stays channels-last.
     """
     convs = list(convs)
     if backend != "cpu" or impl != "auto" or not convs:
@@ -976,11 +979,7 @@ def batch_minor_pays(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> 
     def grey_input(g: ConvGeometry) -> bool:
         return g.in_channels == 1 and g.groups == 1 and g.flops >= _TINY_FLOPS
 
-    def chunk_ok(g: ConvGeometry) -> bool:
-        chunk = batch_minor_chunk(g)
-        return chunk == 0 or chunk >= 16
-
-    return (all((_cols_pays(g) or grey_input(g)) and chunk_ok(g) for g in convs)
+    return (all((_cols_pays(g) or grey_input(g)) and batch_minor_chunk(g) == 0 for g in convs)
             and any(_cols_pays(g) for g in convs))
 
 
