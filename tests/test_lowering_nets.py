@@ -255,6 +255,22 @@ def test_lenet_picks_the_batch_minor_layout_for_training_on_the_cpu() -> None:
     assert netspec.compile(FIXTURES / "mixed_conv.yaml", "TRAIN", batch=64).spatial_layout == "nhwc"
     with pytest.raises(netspec.NetspecError, match="spatial_layout"):
         netspec.compile(FIXTURES / "lenet.yaml", spatial_layout="nchw")
+    # A layer written for channels-last only (Deconvolution) would need conversions: the net stays channels-last.
+    with_deconv = LENET_LIKE + (
+        "  - {name: up, type: Deconvolution, bottom: conv2, top: up, convolution_param: {num_output: 4, kernel_size: 2,"
+        " stride: 2}}\n")
+    assert netspec.compile(load_spec("<a>.yaml", LENET_LIKE), "TRAIN").spatial_layout == train.spatial_layout
+    assert netspec.compile(load_spec("<b>.yaml", with_deconv), "TRAIN").spatial_layout == "nhwc"
+
+
+LENET_LIKE = """
+name: lenet-like
+layer:
+  - {name: data, type: Input, top: data, input_param: {shape: {dim: [64, 1, 28, 28]}}}
+  - {name: conv1, type: Convolution, bottom: data, top: conv1, convolution_param: {num_output: 20, kernel_size: 5}}
+  - {name: pool1, type: Pooling, bottom: conv1, top: pool1, pooling_param: {pool: MAX, kernel_size: 2, stride: 2}}
+  - {name: conv2, type: Convolution, bottom: pool1, top: conv2, convolution_param: {num_output: 50, kernel_size: 5}}
+"""
 
 
 # --- every spec: parameter counts and output shapes without allocating -------------------------------
