@@ -121,7 +121,9 @@ def _step_by_step(spec: Path, batch_size: int | None) -> dict[str, list[float]]:
     overrides = {"seed": 1, "test_interval": 0, "test_iter": 0, "max_iter": STEPS}
     options = TrainOptions(spec=spec, batch_size=batch_size, solver_overrides=overrides)
     plan = make_plan(options, devices=DEVICES)
-    model = netspec.compile(plan.spec, "TRAIN", batch=plan.batch_size)
+    # Channels-last, as `netspec train` compiles the net for several devices (a single device may train LeNet
+    # batch-minor, which rounds differently): the 8-device replay must be the 8-device run to the bit.
+    model = netspec.compile(plan.spec, "TRAIN", batch=plan.batch_size, spatial_layout="nhwc")
     tx = build_optimizer(plan.solver, model.lr_mults(), model.decay_mults())
     seed = plan.solver.random_seed
     state = init_state(jax.jit(model.init)(jax.random.PRNGKey(seed)), tx, seed)
