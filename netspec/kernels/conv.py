@@ -21,6 +21,9 @@ Public entry point (what the Convolution lowering calls)::
 - Autodiff: the custom VJP gives reverse mode (grad, vjp, and grad of grad); forward mode (``jax.jvp``,
   ``jacfwd``) needs ``impl="xla"``. jit and vmap work with every impl.
 - ``conv2d_planned(x, w, plan, ...)`` takes an explicit ``Plan`` (benchmarks, tests, experiments).
+- ``conv2d_batch_minor(xt, w, ...)`` is the same convolution on batch-minor operands, (Cin, H, W, N) in and
+  (Cout, Ho, Wo, N) out, every pass a ``cols`` matmul with no transposing copy: the Convolution lowering's
+  path in a net whose spatial blobs are batch-minor (``batch_minor_pays``, netspec.lowering.base).
 
 Formulations (``Formulation``), all exact up to float rounding:
 
