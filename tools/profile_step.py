@@ -3,6 +3,7 @@
     python tools/profile_step.py mixed                       # tests/fixtures/lowering/mixed_conv.yaml, b64
     python tools/profile_step.py lenet --batch 256 --top 20
     python tools/profile_step.py mixed --resident-scratch    # with netspec train's glibc setting
+    python tools/profile_step.py lenet --spatial-layout nhwc # LeNet's step with channels-last blobs
 
 Compiles the same SGD-momentum step tools/bench_train_cpu.py times (`netspec`, conv_impl="auto"), prints
 its median step time and `memory_analysis()` sizes (the scratch buffer is what netspec.train.host_memory
@@ -68,6 +69,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--spatial-layout", choices=("nhwc", "chwn"),
+                    help="force the train net's spatial layout instead of the Model's choice (netspec.compile)")
     ap.add_argument("--resident-scratch", action="store_true",
                     help="apply netspec train's glibc setting (netspec.train.host_memory) first")
     args = ap.parse_args()
@@ -77,9 +80,9 @@ def main() -> None:
         print(f"host malloc: {keep_scratch_resident()}")
     spec, shape, batch = NETS[args.net]
     batch = args.batch or batch
-    s = netspec_steps(FIXTURES / spec, batch, 10, shape)
+    s = netspec_steps(FIXTURES / spec, batch, 10, shape, spatial_layout=args.spatial_layout)
     mem = s["step_compiled"].memory_analysis()
-    print(f"{args.net} b{batch}: scratch {mem.temp_size_in_bytes / 2**20:.1f} MiB ({mem.temp_size_in_bytes} B), "
+    print(f"{args.net} b{batch}, {s['spatial_layout']} blobs: scratch {mem.temp_size_in_bytes / 2**20:.1f} MiB ({mem.temp_size_in_bytes} B), "
           f"arguments {mem.argument_size_in_bytes / 2**20:.1f} MiB, outputs {mem.output_size_in_bytes / 2**20:.1f} MiB")
     for _ in range(2):
         jax.block_until_ready(s["train"]())
