@@ -879,13 +879,13 @@ def _bm_fwd(spec: _Spec, xt: jax.Array, w: jax.Array) -> jax.Array:
     if steps == 1:
         return _fwd_cols_bm(spec, xt, w)
     nc = n // steps
-    out = jax.eval_shape(lambda a: _fwd_cols_bm(spec, a, w), jax.ShapeDtypeStruct((*xt.shape[:3], nc), xt.dtype))
+    _, ho, wo, co = _out_shape(_to_bm(xt).shape, w.shape, spec)
 
     def body(s: jax.Array, y: jax.Array) -> jax.Array:
         yc = _fwd_cols_bm(spec, lax.dynamic_slice_in_dim(xt, s * nc, nc, axis=3), w)
         return lax.dynamic_update_slice_in_dim(y, yc, s * nc, axis=3)
 
-    return lax.fori_loop(0, steps, body, jnp.zeros((*out.shape[:3], n), out.dtype))
+    return lax.fori_loop(0, steps, body, jnp.zeros((co, ho, wo, n), _out_dtype(xt, w, spec)))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -908,7 +908,7 @@ def _bm_grads(spec: _Spec, padded: Pair, xt: jax.Array, w: jax.Array, dyt: jax.A
 def _bm_conv_bwd(spec: _Spec, res: tuple[jax.Array, jax.Array], dyt: jax.Array) -> tuple[jax.Array, jax.Array]:
     xt, w = res
     dyt = dyt.astype(jnp.result_type(xt, w))
-    padded = (xt.shape[1] + sum(spec.padding[0]), xt.shape[2] + sum(spec.padding[1]))
+    padded = _padded_size(xt.shape, spec)  # H and W are axes 1 and 2 in either layout
     n = xt.shape[3]
     steps = _bm_chunks(n, spec.plan.weight_grad_chunk)
     if steps == 1:

@@ -18,11 +18,12 @@ produced by spatial layers (convolution, pooling, LRN) are kept in the net's *sp
 Every blob carries a static layout tag: "nchw" (Caffe order; every blob of 2 or fewer axes), "nhwc"
 or "chwn". A lowering states the layout it wants its bottoms in:
 
-- "spatial": layers that run in either spatial layout (2-D convolution, pooling); their tops of 3+
+- "spatial": layers that run in either spatial layout (convolution, pooling, LRN); their tops of 3+
   axes keep it (`top_layout`).
-- "nhwc": spatial layers written for channels-last only (LRN, Deconvolution); the driver converts.
-- "nchw": layers that reinterpret the row-major Caffe buffer (InnerProduct, Flatten, Reshape,
-  losses); the driver transposes bottoms back first.
+- "nhwc": spatial layers written for channels-last only (Deconvolution); the driver converts.
+- "nchw": layers that reinterpret the row-major Caffe buffer (Flatten, Reshape, losses); the driver
+  transposes bottoms back first (InnerProduct takes "any" and does so itself unless the bottom is
+  batch-minor, whose leading axes are already Caffe's C,H,W).
 - "any": layers that work in every layout by mapping their Caffe `axis` through `axis_of`; the
   bottoms arrive in bottom 0's layout and the tops keep it.
 """
@@ -47,11 +48,6 @@ Cast = Literal["compute", "float32", "none"]
 def to_last(ndim: int) -> tuple[int, ...]:
     """The transpose taking Caffe's order to channels-last: (0, 2, ..., ndim-1, 1)."""
     return (0, *range(2, ndim), 1)
-
-
-def to_first(ndim: int) -> tuple[int, ...]:
-    """The inverse of `to_last`: (0, ndim-1, 1, ..., ndim-2)."""
-    return (0, ndim - 1, *range(1, ndim - 1))
 
 
 def _order(layout: Layout, ndim: int) -> tuple[int, ...]:
