@@ -337,9 +337,17 @@ def test_a_jaxlib_without_the_option_keeps_the_plan_for_library_convolutions(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # XLA's weight gradient is only planned for wide layers when their program really leaves YNNPACK.
     wide = ConvGeometry(128, 16, 16, 128, 128, (3, 3), padding=((1, 1), (1, 1)))
-    monkeypatch.setattr(kconv, "_cpu_options_supported", lambda: False)
+    monkeypatch.setattr(kconv, "_cpu_options_supported", lambda train=False: False)
     assert kconv.compiler_options("cpu", "auto", [wide]) == {}
+    assert kconv.compiler_options("cpu", "auto", [wide], train=True) == {}
     assert choose_plan("cpu", wide).weight_grad == "taps"
+
+
+def test_a_jaxlib_without_the_reduction_fusion_kind_turns_every_fusion_off_in_train_steps(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    wide = ConvGeometry(128, 16, 16, 128, 128, (3, 3), padding=((1, 1), (1, 1)))
+    monkeypatch.setattr(kconv, "_cpu_options_supported", lambda train=False: not train)
+    assert kconv.compiler_options("cpu", "auto", [wide], train=True) == {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 def test_compiler_options_turn_off_the_library_convolutions_for_wide_layers_on_cpu() -> None:
@@ -349,11 +357,15 @@ def test_compiler_options_turn_off_the_library_convolutions_for_wide_layers_on_c
     lenet = [ConvGeometry(64, 28, 28, 1, 20, (5, 5)), ConvGeometry(64, 12, 12, 20, 50, (5, 5))]
     off = {"xla_cpu_experimental_ynn_fusion_type": ""}
     assert kconv.compiler_options("cpu", "auto", [*lenet, wide]) == off
+    # A train step keeps YNNPACK's reductions (BatchNorm statistics and gradient sums): 10x XLA's reduce-windows.
+    assert kconv.compiler_options("cpu", "auto", [*lenet, wide], train=True) == {
+        "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+    assert kconv.compiler_options("cpu", "auto", lenet, train=True) == {}
     assert kconv.compiler_options("cpu", "auto", lenet) == {}
     assert kconv.compiler_options("cpu", "auto", [dataclasses.replace(wide, groups=8)]) == {}  # 16 a group
     assert kconv.compiler_options("cpu", "auto", [ConvGeometry(4, 8, 8, 32, 8, (3, 3))]) == {}  # tiny
     for backend, impl in (("cpu", "xla"), ("cpu", "taps"), ("gpu", "auto"), ("tpu", "auto")):
-        assert kconv.compiler_options(backend, impl, [wide]) == {}
+        assert kconv.compiler_options(backend, impl, [wide], train=True) == {}
     x = jnp.zeros((8, 32, 32, 64))
     w = jnp.zeros((3, 3, 64, 64))
 
@@ -363,6 +375,10 @@ def test_compiler_options_turn_off_the_library_convolutions_for_wide_layers_on_c
     if jax.default_backend() == "cpu":
         compiled = jax.jit(grad, compiler_options=off).lower(x, w).compile().as_text()
         assert "__ynn_fusion" not in compiled
+        train = kconv.compiler_options("cpu", "auto", [wide], train=True)
+        compiled = jax.jit(lambda x, w: (grad(x, w), jnp.sum(x * x, axis=(0, 1, 2))),
+                           compiler_options=train).lower(x, w).compile().as_text()
+        assert "__ynn_fusion" in compiled  # the sum; tests/test_lowering_api.py checks what such a fusion holds
 
 
 def test_batch_chunk_bounds_window_bytes() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jax
@@ -152,8 +153,10 @@ def test_set_caffe_blobs_keeps_float64_exactly() -> None:
 def test_compiler_options_follow_the_convolutions_and_apply_works_under_an_outer_jit() -> None:
     mixed_spec = LENET.parent / "mixed_conv.yaml"
     mixed = netspec.compile(mixed_spec, "TRAIN", batch=2)
-    if jax.default_backend() == "cpu":
-        assert mixed.compiler_options == {"xla_cpu_experimental_ynn_fusion_type": ""}  # 32- and 64-channel convs
+    if jax.default_backend() == "cpu":  # 32- and 64-channel convs: XLA's own, YNNPACK's reductions in a train step
+        assert mixed.compiler_options == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+        assert netspec.compile(mixed_spec, "TEST", batch=2).compiler_options == {
+            "xla_cpu_experimental_ynn_fusion_type": ""}
     assert netspec.compile(LENET, "TEST", batch=2).compiler_options == {}
     assert netspec.compile(mixed_spec, "TRAIN", batch=2, conv_impl="xla").compiler_options == {}
     v = mixed.init(0)
@@ -167,3 +170,39 @@ def test_compiler_options_follow_the_convolutions_and_apply_works_under_an_outer
     assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
     # Likewise when every argument is a constant closed over by the outer jit (no tracer among them).
     np.testing.assert_allclose(jax.jit(lambda: mixed.loss(mixed.apply_train(v, x)[0]))(), alone, rtol=1e-5)
+
+
+def _library_fusions(hlo: str) -> list[set[str]]:
+    """The HLO opcodes inside each YNNPACK fusion of an optimized module's text."""
+    bodies: dict[str, set[str]] = {}
+    name = None
+    for line in hlo.splitlines():
+        head = re.match(r"^%?([\w.\-]+) \(.*\{$", line)
+        if head:
+            name = head.group(1)
+            bodies[name] = set()
+        elif name and (op := re.search(r" = \S+ ([\w\-]+)\(", line)):
+            bodies[name].add(op.group(1))
+    calls = [re.search(r"calls=%?([\w.\-]+)", line) for line in hlo.splitlines() if "__ynn_fusion" in line]
+    return [bodies[c.group(1)] for c in calls if c]
+
+
+@pytest.mark.slow
+def test_a_train_step_hands_only_its_reductions_to_the_library() -> None:
+    # BatchNorm's sums run 10x faster as YNNPACK reductions than as XLA's reduce-window trees, but a fusion that
+    # pulled a convolution in would run it on YNNPACK's (the slow one; docs/performance.md item 10).
+    spec = LENET.parent / "resnet18_cifar.yaml"
+    model = netspec.compile(spec, "TRAIN", batch=8)
+    if jax.default_backend() != "cpu":
+        assert model.compiler_options == {}  # the options are XLA:CPU's
+        return
+    v = model.init(0)
+    x = {"data": np.zeros((8, 3, 32, 32), np.float32), "label": np.zeros(8, np.int32)}
+
+    def loss(p: dict) -> jax.Array:
+        return model.loss(model.apply_train(dict(v, params=p), x)[0])
+
+    hlo = jax.jit(jax.grad(loss), compiler_options=model.compiler_options).lower(v["params"]).compile().as_text()
+    fusions = _library_fusions(hlo)
+    assert len(fusions) >= 40  # two or more per BatchNorm
+    assert all("reduce" in ops and not ops & {"convolution", "dot"} for ops in fusions), fusions

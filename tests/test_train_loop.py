@@ -165,7 +165,7 @@ def test_a_wide_convolution_trains_under_the_chosen_compiler_options(tmp_path: P
     assert runs["auto"]["spatial_layout"] == runs["xla"]["spatial_layout"] == "nhwc"  # a wide net: channels-last
     assert runs["auto"]["host_malloc"] is None  # its step's scratch is far below glibc's mmap threshold
     if runs["auto"]["backend"] == "cpu":
-        assert runs["auto"]["compiler_options"] == {"xla_cpu_experimental_ynn_fusion_type": ""}
+        assert runs["auto"]["compiler_options"] == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 
 
 def test_matmul_precision_reaches_the_compiled_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

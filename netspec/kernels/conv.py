@@ -310,19 +310,31 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
 # rewrites in choose_plan still win for grouped and depthwise layers, strided input gradients and large-output
 # weight gradients. LeNet's plan leaves XLA only conv1's forward, which YNNPACK runs faster, so a program turns
 # the fusions off only when one of its convolutions has 32 or more input channels a group.
+#
+# The option is a list of YNNPACK fusion kinds, and "" turns off its reductions too. XLA's own emitter then runs a
+# large reduction as a tree of reduce-windows, 10x slower: the sum of a (128, 32, 32, 64) product over all but the
+# channel axis took 38 ms against 3.1 with YNNPACK (2-vCPU Intel Xeon VM, 2026-11-26). A train step is full of such
+# sums (BatchNorm's statistics and their gradients, bias and Scale gradients), so a TRAIN program keeps YNNPACK's
+# reductions and nothing else: whole-step A/B in one process, ResNet-18 CIFAR b128 step
+# 5,293 -> 4,451 ms (1.19x; the mixed net, with no BatchNorm, 109 -> 104 ms, within its noise). YNNPACK's
+# elementwise fusions on top cost the mixed step 30%. A forward-only program keeps none: there XLA fused ResNet-18's
+# last stage, convolutions included, into the one reduction left (the global pooling), and YNNPACK ran it slower
+# (TEST forward 1,282 vs 1,036 ms). In a train program the forward's values are residuals of the gradient, so no
+# convolution joins a reduction (tests/test_lowering_api.py checks the compiled ResNet-18 step).
 _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+_CPU_TRAIN_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 
 
-def compiler_options(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> dict[str, Any]:
+def compiler_options(backend: str, impl: str, convs: Iterable[ConvGeometry], train: bool = False) -> dict[str, Any]:
     """XLA compile options for a program whose 2-D convolutions, of these geometries, use
-    ``conv2d(..., impl=impl)`` on ``backend``.
+    ``conv2d(..., impl=impl)`` on ``backend``; ``train``: the program computes gradients (a TRAIN net's step).
 
     ``jax.jit(fn, compiler_options=...)`` takes them; JAX honours them on the outermost jit only, so the caller that
     compiles a whole train step passes them. Empty for ``impl="xla"`` (the plain baseline), off the CPU, for nets
     without a wide convolution, and for a jaxlib that no longer knows the option (it is experimental)."""
-    if backend != "cpu" or impl != "auto":
+    if backend != "cpu" or impl != "auto" or not any(_on_xla_convs(g) for g in convs):
         return {}
-    return dict(_CPU_OPTIONS) if any(_on_xla_convs(g) for g in convs) else {}
+    return dict(_CPU_TRAIN_OPTIONS if train and _cpu_options_supported(train=True) else _CPU_OPTIONS)
 
 
 def _on_xla_convs(geom: ConvGeometry) -> bool:
@@ -333,10 +345,12 @@ def _on_xla_convs(geom: ConvGeometry) -> bool:
 
 
 @functools.cache
-def _cpu_options_supported() -> bool:
+def _cpu_options_supported(train: bool = False) -> bool:
+    """Whether this jaxlib compiles with ``_CPU_OPTIONS`` (``train``: with ``_CPU_TRAIN_OPTIONS``)."""
     try:
-        jax.jit(lambda a: a + 1, compiler_options=_CPU_OPTIONS).lower(np.float32(0)).compile()
-    except Exception:  # an unknown or renamed option: compile with XLA's defaults instead
+        options = _CPU_TRAIN_OPTIONS if train else _CPU_OPTIONS
+        jax.jit(lambda a: a + 1, compiler_options=options).lower(np.float32(0)).compile()
+    except Exception:  # an unknown or renamed option or value: compile with XLA's defaults instead
         return False
     return True
 

@@ -317,10 +317,11 @@ class Model:
                        and batch_minor_pays(jax.default_backend(), conv_impl, convs)) else "nhwc")
         self.module = NetModule(self._steps, dict(names), graph.outputs + loss_ids, DTYPES[dtype], conv_impl,
                                 self.spatial_layout)
-        # The XLA options the convolution lowering was tuned under. Only the outermost jit's options count: a
-        # caller that jits a whole train step around apply/apply_train passes
+        # The XLA options the convolution lowering was tuned under (a TRAIN net's are its train step's). Only the
+        # outermost jit's options count: a caller that jits a whole train step around apply/apply_train passes
         # jax.jit(step, compiler_options=model.compiler_options).
-        self.compiler_options: dict[str, Any] = conv_compiler_options(jax.default_backend(), conv_impl, convs)
+        self.compiler_options: dict[str, Any] = conv_compiler_options(jax.default_backend(), conv_impl, convs,
+                                                                      train=self.phase == "TRAIN")
         # One compiled program each: eager filler ops would compile every random op separately. JAX takes
         # compiler options on a top-level jit only, so apply/apply_train pick the plain jit under a jit trace.
         self._init_jit = jax.jit(self._init)
