@@ -122,6 +122,7 @@ def cases(draw: st.DrawFn) -> Case:
 @given(case=cases(), plan=st.sampled_from(_PLANS))
 @example(case=Case(2, 7, 9, 3, 2, 1, (3, 3), (2, 2), ((1, 1), (1, 1))), plan=_PLANS[1])
 @example(case=Case(3, 6, 6, 1, 1, 4, (3, 3), (1, 1), ((1, 1), (1, 1))), plan=_PLANS[4])
+@example(case=Case(2, 8, 7, 2, 3, 4, (3, 3), (2, 2), ((1, 1), (1, 1))), plan=_PLANS[0])  # taps dx, dense kernel
 def test_planned_conv_matches_lax(case: Case, plan: Plan) -> None:
     _assert_matches(case, {str(plan): _conv_with_plan(case, plan)})
 
