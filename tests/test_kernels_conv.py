@@ -366,6 +366,7 @@ def test_compiler_options_turn_off_the_library_convolutions_for_wide_layers_on_c
     assert kconv.compiler_options("cpu", "auto", [dataclasses.replace(wide, groups=8)]) == {}  # 16 a group
     assert kconv.compiler_options("cpu", "auto", [ConvGeometry(4, 8, 8, 32, 8, (3, 3))]) == {}  # tiny
     for backend, impl in (("cpu", "xla"), ("cpu", "taps"), ("gpu", "auto"), ("tpu", "auto")):
+        assert kconv.compiler_options(backend, impl, [wide]) == {}
         assert kconv.compiler_options(backend, impl, [wide], train=True) == {}
     x = jnp.zeros((8, 32, 32, 64))
     w = jnp.zeros((3, 3, 64, 64))
