@@ -318,6 +318,10 @@ def test_policy_on_cpu_follows_the_measurements() -> None:
     assert choose_plan("cpu", small_strided).input_grad_chunk == 0
     stem = ConvGeometry(128, 32, 32, 3, 64, (3, 3), padding=((1, 1), (1, 1)))
     assert choose_plan("cpu", stem) == Plan("xla", "im2col", "im2col", 0, 0, kconv.batch_chunk(stem))
+    # In a program on XLA's own convolutions (a wide layer elsewhere) XLA's weight gradient is the fast one.
+    assert choose_plan("cpu", stem, xla_convs=True) == Plan("xla", "im2col", "xla", 0, 0, 0)
+    narrow_grouped = ConvGeometry(64, 16, 16, 24, 48, (3, 3), padding=((1, 1), (1, 1)), groups=2)
+    assert choose_plan("cpu", narrow_grouped, xla_convs=True) == choose_plan("cpu", narrow_grouped)
     lenet2 = ConvGeometry(64, 12, 12, 20, 50, (5, 5))
     assert choose_plan("cpu", lenet2) == Plan.uniform("cols", 0)  # measured in the whole train step
     assert choose_plan("cpu", dataclasses.replace(lenet2, batch=256)) == Plan.uniform("cols", 8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -170,6 +171,34 @@ def test_compiler_options_follow_the_convolutions_and_apply_works_under_an_outer
     assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
     # Likewise when every argument is a constant closed over by the outer jit (no tracer among them).
     np.testing.assert_allclose(jax.jit(lambda: mixed.loss(mixed.apply_train(v, x)[0]))(), alone, rtol=1e-5)
+
+
+def _conv_shapes(jaxpr: Any) -> list[tuple[tuple[int, ...], ...]]:
+    """(lhs, rhs, output) shapes of every convolution in a jaxpr, nested ones (jit, custom_vjp, scan) too."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            found.append(tuple(tuple(v.aval.shape) for v in (*eqn.invars[:2], eqn.outvars[0])))
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", param)
+            if hasattr(inner, "eqns"):
+                found += _conv_shapes(inner)
+    return found
+
+
+def test_a_narrow_first_layer_is_planned_for_the_program_it_is_in() -> None:
+    # mixed_conv.yaml's conv1 (3 -> 32) alone would leave YNNPACK's convolutions on, under which XLA's weight
+    # gradient is slow; in this net its wide layers turn them off, and there XLA's is the fastest (item 11 of
+    # docs/performance.md). The step must run conv1's weight gradient as that convolution: x (N, 32, 32, 3)
+    # against dy (N, 32, 32, 32) into the (3, 3, 3, 32) kernel.
+    mixed = netspec.compile(LENET.parent / "mixed_conv.yaml", "TRAIN", batch=4)
+    assert mixed.module.xla_convs == bool(mixed.compiler_options) == (jax.default_backend() == "cpu")
+    assert not netspec.compile(LENET, "TRAIN", batch=4).module.xla_convs  # LeNet keeps YNNPACK's
+    v = mixed.init(0)
+    x = {"data": np.zeros((4, 3, 32, 32), np.float32), "label": np.zeros(4, np.int32)}
+    step = jax.make_jaxpr(jax.grad(lambda p: mixed.loss(mixed.apply_train(dict(v, params=p), x)[0])))
+    conv1_weight_grad = ((4, 32, 32, 3), (4, 32, 32, 32), (3, 3, 3, 32))
+    assert (conv1_weight_grad in _conv_shapes(step(v["params"]).jaxpr)) == mixed.module.xla_convs
 
 
 def _library_fusions(hlo: str) -> list[set[str]]:

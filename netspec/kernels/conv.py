@@ -3,7 +3,7 @@
 Public entry point (what the Convolution lowering calls)::
 
     conv2d(x, w, *, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1,
-           impl="auto", preferred_element_type=None) -> y
+           impl="auto", preferred_element_type=None, xla_convs=False) -> y
 
 - ``x``: NHWC input, ``w``: HWIO kernel ``(kh, kw, Cin // groups, Cout)``, ``y``: NHWC output.
 - ``padding``: explicit ``((top, bottom), (left, right))`` pairs; Caffe pads symmetrically, any pair works
@@ -18,6 +18,9 @@ Public entry point (what the Convolution lowering calls)::
   formulation and batch chunk of the forward, the input gradient and the weight gradient; a mixed plan
   runs under a ``jax.custom_vjp``. ``"taps"`` and ``"im2col"`` force one matmul formulation for all three
   passes. Off CPU, and for tiny shapes, "auto" is exactly "xla".
+- ``xla_convs``: the caller compiles the enclosing program with ``compiler_options`` for a set of convolutions
+  that turns YNNPACK's off (the Convolution lowering knows it from the whole net); a narrow layer's plan
+  depends on it.
 - Autodiff: the custom VJP gives reverse mode (grad, vjp, and grad of grad); forward mode (``jax.jvp``,
   ``jacfwd``) needs ``impl="xla"``. jit and vmap work with every impl.
 - ``conv2d_planned(x, w, plan, ...)`` takes an explicit ``Plan`` (benchmarks, tests, experiments).
@@ -213,11 +216,13 @@ def _cols_pays(geom: ConvGeometry) -> bool:
             and geom.out_channels <= 128 and ho * wo <= 256)
 
 
-def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
+def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Plan:
     """Pick the fastest formulation of each pass for ``backend`` ("cpu", "gpu", "tpu", ...) and shape.
 
-    Pure but for one cached fact about the installed jaxlib (whether it knows the option compiler_options
-    sets). The table above these functions is the evidence for each branch.
+    ``xla_convs``: the program runs XLA's own convolutions, because another (wide) convolution in it made
+    ``compiler_options`` turn YNNPACK's off. A narrow layer cannot tell that from its own shape, and some of
+    its passes are only fast there. Pure but for one cached fact about the installed jaxlib (whether it
+    knows the option compiler_options sets). The table above these functions is the evidence for each branch.
     """
     if backend != "cpu" or geom.flops < _TINY_FLOPS:
         # cuDNN and the TPU convolution emitter run all three passes near matmul speed; the rewrites here
@@ -282,6 +287,13 @@ def choose_plan(backend: str, geom: ConvGeometry) -> Plan:
     elif geom.groups == 1 and ((ho * wo <= 100 and cin_g * cout_g <= 4096) or (narrow and cout_g < 32)):
         # Never for grouped layers: XLA's grouped weight gradient is the slowest of all (3x3 s2 g4 64->128
         # at 16x16, b64: 100 ms vs 3.8 ms taps/0, tools/bench_conv.py --only mixed).
+        weight_grad, weight_grad_chunk = "xla", 0
+    elif geom.groups == 1 and narrow and xla_convs:
+        # A first layer (3 channels) in a program on XLA's own convolutions: there XLA's weight gradient is the
+        # fastest, although with YNNPACK's it is not (the im2col below). The mixed net's conv1, 3->32 3x3 32x32
+        # b64, alone under that program's options: 4.1 ms vs 9.8 im2col and 5.2 cols; ResNet-18's stem 19.6 vs
+        # 26.0 and 14.8 ms (Intel VM, 2026-11-26; 4.0 vs 7.5 and 23.2 vs 36.6 on the AMD one). Whole mixed
+        # step, one process, 100 rounds: 1.027x, 1.036x and 1.039x in three A/Bs (cols: 1.006x).
         weight_grad, weight_grad_chunk = "xla", 0
     elif geom.groups == 1 and _on_xla_convs(geom) and ho * wo <= 256:
         # A wide layer puts its program on XLA's own convolutions (compiler_options), whose weight gradient
@@ -1060,7 +1072,7 @@ def _normalize(stride: Any, padding: Any, dilation: Any, groups: Any, x: jax.Arr
 
 def conv2d(x: jax.Array, w: jax.Array, *, stride: Pair = (1, 1),
            padding: tuple[Pair, Pair] = ((0, 0), (0, 0)), dilation: Pair = (1, 1), groups: int = 1,
-           impl: Impl = "auto", preferred_element_type: Any = None) -> jax.Array:
+           impl: Impl = "auto", preferred_element_type: Any = None, xla_convs: bool = False) -> jax.Array:
     """NHWC x HWIO cross-correlation, identical to ``lax.conv_general_dilated`` (see the module docstring).
 
     Args:
@@ -1072,6 +1084,8 @@ def conv2d(x: jax.Array, w: jax.Array, *, stride: Pair = (1, 1),
       groups: feature groups; Cin == Cout == groups with w of shape (kh, kw, 1, Cout) is depthwise.
       impl: "auto" (per-pass fastest formulation, see ``choose_plan``), "xla", "taps" or "im2col".
       preferred_element_type: accumulation / output dtype, e.g. jnp.float32 for bfloat16 inputs.
+      xla_convs: with impl "auto", the enclosing program is compiled with ``compiler_options`` that turn
+        YNNPACK's convolutions off (a net with a wide layer elsewhere); ``choose_plan`` then plans for that.
 
     Returns:
       (N, Ho, Wo, Cout) in ``preferred_element_type`` or the promoted input dtype.
@@ -1083,7 +1097,7 @@ def conv2d(x: jax.Array, w: jax.Array, *, stride: Pair = (1, 1),
     geom = geometry(x.shape, w.shape, spec.stride, spec.padding, spec.dilation, spec.groups,
                     jnp.result_type(x, w))
     if impl == "auto":
-        plan = choose_plan(jax.default_backend(), geom)
+        plan = choose_plan(jax.default_backend(), geom, xla_convs)
     else:
         plan = Plan.uniform(impl, 0 if impl == "xla" else batch_chunk(geom))  # type: ignore[arg-type]
     return _run(dataclasses.replace(spec, preferred_element_type=_dtype_or_none(preferred_element_type),

@@ -113,6 +113,7 @@ class Ctx:
     rng: jax.Array | None
     dtype: Any
     conv_impl: str
+    xla_convs: bool = False  # the program runs XLA's own convolutions (netspec.kernels.conv.compiler_options)
 
     def msg(self, name: str) -> Any:
         return self.layer.messages[name]

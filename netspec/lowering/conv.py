@@ -103,7 +103,7 @@ def convolution(ctx: Ctx, x: Any) -> tuple[Any, ...]:
     def run(xl: Any) -> Any:
         if xl.ndim == 4:
             y = conv2d(xl, w, stride=stride, padding=((pad[0], pad[0]), (pad[1], pad[1])), dilation=dilation,
-                       groups=groups, impl=ctx.conv_impl)
+                       groups=groups, impl=ctx.conv_impl, xla_convs=ctx.xla_convs)
         else:
             y = lax.conv_general_dilated(xl, w, stride, [(q, q) for q in pad], rhs_dilation=dilation,
                                          dimension_numbers=dimension_numbers(len(kernel)),

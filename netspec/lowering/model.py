@@ -184,6 +184,7 @@ class NetModule(nn.Module):
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
     spatial_layout: Layout = "nhwc"  # netspec.lowering.base: "nhwc" or "chwn"
+    xla_convs: bool = False  # compiled with options that turn YNNPACK's convolutions off (Model.compiler_options)
 
     def _stats(self, step: _Step) -> Any:
         def init() -> dict[str, jax.Array]:
@@ -238,7 +239,7 @@ class NetModule(nn.Module):
                            for s in step.slots)
             var = self._stats(step)
             state = tuple(var.value[str(s.index)] for s in step.state) if var is not None else ()
-            ctx = Ctx(node.layer, layout, params, state, train, rng, self.dtype, self.conv_impl)
+            ctx = Ctx(node.layer, layout, params, state, train, rng, self.dtype, self.conv_impl, self.xla_convs)
             if low.stateful:
                 tops, new = low.forward(ctx, *xs)
                 if new is not None and var is not None and self.is_mutable_collection("batch_stats"):
@@ -315,13 +316,14 @@ class Model:
         self.spatial_layout: Layout = spatial_layout or (  # type: ignore[assignment]
             "chwn" if (self.phase == "TRAIN" and _batch_minor_ready(self._steps, report, len(convs))
                        and batch_minor_pays(jax.default_backend(), conv_impl, convs)) else "nhwc")
-        self.module = NetModule(self._steps, dict(names), graph.outputs + loss_ids, DTYPES[dtype], conv_impl,
-                                self.spatial_layout)
         # The XLA options the convolution lowering was tuned under (a TRAIN net's are its train step's). Only the
         # outermost jit's options count: a caller that jits a whole train step around apply/apply_train passes
         # jax.jit(step, compiler_options=model.compiler_options).
         self.compiler_options: dict[str, Any] = conv_compiler_options(jax.default_backend(), conv_impl, convs,
                                                                       train=self.phase == "TRAIN")
+        # Any option here turns YNNPACK's convolutions off for every layer, narrow ones included.
+        self.module = NetModule(self._steps, dict(names), graph.outputs + loss_ids, DTYPES[dtype], conv_impl,
+                                self.spatial_layout, xla_convs=bool(self.compiler_options))
         # One compiled program each: eager filler ops would compile every random op separately. JAX takes
         # compiler options on a top-level jit only, so apply/apply_train pick the plain jit under a jit trace.
         self._init_jit = jax.jit(self._init)

@@ -112,7 +112,8 @@ def time_layers(model: Model, variables: Mapping[str, Any], inputs: Mapping[str,
             args = list(xs)
             for i, x in zip(floats, fx):
                 args[i] = x
-            ctx = Ctx(node.layer, layout, p, state, train, key, dtype, model.module.conv_impl)  # type: ignore[arg-type]
+            ctx = Ctx(node.layer, layout, p, state, train, key, dtype, model.module.conv_impl,  # type: ignore[arg-type]
+                      model.module.xla_convs)
             tops = low.forward(ctx, *args)
             return tops[0] if low.stateful else tops
 
