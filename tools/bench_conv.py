@@ -4,6 +4,7 @@
     python tools/bench_conv.py --formulations  # every formulation of every pass (the basis of choose_plan)
     python tools/bench_conv.py --library       # XLA's convolution with and without YNNPACK (compiler_options)
     python tools/bench_conv.py --only lenet    # shapes whose name contains "lenet"
+    python tools/bench_conv.py --torch         # netspec's planned passes vs PyTorch's (the torch extra)
     python tools/bench_conv.py --clock cpu     # CPU time / cores: steady when the machine is shared
 
 Times are medians (or --stat min) of --repeats runs after a compile and a warm-up call, each ended by
@@ -126,11 +127,12 @@ def _passes(conv: Callable[..., jax.Array], options: dict[str, object]) -> dict[
 def impl_fns(geom: kconv.ConvGeometry, impl: str) -> dict[str, Callable[..., jax.Array]]:
     """The three passes as users see them: conv2d and jax.vjp (jit drops the unused primal)."""
     kw = _conv_kwargs(geom)
+    options = kconv.compiler_options(jax.default_backend(), impl, [geom])
 
     def conv(x: jax.Array, w: jax.Array) -> jax.Array:
-        return kconv.conv2d(x, w, impl=impl, **kw)  # type: ignore[arg-type]
+        return kconv.conv2d(x, w, impl=impl, xla_convs=bool(options), **kw)  # type: ignore[arg-type]
 
-    return _passes(conv, kconv.compiler_options(jax.default_backend(), impl, [geom]))
+    return _passes(conv, options)
 
 
 def formulation_fns(geom: kconv.ConvGeometry, form: str, chunk: int) -> dict[str, Callable[..., jax.Array]]:
@@ -216,11 +218,54 @@ def library(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, stat: str, 
                                   f"{t['ynnpack'] / t['off']:.2f}x"]), flush=True)
 
 
+def versus_torch(cases: tuple[Case, ...], repeats: int, stat: str, clock: str) -> None:
+    """netspec's planned passes (impl="auto", as a net with only this layer compiles them) against the ATen
+    ops a PyTorch eager train step runs for them: ``convolution`` and ``convolution_backward``, NCHW float32.
+    Per pass, PyTorch runs after netspec rather than interleaved: its OpenMP workers keep spinning after an
+    op and would slow the JAX call that follows (tools/bench_train_cpu.py does the same)."""
+    import torch
+
+    n = 2048
+    a = torch.from_numpy(np.random.default_rng(0).standard_normal((n, n), np.float32))
+    best = min(_interleaved({"mm": lambda *_: a @ a}, (), repeats, "min", clock).values())
+    print(f"torch {torch.__version__} matmul peak: {n}x{n}x{n} float32 = {2 * n**3 / best / 1e9:.1f} GFLOP/s (best run), "
+          f"{torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}")
+    print(_row("shape / pass  (ms)", ["netspec", "torch", "torch/netspec", "auto plan"]))
+    for case in cases:
+        geom = case.geom
+        (t, b), (lft, r) = geom.padding
+        if t != b or lft != r:
+            continue  # PyTorch pads symmetrically
+        plan = kconv.choose_plan(jax.default_backend(), geom)
+        print(f"{case.name}   [{geom.flops / 1e9:.3f} GFLOP per pass]")
+        ops = _operands(geom, jnp.dtype(jnp.float32))
+        x, w, dy = (torch.from_numpy(np.array(a)) for a in ops)  # writable copies
+        x, dy = (a.permute(0, 3, 1, 2).contiguous() for a in (x, dy))  # NHWC -> NCHW
+        w = w.permute(3, 2, 0, 1).contiguous()  # HWIO -> OIHW
+        conv_args = (list(geom.stride), [t, lft], list(geom.dilation), False, [0, 0], geom.groups)
+        aten = torch.ops.aten
+        theirs = {
+            "forward": lambda *_: aten.convolution(x, w, None, *conv_args),
+            "input_grad": lambda *_: aten.convolution_backward(dy, x, w, None, *conv_args, [True, False, False])[0],
+            "weight_grad": lambda *_: aten.convolution_backward(dy, x, w, None, *conv_args, [False, False, True])[2],
+        }
+        ours = impl_fns(geom, "auto")
+        for p in PASSES:
+            mine = _interleaved({"netspec": ours[p]}, ops, repeats, stat, clock)["netspec"]
+            other = _interleaved({"torch": theirs[p]}, ops, repeats, stat, clock)["torch"]
+            chunk = getattr(plan, f"{p}_chunk")
+            label = getattr(plan, p) + (f"/{chunk}" if chunk else "")
+            print(_row(f"  {p}", [f"{mine * 1e3:8.2f}", f"{other * 1e3:8.2f}", f"{other / mine:.2f}x", label]),
+                  flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--formulations", action="store_true", help="time every formulation of every pass")
     ap.add_argument("--library", action="store_true",
                     help="XLA's convolution with XLA:CPU's YNNPACK fusions vs without (kernels.conv.compiler_options)")
+    ap.add_argument("--torch", action="store_true",
+                    help="netspec's planned passes vs PyTorch eager's (float32; needs the torch extra)")
     ap.add_argument("--only", default="", help="run only the shapes whose name contains this text")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--chunks", default="-1",
@@ -239,7 +284,9 @@ def main() -> None:
           f"{args.clock} clock, load average {os.getloadavg()[0]:.1f}")
     n, peak = matmul_peak(args.repeats, dtype, args.clock)
     print(f"matmul peak: {n}x{n}x{n} {dtype.name} = {peak:.1f} GFLOP/s (best run)")
-    if args.library:
+    if args.torch:
+        versus_torch(cases, args.repeats, args.stat, args.clock)
+    elif args.library:
         library(cases, args.repeats, dtype, args.stat, args.clock)
     elif args.formulations:
         formulations(cases, args.repeats, dtype, [int(c) for c in args.chunks.split(",")], args.stat,
