@@ -293,7 +293,7 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Pl
         # fastest, although with YNNPACK's it is not (the im2col below). The mixed net's conv1, 3->32 3x3 32x32
         # b64, alone under that program's options: 4.1 ms vs 9.8 im2col and 5.2 cols; ResNet-18's stem 19.6 vs
         # 26.0 and 14.8 ms (Intel VM, 2026-11-26; 4.0 vs 7.5 and 23.2 vs 36.6 on the AMD one). Whole mixed
-        # step, one process, 100 rounds: 1.027x, 1.036x and 1.039x in three A/Bs (cols: 1.006x).
+        # step, one process, 80-100 rounds: 1.041x, 1.027x and 1.037x in three A/Bs (cols: 1.006x).
         weight_grad, weight_grad_chunk = "xla", 0
     elif geom.groups == 1 and _on_xla_convs(geom) and ho * wo <= 256:
         # A wide layer puts its program on XLA's own convolutions (compiler_options), whose weight gradient
