@@ -289,11 +289,12 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Pl
         # at 16x16, b64: 100 ms vs 3.8 ms taps/0, tools/bench_conv.py --only mixed).
         weight_grad, weight_grad_chunk = "xla", 0
     elif geom.groups == 1 and narrow and xla_convs:
-        # A first layer (3 channels) in a program on XLA's own convolutions: there XLA's weight gradient is the
-        # fastest, although with YNNPACK's it is not (the im2col below). The mixed net's conv1, 3->32 3x3 32x32
-        # b64, alone under that program's options: 4.1 ms vs 9.8 im2col and 5.2 cols; ResNet-18's stem 19.6 vs
-        # 26.0 and 14.8 ms (Intel VM, 2026-11-26; 4.0 vs 7.5 and 23.2 vs 36.6 on the AMD one). Whole mixed
-        # step, one process, 80-100 rounds: 1.041x, 1.027x and 1.037x in three A/Bs (cols: 1.006x).
+        # A narrow layer in a program on XLA's own convolutions: there XLA's weight gradient is the fastest,
+        # although with YNNPACK's it is not (the im2col below). Measured on 3-channel first layers: the mixed
+        # net's conv1, 3->32 3x3 32x32 b64, alone under that program's options: 4.1 ms vs 9.8 im2col and 5.2
+        # cols; ResNet-18's stem 19.6 vs 26.0 and 14.8 ms (Intel VM, 2026-11-26; 4.0 vs 7.5 and 23.2 vs 36.6
+        # on the AMD one). Whole mixed step, one process, 80-100 rounds: 1.041x, 1.027x and 1.037x in three
+        # A/Bs (cols: 1.006x).
         weight_grad, weight_grad_chunk = "xla", 0
     elif geom.groups == 1 and _on_xla_convs(geom) and ho * wo <= 256:
         # A wide layer puts its program on XLA's own convolutions (compiler_options), whose weight gradient
