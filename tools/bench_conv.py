@@ -160,6 +160,12 @@ def _row(name: str, cells: list[str]) -> str:
     return f"{name:<42}" + "".join(f"{c:>16}" for c in cells)
 
 
+def _plan_label(plan: kconv.Plan, pass_: str) -> str:
+    """A pass's formulation and, when it loops, its batch chunk: "taps/4", "xla"."""
+    chunk = getattr(plan, f"{pass_}_chunk")
+    return getattr(plan, pass_) + (f"/{chunk}" if chunk else "")
+
+
 def compare(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, stat: str, clock: str) -> None:
     backend = jax.default_backend()
     print(_row("shape / pass  (ms, GFLOP/s)", ["xla", "auto", "xla/auto", "auto plan"]))
@@ -172,9 +178,7 @@ def compare(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, stat: str, 
         for p in PASSES:
             t = _interleaved({impl: fns[impl][p] for impl in fns}, ops, repeats, stat, clock)
             cells = [f"{t[i] * 1e3:8.2f} {geom.flops / t[i] / 1e9:6.1f}" for i in fns]
-            chunk = getattr(plan, f"{p}_chunk")
-            label = getattr(plan, p) + (f"/{chunk}" if chunk else "")
-            print(_row(f"  {p}", [*cells, f"{t['xla'] / t['auto']:.2f}x", label]), flush=True)
+            print(_row(f"  {p}", [*cells, f"{t['xla'] / t['auto']:.2f}x", _plan_label(plan, p)]), flush=True)
 
 
 def formulations(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, chunks: list[int], stat: str,
@@ -226,8 +230,8 @@ def versus_torch(cases: tuple[Case, ...], repeats: int, stat: str, clock: str) -
     import torch
 
     n = 2048
-    a = torch.from_numpy(np.random.default_rng(0).standard_normal((n, n), np.float32))
-    best = min(_interleaved({"mm": lambda *_: a @ a}, (), repeats, "min", clock).values())
+    m = torch.from_numpy(np.random.default_rng(0).standard_normal((n, n), np.float32))
+    best = min(_interleaved({"mm": lambda *_: m @ m}, (), repeats, "min", clock).values())
     print(f"torch {torch.__version__} matmul peak: {n}x{n}x{n} float32 = {2 * n**3 / best / 1e9:.1f} GFLOP/s (best run), "
           f"{torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}")
     print(_row("shape / pass  (ms)", ["netspec", "torch", "torch/netspec", "auto plan"]))
@@ -253,10 +257,8 @@ def versus_torch(cases: tuple[Case, ...], repeats: int, stat: str, clock: str) -
         for p in PASSES:
             mine = _interleaved({"netspec": ours[p]}, ops, repeats, stat, clock)["netspec"]
             other = _interleaved({"torch": theirs[p]}, ops, repeats, stat, clock)["torch"]
-            chunk = getattr(plan, f"{p}_chunk")
-            label = getattr(plan, p) + (f"/{chunk}" if chunk else "")
-            print(_row(f"  {p}", [f"{mine * 1e3:8.2f}", f"{other * 1e3:8.2f}", f"{other / mine:.2f}x", label]),
-                  flush=True)
+            print(_row(f"  {p}", [f"{mine * 1e3:8.2f}", f"{other * 1e3:8.2f}", f"{other / mine:.2f}x",
+                                  _plan_label(plan, p)]), flush=True)
 
 
 def main() -> None:

@@ -175,6 +175,12 @@ def _shared_view(arr: Any, slot: _Slot) -> Any:
     return CODECS[slot.codec][0](caffe)
 
 
+def _layer_ctx(module: NetModule, layer: Any, layout: Layout, params: tuple[Any, ...], state: tuple[Any, ...],
+               train: bool, rng: jax.Array | None) -> Ctx:
+    """The Ctx a layer's lowering sees in ``module`` (netspec time's per-layer timing builds the same one)."""
+    return Ctx(layer, layout, params, state, train, rng, module.dtype, module.conv_impl, module.xla_convs)
+
+
 class NetModule(nn.Module):
     """The compiled net. `create` makes the variables; `__call__` runs the graph."""
 
@@ -239,7 +245,7 @@ class NetModule(nn.Module):
                            for s in step.slots)
             var = self._stats(step)
             state = tuple(var.value[str(s.index)] for s in step.state) if var is not None else ()
-            ctx = Ctx(node.layer, layout, params, state, train, rng, self.dtype, self.conv_impl, self.xla_convs)
+            ctx = _layer_ctx(self, node.layer, layout, params, state, train, rng)
             if low.stateful:
                 tops, new = low.forward(ctx, *xs)
                 if new is not None and var is not None and self.is_mutable_collection("batch_stats"):

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from netspec.lowering.base import Ctx, convert, resolve, top_layout
-from netspec.lowering.model import Model, _shared_view
+from netspec.lowering.base import convert, resolve, top_layout
+from netspec.lowering.model import Model, _layer_ctx, _shared_view
 from netspec.train.probe import every_blob_module
 
 
@@ -112,8 +112,7 @@ def time_layers(model: Model, variables: Mapping[str, Any], inputs: Mapping[str,
             args = list(xs)
             for i, x in zip(floats, fx):
                 args[i] = x
-            ctx = Ctx(node.layer, layout, p, state, train, key, dtype, model.module.conv_impl,  # type: ignore[arg-type]
-                      model.module.xla_convs)
+            ctx = _layer_ctx(model.module, node.layer, layout, p, state, train, key)  # type: ignore[arg-type]
             tops = low.forward(ctx, *args)
             return tops[0] if low.stateful else tops
 
