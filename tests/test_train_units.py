@@ -144,6 +144,22 @@ def test_metrics_files_and_resume_truncation(tmp_path: Path) -> None:
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_run_files_are_replaced_whole_with_the_mode_a_plain_open_gives(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path / "run", MetricColumns(train=("loss",), test=()))
+    folder.write_json("summary.json", {"iters": 1})
+    (tmp_path / "plain").write_text("x")
+    folder.write_json("summary.json", {"iters": 2})
+    folder.close()
+    summary = tmp_path / "run" / "summary.json"
+    assert json.loads(summary.read_text()) == {"iters": 2}
+    # a run folder shared with a team stays readable by it: no owner-only temporary file mode
+    assert summary.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+    with pytest.raises(UnicodeEncodeError):
+        folder.write_text("summary.json", "{\"iters\": \ud800}")  # a lone surrogate: fails mid-write
+    assert json.loads(summary.read_text()) == {"iters": 2}  # the old file is kept whole
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["summary.json", "train.log"]
+
+
 def test_solver_spec_type_is_the_shared_one(tmp_path: Path) -> None:
     assert isinstance(load_spec(_spec(tmp_path)).solver, SolverSpec)
 

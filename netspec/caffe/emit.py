@@ -8,12 +8,9 @@ that fits Caffe's schema (and for any nested data with `message=None`).
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -325,18 +322,3 @@ def to_prototxt(data: Mapping[str, Any], *, message: str | None = "auto") -> str
         message = guess_message(set(data)) if data else NET_ROOT
     lines = _pt_message(data, message, 0)
     return "\n".join(lines) + "\n" if lines else ""
-
-
-def write_atomically(path: str | os.PathLike[str], text: str) -> None:
-    """The whole file or none of it (a temporary beside it, then renamed): a reader never sees a
-    half-written file, and a failed write leaves what was there."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netspec.caffe.emit import write_atomically
+    from netspec.files import write_atomically
     from netspec.caffe.exporter import export_net, export_solver
     from netspec.spec import load_spec
 

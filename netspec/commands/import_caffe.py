@@ -72,7 +72,7 @@ def _summary(net: Any, layers: int) -> str:
 def run(args: argparse.Namespace) -> int:
     """Everything is checked before anything is written: the net, the solver, the checkpoint folder and
     (with --weights) every blob. On any error nothing is written; the spec is written atomically."""
-    from netspec.caffe.emit import write_atomically
+    from netspec.files import write_atomically
     from netspec.caffe.importer import import_net, import_solver, render
 
     if args.weights is not None and args.output is None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from netspec.errors import Diagnostic, NetspecError
+from netspec.files import write_atomically
 
 CHECKPOINTS = "checkpoints"
 
@@ -95,10 +96,10 @@ class RunFolder:
         return self.path / CHECKPOINTS
 
     def write_json(self, name: str, data: Mapping[str, Any]) -> None:
-        _atomic_write(self.path / name, json.dumps(data, indent=2, default=str) + "\n")
+        write_atomically(self.path / name, json.dumps(data, indent=2, default=str) + "\n")
 
     def write_text(self, name: str, text: str) -> None:
-        _atomic_write(self.path / name, text)
+        write_atomically(self.path / name, text)
 
     def log(self, line: str) -> None:
         self._log.write(line + "\n")
@@ -108,12 +109,12 @@ class RunFolder:
         """Begin metrics.jsonl/csv; on resume, drop the rows the resumed run will write again."""
         rows = self.read_metrics() if resume_from is not None else []
         rows = [r for r in rows if resume_from is not None and r.get("iter", 0) < resume_from]
-        _atomic_write(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        write_atomically(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(self.columns.header)
         writer.writerows(self.columns.row(r) for r in rows)
-        _atomic_write(self.path / "metrics.csv", buf.getvalue())
+        write_atomically(self.path / "metrics.csv", buf.getvalue())
         self._jsonl = open(self.path / "metrics.jsonl", "a", encoding="utf-8")
         self._csv_file = open(self.path / "metrics.csv", "a", encoding="utf-8", newline="")
         self._csv = csv.writer(self._csv_file)
@@ -140,12 +141,6 @@ class RunFolder:
         for f in (getattr(self, "_jsonl", None), getattr(self, "_csv_file", None), self._log):
             if f is not None:
                 f.close()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def plot_curves(rows: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> None:
