@@ -594,8 +594,10 @@ def _dx_xla(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Ar
 # products (K = Co/g, N = Ci/g) run far below a dense matmul's speed, and G times the FLOPs still takes less time
 # for G up to this. Mixed net conv4 (3x3 s2 g4 64->128 at 16x16, b64, 16 channels a group), input grad alone,
 # XLA's own convolutions: grouped taps 17.5 ms, XLA's 20.0, dense taps 7.2, dense im2col 7.5, XLA's dense 10.8
-# (Intel Xeon VM, 2026-11-26).
+# (Intel Xeon VM, 2026-11-26). Only for narrow groups: from 32 channels a group the per-group products are
+# matmul-sized themselves (AlexNet's 48) and the dense kernel's G-fold FLOPs are pure loss.
 _DENSE_GROUPS = 4
+_DENSE_GROUP_CHANNELS = 32
 
 
 def _block_diagonal(w: jax.Array, groups: int) -> jax.Array:
@@ -606,7 +608,7 @@ def _block_diagonal(w: jax.Array, groups: int) -> jax.Array:
 
 
 def _dx_taps(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
-    if 1 < spec.groups <= _DENSE_GROUPS and 1 < w.shape[2] < _WIDE_CHANNELS:
+    if 1 < spec.groups <= _DENSE_GROUPS and 1 < w.shape[2] < _DENSE_GROUP_CHANNELS:
         spec, w = dataclasses.replace(spec, groups=1), _block_diagonal(w, spec.groups)
     dy = dy.astype(jnp.result_type(x_shape.dtype, w))
     acc = _acc_type(dy, w, preferred=None)
