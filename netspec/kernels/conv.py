@@ -238,14 +238,29 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Pl
     taps = geom.kernel[0] * geom.kernel[1]
     narrow = cin_g < 16  # per-tap matmuls with K or N this small run far below peak; im2col widens them
 
-    # Forward: XLA wins every dense (groups=1) shape measured, by 1.1-2.3x. Its grouped and depthwise
-    # convolutions are slow on CPU for wide groups (AlexNet g2, 48 channels a group: 331 vs 103 ms) and
-    # depthwise ones (65 vs 2.8 ms). With narrow groups XLA's is fine and im2col's loop fuses badly into
-    # an inference net: 3x3 s2 g4 64->128 (16 channels a group) at b64, whole TEST forward of
-    # tests/fixtures/lowering/mixed_conv.yaml 27 ms with XLA's vs 48 with im2col (train step 152 vs 157).
+    # Forward: XLA wins every dense (groups=1) shape measured, by 1.1-2.3x. Its depthwise convolutions are
+    # slow on CPU (65 vs 2.8 ms). Its grouped ones with wide groups are slow only as YNNPACK runs them
+    # (AlexNet g2, 48 channels a group: 331 vs 103 ms im2col); such a layer puts its program on XLA's own
+    # convolutions (compiler_options), where XLA's is 2-5x faster than im2col (wide_groups below). With
+    # narrow groups XLA's is fine and im2col's loop fuses badly into an inference net: 3x3 s2 g4 64->128
+    # (16 channels a group) at b64, whole TEST forward of tests/fixtures/lowering/mixed_conv.yaml 27 ms with
+    # XLA's vs 48 with im2col (train step 152 vs 157).
+    #
+    # wide_groups: grouped layers of 32+ channels a group in a program on XLA's own convolutions, their
+    # passes alone under that program's options (Intel Xeon VM, 2026-11-26, b32, ms, forward / input grad):
+    #   AlexNet conv2 5x5 g2 96->256 27x27     im2col / taps 386 / 646    xla 156 / 231
+    #   AlexNet conv4 3x3 g2 384->384 13x13    117 / 223                  65 / 65
+    #   AlexNet conv5 3x3 g2 384->256 13x13    117 / 242                  55 / 49
+    #   3x3 g8 256->256 16x16 (32 a group)     79 / 170                   22 / 24
+    #   3x3 g2 64->64 32x32 (32 a group)       119 / 103                  22 / 22
+    #   3x3 s2 g2 128->256 28x28               42 / 55                    19-23 / 70-84 (taps kept: strided)
+    #   3x3 s2 g4 256->256 16x16 (64 a group)  22 / 46                    12 / 26-27
+    # Whole AlexNet (specs/alexnet.yaml with a loss) b16, one process, 6 rounds: train step 2,418 -> 1,650 ms,
+    # TEST forward 855 -> 572 ms. XLA's grouped weight gradient stays out of reach (1,128-3,492 ms vs 38-217 taps).
+    wide_groups = geom.groups > 1 and cin_g >= _WIDE_CHANNELS and (xla_convs or _on_xla_convs(geom))
     if depthwise:
         forward, forward_chunk = "taps", chunk
-    elif geom.groups > 1 and cin_g >= 32:
+    elif geom.groups > 1 and cin_g >= _WIDE_CHANNELS and not wide_groups:
         forward, forward_chunk = "im2col", chunk
     else:
         forward, forward_chunk = "xla", 0
@@ -262,6 +277,8 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Pl
     elif geom.groups == 1 and ((geom.stride == (1, 1) and not narrow)
                                or (geom.stride != (1, 1) and taps > 9)):
         input_grad, input_grad_chunk = "xla", 0
+    elif wide_groups and geom.stride == (1, 1):
+        input_grad, input_grad_chunk = "xla", 0  # 1.3-4.9x faster than taps there (table above)
     elif narrow:
         input_grad, input_grad_chunk = "im2col", 0  # stem: 5.0 unchunked vs 8.1 chunked
     else:
@@ -325,8 +342,8 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Pl
 #
 # With the fusions off, XLA's convolutions are at or near the best formulation for most dense passes of 32+
 # channels (XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python tools/bench_conv.py --formulations); the
-# rewrites in choose_plan still win for grouped and depthwise layers, strided input gradients and large-output
-# weight gradients. LeNet's plan leaves XLA only conv1's forward, which YNNPACK runs faster, so a program turns
+# rewrites in choose_plan still win for depthwise layers, narrow groups, grouped weight gradients, strided input
+# gradients and large-output weight gradients (wide groups' forward and input gradient are XLA's again). LeNet's plan leaves XLA only conv1's forward, which YNNPACK runs faster, so a program turns
 # the fusions off only when one of its convolutions has 32 or more input channels a group.
 #
 # The option is a list of YNNPACK fusion kinds, and "" turns off its reductions too. XLA's own emitter then runs a
