@@ -326,6 +326,11 @@ def test_policy_on_cpu_follows_the_measurements() -> None:
     assert choose_plan("cpu", lenet2) == Plan.uniform("cols", 0)  # measured in the whole train step
     assert choose_plan("cpu", dataclasses.replace(lenet2, batch=256)) == Plan.uniform("cols", 8)
     assert choose_plan("cpu", dataclasses.replace(lenet2, height=28, width=28)).forward == "xla"  # 24x24 out
+    # The same layer in a program on XLA's own convolutions, and Caffe's cifar10_quick conv2 (32 channels
+    # put its program there): XLA's passes, 1.3x the whole cifar10_quick step of cols.
+    assert choose_plan("cpu", lenet2, xla_convs=True) == Plan("xla", "xla", "xla")
+    quick2 = ConvGeometry(100, 16, 16, 32, 32, (5, 5), padding=((2, 2), (2, 2)))
+    assert choose_plan("cpu", quick2) == Plan("xla", "xla", "xla")
     assert choose_plan("cpu", ConvGeometry(64, 28, 28, 1, 20, (5, 5))) == Plan("xla", "im2col", "cols", 0, 0, 0)
     assert choose_plan("cpu", ConvGeometry(256, 28, 28, 1, 20, (5, 5))) == Plan("xla", "im2col", "cols", 0, 0, 18)
     depthwise = dataclasses.replace(wide, groups=128)

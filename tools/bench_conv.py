@@ -55,6 +55,9 @@ CASES: tuple[Case, ...] = (
     Case("dilated 3x3 d2 64->64 32x32 b32", G(32, 32, 32, 64, 64, (3, 3), padding=_sym(2), dilation=(2, 2))),
     Case("depthwise 3x3 128 16x16 b128", G(128, 16, 16, 128, 128, (3, 3), padding=_sym(1), groups=128)),
     Case("tiny 3x3 8->8 8x8 b4", G(4, 8, 8, 8, 8, (3, 3), padding=_sym(1))),
+    # specs/cifar10_quick.yaml (Caffe's CIFAR-10 example): 5x5 convs of 32-64 channels, a program on XLA's convolutions
+    Case("cifar10_quick conv2 5x5 32->32 16x16 b100", G(100, 16, 16, 32, 32, (5, 5), padding=_sym(2))),
+    Case("cifar10_quick conv3 5x5 32->64 8x8 b100", G(100, 8, 8, 32, 64, (5, 5), padding=_sym(2))),
     # tests/fixtures/lowering/mixed_conv.yaml (tools/bench_train_cpu.py's strided/dilated/grouped net)
     Case("mixed conv1 3x3 3->32 32x32 b64", G(64, 32, 32, 3, 32, (3, 3), padding=_sym(1))),
     Case("mixed conv2 3x3 s2 32->64 32x32 b64", G(64, 32, 32, 32, 64, (3, 3), (2, 2), _sym(1))),
