@@ -256,8 +256,9 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Pl
     #   AlexNet conv5 3x3 g2 384->256 13x13    117 / 242                  55 / 49
     #   3x3 g8 256->256 16x16 (32 a group)     79 / 170                   22 / 24
     #   3x3 g2 64->64 32x32 (32 a group)       119 / 103                  22 / 22
-    #   3x3 s2 g2 128->256 28x28               42 / 55                    19-23 / 70-84 (taps kept: strided)
+    #   3x3 s2 g2 128->256 28x28               42 / 55                    19-23 / 70-84
     #   3x3 s2 g4 256->256 16x16 (64 a group)  22 / 46                    12 / 26-27
+    # The two strided layers disagree on the input grad, so strided ones keep taps, as dense strided ones do.
     # Whole AlexNet (specs/alexnet.yaml with a loss) b16, one process, 6 rounds: train step 2,418 -> 1,650 ms,
     # TEST forward 855 -> 572 ms. XLA's grouped weight gradient stays out of reach (1,128-3,492 ms vs 38-217 taps).
     wide_groups = geom.groups > 1 and cin_g >= _WIDE_CHANNELS and (xla_convs or _on_xla_convs(geom))
@@ -346,8 +347,9 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Pl
 # With the fusions off, XLA's convolutions are at or near the best formulation for most dense passes of 32+
 # channels (XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python tools/bench_conv.py --formulations); the
 # rewrites in choose_plan still win for depthwise layers, narrow groups, grouped weight gradients, strided input
-# gradients and large-output weight gradients (wide groups' forward and input gradient are XLA's again). LeNet's plan leaves XLA only conv1's forward, which YNNPACK runs faster, so a program turns
-# the fusions off only when one of its convolutions has 32 or more input channels a group.
+# gradients and large-output weight gradients (wide groups' forward and input gradient are XLA's again). LeNet's
+# plan leaves XLA only conv1's forward, which YNNPACK runs faster, so a program turns the fusions off only when
+# one of its convolutions has 32 or more input channels a group.
 #
 # The option is a list of YNNPACK fusion kinds, and "" turns off its reductions too. XLA's own emitter then runs a
 # large reduction as a tree of reduce-windows, 10x slower: the sum of a (128, 32, 32, 64) product over all but the
@@ -614,8 +616,7 @@ def _dx_xla(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Ar
 # products (K = Co/g, N = Ci/g) run far below a dense matmul's speed, and G times the FLOPs still takes less time
 # for G up to this. Mixed net conv4 (3x3 s2 g4 64->128 at 16x16, b64, 16 channels a group), input grad alone,
 # XLA's own convolutions: grouped taps 17.5 ms, XLA's 20.0, dense taps 7.2, dense im2col 7.5, XLA's dense 10.8
-# (Intel Xeon VM, 2026-11-26). Only for narrow groups: from 32 channels a group the per-group products are
-# matmul-sized themselves (AlexNet's 48) and the dense kernel's G-fold FLOPs are pure loss.
+# (Intel Xeon VM, 2026-11-26). Applied below 32 channels a group only, the range measured.
 _DENSE_GROUPS = 4
 _DENSE_GROUP_CHANNELS = 32
 
