@@ -231,7 +231,8 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Pl
     if _cols_pays(geom) and not (xla_convs or _on_xla_convs(geom)):
         # Measured where YNNPACK runs XLA's convolutions (LeNet). On XLA's own ones the branches below (all
         # XLA's for such layers) win: Caffe's cifar10_quick (32->32 and 32->64 5x5, a program on XLA's
-        # convolutions), b100 train step 290 -> 225 ms and TEST forward 51 -> 44 ms, one process, 30 rounds.
+        # convolutions), b100 train step 228 -> 160 ms (1.40x paired; one process, 30 rounds each in a shuffled
+        # order). Its TEST forward ran XLA's convolutions already (see _planned_conv).
         return Plan.uniform("cols", cols_chunk(geom))
     chunk = batch_chunk(geom)
     cin_g = geom.in_channels // geom.groups
@@ -259,8 +260,9 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Pl
     #   3x3 s2 g2 128->256 28x28               42 / 55                    19-23 / 70-84
     #   3x3 s2 g4 256->256 16x16 (64 a group)  22 / 46                    12 / 26-27
     # The two strided layers disagree on the input grad, so strided ones keep taps, as dense strided ones do.
-    # Whole AlexNet (specs/alexnet.yaml with a loss) b16, one process, 6 rounds: train step 2,418 -> 1,650 ms,
-    # TEST forward 855 -> 572 ms. XLA's grouped weight gradient stays out of reach (1,128-3,492 ms vs 38-217 taps).
+    # Whole AlexNet (specs/alexnet.yaml with a loss) b16, one process, 8 rounds each in a shuffled order: train
+    # step 1,721 -> 1,243 ms (1.39x paired), TEST forward 631 -> 445 ms. XLA's grouped weight gradient stays out
+    # of reach (1,128-3,492 ms vs 38-217 taps).
     wide_groups = geom.groups > 1 and cin_g >= _WIDE_CHANNELS and (xla_convs or _on_xla_convs(geom))
     if depthwise:
         forward, forward_chunk = "taps", chunk
