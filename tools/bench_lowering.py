@@ -24,6 +24,7 @@ import functools
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -59,13 +60,21 @@ def timeit(fn: Callable[[], Any], iters: int) -> tuple[float, float]:
     return first, statistics.median(times)
 
 
-def time_rounds(fns: dict[str, Callable[[], Any]], rounds: int, times: dict[str, list[float]]) -> None:
+def time_rounds(fns: dict[str, Callable[[], Any]], rounds: int, times: dict[str, list[float]],
+                order: random.Random | None = None) -> None:
     """`rounds` round-robin calls of each of `fns`, appending seconds per call to `times` (waiting for JAX's
-    asynchronous results; PyTorch's CPU calls return finished ones, which block_until_ready passes through)."""
+    asynchronous results; PyTorch's CPU calls return finished ones, which block_until_ready passes through).
+
+    Each round calls them in a fresh random order (`order`, seeded for repeatable runs): in a fixed order each
+    function always follows the same one, and that alone made two identical programs differ by 2% (train
+    steps) to 26% (TEST forwards that followed a train step) in A/A runs (docs/performance.md item 12)."""
+    order = order or random.Random(0)
     for _ in range(rounds):
-        for name, fn in fns.items():
+        names = list(fns)
+        order.shuffle(names)
+        for name in names:
             t = time.perf_counter()
-            jax.block_until_ready(fn())
+            jax.block_until_ready(fns[name]())
             times[name].append(time.perf_counter() - t)
 
 
@@ -81,10 +90,11 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, budget_s: float)
         first[name] = time.perf_counter() - t
     times: dict[str, list[float]] = {name: [] for name in fns}
     start = time.perf_counter()
+    order = random.Random(0)
     for r in range(rounds):
         if r >= 2 and time.perf_counter() - start > budget_s:
             break
-        time_rounds(fns, 1, times)
+        time_rounds(fns, 1, times, order)
     return first, {name: statistics.median(ts) for name, ts in times.items()}
 
 

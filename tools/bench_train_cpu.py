@@ -23,7 +23,8 @@ SGD-momentum step (forward, backward, update) of:
 - `torch` / `torch-cl`: PyTorch eager, NCHW and channels_last, when torch is installed
   (`pip install -e ".[torch]"`).
 
-The JAX variants run round-robin (one step of each per round) so that drifting load hits them alike.
+The JAX variants run round-robin (one step of each per round, in a shuffled order) so that drifting load
+hits them alike.
 PyTorch is not interleaved step by step: its OpenMP workers spin for a while after each op and would
 steal the two cores from the JAX step that follows (flax LeNet measured 22 -> 32 ms that way). Instead
 the rounds are split into blocks that alternate (JAX round-robin, PyTorch, a pause for its workers to
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import os
 import platform
 import statistics
@@ -77,17 +79,18 @@ def _stats(times: list[float]) -> dict[str, float]:
 def alternating(jax_fns: dict[str, Callable[[], Any]], torch_fns: dict[str, Callable[[], Any]], rounds: int,
                 blocks: int = 4, warmup: int = 2, pause_s: float = 0.5) -> dict[str, dict[str, float]]:
     """Median and quartiles of each function's seconds per call. The JAX functions run round-robin (one
-    call of each per round); the rounds are split into `blocks`, and after each block every PyTorch
+    call of each per round, in a shuffled order); the rounds are split into `blocks`, and after each block every PyTorch
     function runs that block's rounds on its own, then a pause lets its OpenMP workers go to sleep."""
     for fn in [*jax_fns.values(), *torch_fns.values()]:
         for _ in range(warmup):
             jax.block_until_ready(fn())
     times: dict[str, list[float]] = {k: [] for k in [*jax_fns, *torch_fns]}
     per = [rounds // blocks + (b < rounds % blocks) for b in range(blocks)]
+    order = random.Random(0)
     for n in per:
         if not n:
             continue
-        time_rounds(jax_fns, n, times)
+        time_rounds(jax_fns, n, times, order)
         for name, fn in torch_fns.items():
             time_rounds({name: fn}, n, times)
         time.sleep(pause_s)
