@@ -201,6 +201,17 @@ def test_a_narrow_first_layer_is_planned_for_the_program_it_is_in() -> None:
     assert (conv1_weight_grad in _conv_shapes(step(v["params"]).jaxpr)) == mixed.module.xla_convs
 
 
+def test_alexnets_grouped_layers_run_xlas_grouped_convolution() -> None:
+    # conv2 (5x5, two groups of 48 channels) puts AlexNet on XLA's own convolutions, where XLA's grouped forward
+    # is 2.5x faster than the im2col matmuls chosen for it before (docs/performance.md item 12): the forward
+    # must hold it as one grouped convolution, x (1, 27, 27, 96) against the (5, 5, 48, 256) kernel.
+    alex = netspec.compile(Path(__file__).parents[1] / "specs" / "alexnet.yaml", "TEST", batch=1)
+    v = jax.eval_shape(lambda: alex.init(0))
+    x = {"data": jax.ShapeDtypeStruct((1, 3, 227, 227), np.float32)}
+    forward = jax.make_jaxpr(lambda v, x: alex.apply(v, x))(v, x)
+    assert ((1, 27, 27, 96), (5, 5, 48, 256), (1, 27, 27, 256)) in _conv_shapes(forward.jaxpr)
+
+
 def _library_fusions(hlo: str) -> list[set[str]]:
     """The HLO opcodes inside each YNNPACK fusion of an optimized module's text."""
     bodies: dict[str, set[str]] = {}
