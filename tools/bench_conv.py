@@ -33,6 +33,19 @@ from netspec.kernels import conv as kconv
 class Case:
     name: str
     geom: kconv.ConvGeometry
+    # The layer's net has a wide layer elsewhere, so netspec compiles the layer's program on XLA's own
+    # convolutions (kernels.conv.compiler_options) and plans it for them, whatever the layer's own width.
+    in_wide_net: bool = False
+
+    def program(self, impl: str) -> tuple[dict[str, object], bool]:
+        """The XLA options netspec compiles this layer's program with, and the plan's ``xla_convs``."""
+        others = [_WIDE_LAYER] if self.in_wide_net else []
+        options = kconv.compiler_options(jax.default_backend(), impl, [self.geom, *others])
+        return options, bool(options)
+
+
+# Any convolution of 32+ input channels a group turns a program's YNNPACK convolutions off.
+_WIDE_LAYER = kconv.ConvGeometry(1, 8, 8, 64, 64, (3, 3))
 
 
 def _sym(p: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -44,13 +57,13 @@ CASES: tuple[Case, ...] = (
     Case("lenet conv1 1->20 5x5 28x28 b64", G(64, 28, 28, 1, 20, (5, 5))),
     Case("lenet conv2 20->50 5x5 12x12 b64", G(64, 12, 12, 20, 50, (5, 5))),
     Case("lenet conv2 20->50 5x5 12x12 b256", G(256, 12, 12, 20, 50, (5, 5))),
-    Case("resnet18 3x3 3->64 32x32 b128 (stem)", G(128, 32, 32, 3, 64, (3, 3), padding=_sym(1))),
+    Case("resnet18 3x3 3->64 32x32 b128 (stem)", G(128, 32, 32, 3, 64, (3, 3), padding=_sym(1)), True),
     Case("resnet18 3x3 64->64 32x32 b128", G(128, 32, 32, 64, 64, (3, 3), padding=_sym(1))),
     Case("resnet18 3x3 128->128 16x16 b128", G(128, 16, 16, 128, 128, (3, 3), padding=_sym(1))),
     Case("resnet18 3x3 128->128 16x16 s2 b128", G(128, 16, 16, 128, 128, (3, 3), (2, 2), _sym(1))),
     Case("resnet18 3x3 256->256 8x8 b128", G(128, 8, 8, 256, 256, (3, 3), padding=_sym(1))),
     Case("resnet18 1x1 64->128 32x32 s2 b128", G(128, 32, 32, 64, 128, (1, 1), (2, 2))),
-    Case("resnet 7x7 s2 3->64 224x224 b16", G(16, 224, 224, 3, 64, (7, 7), (2, 2), _sym(3))),
+    Case("resnet 7x7 s2 3->64 224x224 b16", G(16, 224, 224, 3, 64, (7, 7), (2, 2), _sym(3)), True),
     Case("alexnet conv2 5x5 g2 96->256 27x27 b16", G(16, 27, 27, 96, 256, (5, 5), padding=_sym(2), groups=2)),
     Case("dilated 3x3 d2 64->64 32x32 b32", G(32, 32, 32, 64, 64, (3, 3), padding=_sym(2), dilation=(2, 2))),
     Case("depthwise 3x3 128 16x16 b128", G(128, 16, 16, 128, 128, (3, 3), padding=_sym(1), groups=128)),
@@ -59,7 +72,7 @@ CASES: tuple[Case, ...] = (
     Case("cifar10_quick conv2 5x5 32->32 16x16 b100", G(100, 16, 16, 32, 32, (5, 5), padding=_sym(2))),
     Case("cifar10_quick conv3 5x5 32->64 8x8 b100", G(100, 8, 8, 32, 64, (5, 5), padding=_sym(2))),
     # tests/fixtures/lowering/mixed_conv.yaml (tools/bench_train_cpu.py's strided/dilated/grouped net)
-    Case("mixed conv1 3x3 3->32 32x32 b64", G(64, 32, 32, 3, 32, (3, 3), padding=_sym(1))),
+    Case("mixed conv1 3x3 3->32 32x32 b64", G(64, 32, 32, 3, 32, (3, 3), padding=_sym(1)), True),
     Case("mixed conv2 3x3 s2 32->64 32x32 b64", G(64, 32, 32, 32, 64, (3, 3), (2, 2), _sym(1))),
     Case("mixed conv3 3x3 d2 64->64 16x16 b64", G(64, 16, 16, 64, 64, (3, 3), padding=_sym(2), dilation=(2, 2))),
     Case("mixed conv4 3x3 s2 g4 64->128 16x16 b64", G(64, 16, 16, 64, 128, (3, 3), (2, 2), _sym(1), groups=4)),
@@ -127,18 +140,20 @@ def _passes(conv: Callable[..., jax.Array], options: dict[str, object]) -> dict[
     }
 
 
-def impl_fns(geom: kconv.ConvGeometry, impl: str) -> dict[str, Callable[..., jax.Array]]:
-    """The three passes as users see them: conv2d and jax.vjp (jit drops the unused primal)."""
+def impl_fns(case: Case, geom: kconv.ConvGeometry, impl: str) -> dict[str, Callable[..., jax.Array]]:
+    """The three passes as users see them: conv2d and jax.vjp (jit drops the unused primal), compiled and
+    planned as in the case's net."""
     kw = _conv_kwargs(geom)
-    options = kconv.compiler_options(jax.default_backend(), impl, [geom])
+    options, xla_convs = case.program(impl)
 
     def conv(x: jax.Array, w: jax.Array) -> jax.Array:
-        return kconv.conv2d(x, w, impl=impl, xla_convs=bool(options), **kw)  # type: ignore[arg-type]
+        return kconv.conv2d(x, w, impl=impl, xla_convs=xla_convs, **kw)  # type: ignore[arg-type]
 
     return _passes(conv, options)
 
 
-def formulation_fns(geom: kconv.ConvGeometry, form: str, chunk: int) -> dict[str, Callable[..., jax.Array]]:
+def formulation_fns(case: Case, geom: kconv.ConvGeometry, form: str, chunk: int
+                    ) -> dict[str, Callable[..., jax.Array]]:
     """The three passes with every pass in one formulation (conv2d_planned under jax.vjp, like impl_fns),
     compiled as netspec compiles impl="auto" (so "xla" here is XLA's convolution under those options)."""
     plan = kconv.Plan.uniform(form, chunk)  # type: ignore[arg-type]
@@ -147,7 +162,7 @@ def formulation_fns(geom: kconv.ConvGeometry, form: str, chunk: int) -> dict[str
     def conv(x: jax.Array, w: jax.Array) -> jax.Array:
         return kconv.conv2d_planned(x, w, plan, **kw)  # type: ignore[arg-type]
 
-    return _passes(conv, kconv.compiler_options(jax.default_backend(), "auto", [geom]))
+    return _passes(conv, case.program("auto")[0])
 
 
 def matmul_peak(repeats: int, dtype: jnp.dtype, clock: str) -> tuple[int, float]:
@@ -174,10 +189,10 @@ def compare(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, stat: str, 
     print(_row("shape / pass  (ms, GFLOP/s)", ["xla", "auto", "xla/auto", "auto plan"]))
     for case in cases:
         geom = dataclasses.replace(case.geom, dtype=jnp.dtype(dtype).name)
-        plan = kconv.choose_plan(backend, geom)
+        plan = kconv.choose_plan(backend, geom, case.program("auto")[1])
         print(f"{case.name}   [{geom.flops / 1e9:.3f} GFLOP per pass]")
         ops = _operands(geom, dtype)
-        fns = {impl: impl_fns(geom, impl) for impl in ("xla", "auto")}
+        fns = {impl: impl_fns(case, geom, impl) for impl in ("xla", "auto")}
         for p in PASSES:
             t = _interleaved({impl: fns[impl][p] for impl in fns}, ops, repeats, stat, clock)
             cells = [f"{t[i] * 1e3:8.2f} {geom.flops / t[i] / 1e9:6.1f}" for i in fns]
@@ -197,7 +212,7 @@ def formulations(cases: tuple[Case, ...], repeats: int, dtype: jnp.dtype, chunks
         fns = {}
         for name in names:
             form, _, c = name.partition("/")
-            fns[name] = formulation_fns(geom, form, planned if c == "-1" else int(c or 0))
+            fns[name] = formulation_fns(case, geom, form, planned if c == "-1" else int(c or 0))
         for p in PASSES:
             t = _interleaved({k: v[p] for k, v in fns.items()}, ops, repeats, stat, clock)
             best = min(t, key=t.__getitem__)
@@ -243,7 +258,7 @@ def versus_torch(cases: tuple[Case, ...], repeats: int, stat: str, clock: str) -
         (t, b), (lft, r) = geom.padding
         if t != b or lft != r:
             continue  # PyTorch pads symmetrically
-        plan = kconv.choose_plan(jax.default_backend(), geom)
+        plan = kconv.choose_plan(jax.default_backend(), geom, case.program("auto")[1])
         print(f"{case.name}   [{geom.flops / 1e9:.3f} GFLOP per pass]")
         ops = _operands(geom, jnp.dtype(jnp.float32))
         x, w, dy = (torch.from_numpy(np.array(a)) for a in ops)  # writable copies
@@ -256,7 +271,7 @@ def versus_torch(cases: tuple[Case, ...], repeats: int, stat: str, clock: str) -
             "input_grad": lambda *_: aten.convolution_backward(dy, x, w, None, *conv_args, [True, False, False])[0],
             "weight_grad": lambda *_: aten.convolution_backward(dy, x, w, None, *conv_args, [False, False, True])[2],
         }
-        ours = impl_fns(geom, "auto")
+        ours = impl_fns(case, geom, "auto")
         for p in PASSES:
             mine = _interleaved({"netspec": ours[p]}, ops, repeats, stat, clock)["netspec"]
             other = _interleaved({"torch": theirs[p]}, ops, repeats, stat, clock)["torch"]
