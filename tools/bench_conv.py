@@ -75,7 +75,7 @@ CASES: tuple[Case, ...] = (
     Case("mixed conv1 3x3 3->32 32x32 b64", G(64, 32, 32, 3, 32, (3, 3), padding=_sym(1)), True),
     Case("mixed conv2 3x3 s2 32->64 32x32 b64", G(64, 32, 32, 32, 64, (3, 3), (2, 2), _sym(1))),
     Case("mixed conv3 3x3 d2 64->64 16x16 b64", G(64, 16, 16, 64, 64, (3, 3), padding=_sym(2), dilation=(2, 2))),
-    Case("mixed conv4 3x3 s2 g4 64->128 16x16 b64", G(64, 16, 16, 64, 128, (3, 3), (2, 2), _sym(1), groups=4)),
+    Case("mixed conv4 3x3 s2 g4 64->128 16x16 b64", G(64, 16, 16, 64, 128, (3, 3), (2, 2), _sym(1), groups=4), True),
 )
 
 PASSES = ("forward", "input_grad", "weight_grad")
