@@ -48,7 +48,11 @@ class Case:
 
 
 def _lax_conv(case: Case) -> Any:
-    return lambda x, w: lax.conv_general_dilated(x, w, case.stride, case.padding, rhs_dilation=case.dilation,
+    """The definition: lax's convolution of the explicitly padded input. Padded by lax itself, XLA:CPU's input
+    gradient is garbage where a side's padding passes the kernel (test_xla_impl_survives_padding_past_the_kernel)."""
+    pad = ((0, 0, 0), (*case.padding[0], 0), (*case.padding[1], 0), (0, 0, 0))
+    return lambda x, w: lax.conv_general_dilated(lax.pad(x, jnp.zeros((), x.dtype), pad), w, case.stride,
+                                                 ((0, 0), (0, 0)), rhs_dilation=case.dilation,
                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                                  feature_group_count=case.groups)
 
@@ -125,6 +129,22 @@ def cases(draw: st.DrawFn) -> Case:
 @example(case=Case(2, 8, 7, 2, 3, 4, (3, 3), (2, 2), ((1, 1), (1, 1))), plan=_PLANS[0])  # taps dx, dense kernel
 def test_planned_conv_matches_lax(case: Case, plan: Plan) -> None:
     _assert_matches(case, {str(plan): _conv_with_plan(case, plan)})
+
+
+def test_xla_impl_survives_padding_past_the_kernel() -> None:
+    # jaxlib 0.10.2's CPU input gradient of lax.conv_general_dilated with a 3x3 kernel padded ((3, 1), (2, 2))
+    # reads uninitialised memory (values up to 1e38); conv2d pads such inputs itself. Checked against the
+    # transpose of the forward built from its Jacobian, which that bug does not touch.
+    case = Case(n=2, h=1, w=1, cin_g=2, cout_g=1, groups=1, kernel=(3, 3), stride=(1, 1),
+                padding=((3, 1), (2, 2)), dilation=(1, 1))
+    x, w = case.operands(0, jnp.float32)
+    dy = jnp.asarray(np.random.default_rng(1).standard_normal((2, 3, 3, 1)), jnp.float32)
+    basis = jnp.eye(x.size, dtype=jnp.float32).reshape(x.size, *x.shape)
+    jacobian = jax.vmap(lambda e: conv2d(e, w, impl="xla", **case.kwargs))(basis)  # (x.size, *dy.shape)
+    truth = (jacobian * dy).reshape(x.size, -1).sum(axis=1).reshape(x.shape)
+    for run in (lambda x: conv2d(x, w, impl="xla", **case.kwargs), lambda x: _lax_conv(case)(x, w)):
+        dx = jax.vjp(run, x)[1](dy)[0]
+        np.testing.assert_allclose(dx, truth, rtol=1e-5, atol=1e-5)
 
 
 def _batch_minor(case: Case) -> Any:

@@ -575,9 +575,21 @@ def _batch_sum(fn: Callable[..., jax.Array], arrays: tuple[jax.Array, ...], chun
 
 
 def _xla_conv(x: jax.Array, w: jax.Array, spec: _Spec) -> jax.Array:
+    padding = spec.padding
+    if _past_the_kernel(w.shape[:2], spec):
+        # XLA:CPU (jaxlib 0.10.2) returns garbage (uninitialised values up to 1e38) for the input gradient of
+        # a convolution padded by more than its kernel's extent on one side, e.g. 3x3 with ((3, 1), (2, 2)):
+        # JAX transposes it into one with negative padding. Padding explicitly leaves the convolution VALID,
+        # whose gradient is right, and the pad's gradient is a slice. Caffe allows such pads; nets rarely use them.
+        x, padding = _pad_input(x, spec), ((0, 0), (0, 0))
     return lax.conv_general_dilated(
-        x, w, spec.stride, spec.padding, rhs_dilation=spec.dilation, dimension_numbers=_DIMENSION_NUMBERS,
+        x, w, spec.stride, padding, rhs_dilation=spec.dilation, dimension_numbers=_DIMENSION_NUMBERS,
         feature_group_count=spec.groups, preferred_element_type=spec.preferred_element_type)
+
+
+def _past_the_kernel(kernel: Pair, spec: _Spec) -> bool:
+    """Whether some side's padding reaches past the dilated kernel's extent (see _xla_conv)."""
+    return any(p > (k - 1) * d for (lo, hi), k, d in zip(spec.padding, kernel, spec.dilation) for p in (lo, hi))
 
 
 def _fwd_xla(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
