@@ -228,7 +228,9 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Pl
         # cuDNN and the TPU convolution emitter run all three passes near matmul speed; the rewrites here
         # target XLA:CPU. (Not measured on an accelerator in this repository.)
         return Plan("xla", "xla", "xla")
-    if _cols_pays(geom) and not (xla_convs or _on_xla_convs(geom)):
+    # The program runs XLA's own convolutions: a wide layer elsewhere in it (xla_convs), or this one.
+    on_xla_convs = xla_convs or _on_xla_convs(geom)
+    if _cols_pays(geom) and not on_xla_convs:
         # Measured where YNNPACK runs XLA's convolutions (LeNet). On XLA's own ones the branches below (all
         # XLA's for such layers) win: Caffe's cifar10_quick (32->32 and 32->64 5x5, a program on XLA's
         # convolutions), b100 train step 228 -> 160 ms (1.40x paired; one process, 30 rounds each in a shuffled
@@ -263,10 +265,11 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Pl
     # Whole AlexNet (specs/alexnet.yaml with a loss) b16, one process, 8 rounds each in a shuffled order: train
     # step 1,721 -> 1,243 ms (1.39x paired), TEST forward 631 -> 445 ms. XLA's grouped weight gradient stays out
     # of reach (1,128-3,492 ms vs 38-217 taps).
-    wide_groups = geom.groups > 1 and cin_g >= _WIDE_CHANNELS and (xla_convs or _on_xla_convs(geom))
+    wide_grouped = geom.groups > 1 and cin_g >= _WIDE_CHANNELS
+    wide_groups = wide_grouped and on_xla_convs
     if depthwise:
         forward, forward_chunk = "taps", chunk
-    elif geom.groups > 1 and cin_g >= _WIDE_CHANNELS and not wide_groups:
+    elif wide_grouped and not on_xla_convs:
         forward, forward_chunk = "im2col", chunk
     else:
         forward, forward_chunk = "xla", 0
@@ -578,9 +581,10 @@ def _xla_conv(x: jax.Array, w: jax.Array, spec: _Spec) -> jax.Array:
     padding = spec.padding
     if _past_the_kernel(w.shape[:2], spec):
         # XLA:CPU (jaxlib 0.10.2) returns garbage (uninitialised values up to 1e38) for the input gradient of
-        # a convolution padded by more than its kernel's extent on one side, e.g. 3x3 with ((3, 1), (2, 2)):
-        # JAX transposes it into one with negative padding. Padding explicitly leaves the convolution VALID,
-        # whose gradient is right, and the pad's gradient is a slice. Caffe allows such pads; nets rarely use them.
+        # a convolution padded asymmetrically past its kernel's extent, e.g. 3x3 with ((3, 1), (2, 2)): JAX
+        # transposes it into one with negative padding. Padding explicitly leaves the convolution VALID, whose
+        # gradient is right, and the pad's gradient is a slice. Caffe's pads are symmetric and no symmetric case
+        # failed (docs/performance.md item 12), so specs do not reach it; the test here is deliberately broader.
         x, padding = _pad_input(x, spec), ((0, 0), (0, 0))
     return lax.conv_general_dilated(
         x, w, spec.stride, padding, rhs_dilation=spec.dilation, dimension_numbers=_DIMENSION_NUMBERS,
