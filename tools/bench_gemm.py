@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_lowering import timeit  # noqa: E402
 
 # (name, K, M, N): products (K, M)^T @ (K, N)
 SHAPES = [
@@ -35,12 +39,6 @@ SHAPES = [
     ("mixed conv3 64->64 16x16 taps", 64 * 16 * 16, 64, 64),
     ("square", 2048, 2048, 2048),
 ]
-
-
-def _once(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def candidates(a: np.ndarray, b: np.ndarray) -> dict[str, Callable[[], object]]:
@@ -93,9 +91,8 @@ def main(argv: list[str] | None = None) -> None:
         times: dict[str, list[float]] = {c: [] for c in fns}
         for _ in range(args.rounds):
             for c, fn in fns.items():
-                fn()
-                times[c].append(float(np.median([1e3 * _once(fn) for _ in range(args.repeats)])))
-        gflops = {c: 2 * k * m * n / 1e6 / float(np.median(t)) for c, t in times.items()}
+                times[c].append(timeit(fn, args.repeats)[1])  # a first call, then the block's median
+        gflops = {c: 2 * k * m * n / 1e9 / float(np.median(t)) for c, t in times.items()}
         label = f"{name} ({k}x{m})^T ({k}x{n})"
         print(f"{label:<62}" + "".join(f"{g:>11.1f}" for g in gflops.values())
               + f"   {max(gflops.values()) / gflops['xla']:>8.2f}", flush=True)
