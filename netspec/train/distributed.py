@@ -24,6 +24,7 @@ ends itself when its supervisor disappears.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -440,8 +441,8 @@ def latest_checkpoint(run_dir: Path) -> int | None:
 def supervise(args: Any, cluster: Cluster, stderr: IO[str]) -> int:
     """Run `netspec train` (the parsed `args`) as a worker child; return the exit status to report.
 
-    The child inherits stdout; its stderr passes through here, minus stack traces and the worker's
-    own notes to us. The child runs in a session of its own, so a terminal's Ctrl-C reaches only this
+    The child inherits stdout (and drops gloo's connection lines from it itself: _quiet_native_stdout);
+    its stderr passes through here, minus stack traces and the worker's own notes to us. The child runs in a session of its own, so a terminal's Ctrl-C reaches only this
     supervisor, which ends the child at once: a single-process run's interrupt checkpoint would be a
     collective write here, which processes that were not interrupted (other hosts) never join, so it
     would wait forever. SIGTERM to the supervisor ends the child the same way.
@@ -532,6 +533,41 @@ def _watch_supervisor(parent: int, poll: float = 0.5) -> None:
     threading.Thread(target=watch, name="netspec-supervisor-watch", daemon=True).start()
 
 
+def _is_native_chatter(line: bytes) -> bool:
+    """gloo's "[Gloo] Rank 0 is connected to 1 peer ranks. ..." lines, printed at every new set of
+    connections; several threads print them at once, which can join two of them and leave a blank line."""
+    return line.startswith(b"[Gloo] ") or not line.strip()
+
+
+def _quiet_native_stdout() -> None:
+    """Drop the connection lines gloo writes to the C++ standard output (file descriptor 1).
+
+    Python's sys.stdout moves to a duplicate of the original descriptor, so the log and the progress
+    display still reach the terminal directly (and still see a terminal); descriptor 1, which only
+    native code still writes to, becomes a pipe whose lines a thread passes on, minus gloo's."""
+    sys.stdout.flush()
+    original = os.dup(1)
+    read, write = os.pipe()
+    os.dup2(write, 1)
+    os.close(write)
+    # closefd=False: the descriptor outlives sys.stdout's wrapper, for the pump below until the process ends.
+    sys.stdout = io.TextIOWrapper(io.FileIO(original, "w", closefd=False), encoding=sys.stdout.encoding,
+                                  errors=sys.stdout.errors, line_buffering=True)
+
+    def pump() -> None:
+        try:
+            with io.FileIO(read, "r") as native:
+                for line in io.BufferedReader(native):
+                    if not _is_native_chatter(line):
+                        view = memoryview(line)
+                        while view:
+                            view = view[os.write(original, view):]
+        except OSError:  # the terminal went away: nothing left to show the lines to
+            pass
+
+    threading.Thread(target=pump, name="netspec-native-stdout", daemon=True).start()
+
+
 def worker_main() -> int:
     """The child of `supervise`: read the parsed arguments from stdin and train, mapping errors as the
     CLI does."""
@@ -539,6 +575,7 @@ def worker_main() -> int:
 
     parent = int(os.environ[WORKER_ENV])
     _watch_supervisor(parent)
+    _quiet_native_stdout()
     args, sys.argv[:] = pickle.load(sys.stdin.buffer)  # the command as typed, for run.json
     from netspec.cli import EXIT_SPEC, _internal_error, print_diagnostics
 
