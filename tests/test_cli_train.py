@@ -92,6 +92,21 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert "holds no checkpoint" in capsys.readouterr().err
 
 
+def test_a_run_folder_that_cannot_be_written_is_an_error(capsys: pytest.CaptureFixture[str],
+                                                          tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for extra in ([], ["--resume"]):
+        assert main(["train", str(TINY), "-o", str(afile), *extra, *OFF]) == 1
+        err = capsys.readouterr().err
+        assert f"error: --output {afile}: a file, not a folder" in err, err
+    run = afile / "run"
+    assert main(["train", str(TINY), "-o", str(run), "--max-iter", "1", "--progress", "none", *OFF]) == 1
+    err = capsys.readouterr().err
+    assert f"error: cannot write the run folder {run}: Not a directory" in err, err
+    assert "internal error" not in err and afile.read_text() == ""
+
+
 def test_netspec_test_prints_batches_and_averages(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["test", str(TINY), "--weights", str(trained), "--iterations", "2", *OFF]) == 0

@@ -140,6 +140,21 @@ def test_an_unexportable_solver_writes_neither_file(capsys: pytest.CaptureFixtur
     assert sorted(p.name for p in Path(".").iterdir()) == ["s.yaml"]
 
 
+def test_an_output_path_in_the_way_writes_neither_file(capsys: pytest.CaptureFixture[str]) -> None:
+    Path("s.yaml").write_text(SPEC)
+    Path("folder").mkdir()
+    Path("afile").write_text("")
+    assert main(["export-caffe", "s.yaml", "-o", "net.prototxt", "--solver-out", "folder"]) == 1
+    assert "error: --solver-out folder: it is a folder" in capsys.readouterr().err
+    assert main(["export-caffe", "s.yaml", "-o", "afile/net.prototxt", "--solver-out", "solver.prototxt"]) \
+        == 1
+    assert "error: -o afile/net.prototxt: afile is a file, not a folder" in capsys.readouterr().err
+    assert main(["export-caffe", "s.yaml", "-o", "n" * 300 + ".prototxt"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: -o {'n' * 300}.prototxt: File name too long" in err and "internal error" not in err
+    assert sorted(p.name for p in Path(".").iterdir()) == ["afile", "folder", "s.yaml"]
+
+
 def test_solver_extensions_have_no_caffe_form() -> None:
     Path("s.yaml").write_text(SPEC.replace("lr_policy: step, stepsize: 100, gamma: 0.1",
                                            "lr_policy: cosine, warmup_iter: 10"))

@@ -844,6 +844,24 @@ def test_weights_need_an_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--weights writes a checkpoint beside the spec: give -o" in capsys.readouterr().err
 
 
+def test_an_output_path_in_the_way_is_reported_before_the_checkpoint_is_written(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _write(Path("tiny.prototxt"), TINY)
+    Path("folder").mkdir()
+    Path("afile").write_text("")
+    assert main(["import-caffe", "tiny.prototxt", "-o", "folder"]) == 1
+    assert "error: -o folder: it is a folder" in capsys.readouterr().err
+    assert main(["import-caffe", "tiny.prototxt", "-o", "afile/tiny.yaml", "--weights", "w.caffemodel"]) == 1
+    err = capsys.readouterr().err
+    assert "error: -o afile/tiny.yaml: afile is a file, not a folder" in err and "internal error" not in err
+    # What the operating system refuses is named too, not reported as a netspec bug.
+    assert main(["import-caffe", "tiny.prototxt", "-o", "n" * 300 + ".yaml"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: -o {'n' * 300}.yaml: File name too long" in err and "internal error" not in err
+    assert sorted(p.name for p in Path(".").iterdir()) == ["afile", "folder", "tiny.prototxt"]
+    assert list(Path("folder").iterdir()) == []
+
+
 MNIST_LINEAR = """name: "mnist-linear"
 layer { name: "data" type: "Input" top: "data" top: "label"
   input_param { shape { dim: 100 dim: 1 dim: 28 dim: 28 } shape { dim: 100 } } }

@@ -160,6 +160,17 @@ def test_run_files_are_replaced_whole_with_the_mode_a_plain_open_gives(tmp_path:
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["summary.json", "train.log"]
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(),
+                    reason="needs Linux's /proc, under which no folder can be made")
+def test_a_write_the_system_refuses_is_an_error_naming_the_file() -> None:
+    from netspec.files import write_atomically
+
+    with pytest.raises(NetspecError) as e:
+        write_atomically("/proc/netspec-no-such/summary.json", "{}")
+    assert [d.message for d in e.value.diagnostics] == [
+        "cannot write /proc/netspec-no-such/summary.json: No such file or directory"]
+
+
 def test_solver_spec_type_is_the_shared_one(tmp_path: Path) -> None:
     assert isinstance(load_spec(_spec(tmp_path)).solver, SolverSpec)
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from netspec.cli import EXIT_OK, print_diagnostics
+from netspec.errors import Diagnostic, NetspecError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,11 +24,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netspec.files import write_atomically
+    from netspec.files import unwritable, write_atomically
     from netspec.caffe.exporter import export_net, export_solver
     from netspec.spec import load_spec
 
     spec = load_spec(args.spec)
+    in_the_way = [Diagnostic("error", f"{flag} {path}: {why}") for flag, path in
+                  (("-o", args.output), ("--solver-out", args.solver_out))
+                  if path is not None and (why := unwritable(path)) is not None]
+    if in_the_way:  # before either file is written
+        raise NetspecError(in_the_way)
     left_out = [s for s in ("solver", "data") if isinstance(spec.raw, dict) and spec.raw.get(s) is not None]
     header = [f"Exported from {args.spec} by netspec export-caffe."]
     if left_out:

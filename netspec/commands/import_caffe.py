@@ -72,7 +72,7 @@ def _summary(net: Any, layers: int) -> str:
 def run(args: argparse.Namespace) -> int:
     """Everything is checked before anything is written: the net, the solver, the checkpoint folder and
     (with --weights) every blob. On any error nothing is written; the spec is written atomically."""
-    from netspec.files import write_atomically
+    from netspec.files import unwritable, write_atomically
     from netspec.caffe.importer import import_net, import_solver, render
 
     if args.weights is not None and args.output is None:
@@ -89,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
             solver = import_solver(args.solver)
         except NetspecError as e:
             problems += e.diagnostics
+    why = unwritable(args.output) if args.output is not None else None
+    if why is not None:
+        problems.append(Diagnostic("error", f"-o {args.output}: {why}"))
     if args.weights is not None:
         from netspec.caffe.importer import checkpoint_in_the_way
 

@@ -35,6 +35,10 @@ def _has_checkpoints(path: Path) -> bool:
 def choose_run_dir(name: str, runs_root: Path, output: Path | None, resume: bool) -> Path:
     """Where a run lives. A fresh run never reuses a folder holding checkpoints; `resume` requires one."""
     if output is not None:
+        if output.exists() and not output.is_dir():
+            raise NetspecError([Diagnostic(
+                "error", f"--output {output}: a file, not a folder",
+                hint="name a folder for the run's files (it is created if missing)")])
         if resume and not _has_checkpoints(output):
             raise NetspecError([Diagnostic("error", f"--resume: {output} holds no checkpoint to resume from")])
         if not resume and _has_checkpoints(output):
@@ -43,6 +47,9 @@ def choose_run_dir(name: str, runs_root: Path, output: Path | None, resume: bool
                 hint="pass --resume to continue it, or choose another --output")])
         return output
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "run"
+    if runs_root.exists() and not runs_root.is_dir():
+        raise NetspecError([Diagnostic("error", f"{runs_root}: a file where the folder of runs should be",
+                                       hint="move it, or name the run's folder with --output DIR")])
     if resume:
         candidates = [p for p in runs_root.glob(f"{safe}*") if p.is_dir() and _is_run_of(p.name, safe)
                       and _has_checkpoints(p)]
@@ -88,8 +95,13 @@ class RunFolder:
     def __init__(self, path: Path, columns: MetricColumns) -> None:
         self.path = path
         self.columns = columns
-        path.mkdir(parents=True, exist_ok=True)
-        self._log = open(path / "train.log", "a", encoding="utf-8")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            self._log = open(path / "train.log", "a", encoding="utf-8")
+        except OSError as e:  # read-only, no such parent, a file on the way: the user's to fix
+            raise NetspecError([Diagnostic("error", f"cannot write the run folder {path}: "
+                                                    f"{e.strerror or e} ({e.filename or path})",
+                                           hint="choose a writable folder with --output DIR")]) from None
 
     @property
     def checkpoints(self) -> Path:
