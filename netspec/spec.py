@@ -674,7 +674,7 @@ def extension_model(section: str) -> type[Message] | None:
 
 
 def read_spec(path: str | Path, text: str | bytes | None = None) -> Any:
-    """The file's positioned YAML data (NetspecError when it cannot be read or parsed)."""
+    """The file's positioned YAML data (NetspecError when it cannot be read or parsed, or is Caffe's)."""
     file = str(path)
     if text is None:
         try:
@@ -682,9 +682,46 @@ def read_spec(path: str | Path, text: str | bytes | None = None) -> Any:
         except OSError as e:
             raise NetspecError([Diagnostic("error", f"cannot read spec: {e.strerror or e}",
                                            SourceLoc(file, 1, 1))]) from None
-    return load_yaml(text, file)
+    try:
+        raw = load_yaml(text, file)
+    except NetspecError:
+        kind = _caffe_text_kind(file, text)
+        if kind is None:
+            raise
+        raise NetspecError([_caffe_file(file, kind)]) from None
+    # A solver prototxt's flat `field: value` lines load as YAML; as a spec they would be a dozen
+    # unknown fields that all mean one thing.
+    is_net = isinstance(raw, dict) and bool({"layer", "layers"} & set(raw))
+    if isinstance(raw, dict) and not is_net and _caffe_text_kind(file, text) == "solver":
+        raise NetspecError([_caffe_file(file, "solver")])
+    return raw
 
 
 def load_spec(path: str | Path, text: str | bytes | None = None) -> NetSpec:
     """Read, parse and validate a YAML spec file. Raises NetspecError with every problem found."""
     return parse(read_spec(path, text), str(path))
+
+
+# A net prototxt's top-level blocks; solver prototxts are flat `field: value` lines like YAML's.
+_NET_BLOCK = re.compile(rb"^[ \t]*(?:layers?|input_shape|net_param|train_net_param)[ \t]*\{", re.M)
+_SOLVER_FIELD = re.compile(rb"^[ \t]*(?:base_lr|lr_policy|train_net|max_iter)[ \t]*:", re.M)
+
+
+def _caffe_text_kind(path: str, text: str | bytes) -> Literal["net", "solver"] | None:
+    """"net" or "solver" when ``path`` is a Caffe text protobuf (by its suffix, or a net's blocks)."""
+    data = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    prototxt = Path(path).suffix.lower() in (".prototxt", ".pbtxt")
+    if _NET_BLOCK.search(data):
+        return "net"
+    return "solver" if prototxt and _SOLVER_FIELD.search(data) else "net" if prototxt else None
+
+
+def _caffe_file(file: str, kind: Literal["net", "solver"]) -> Diagnostic:
+    if kind == "solver":
+        hint = (f"convert it with its net: netspec import-caffe NET.prototxt --solver {file} -o net.yaml "
+                "(the solver becomes the spec's `solver:` section)")
+    else:
+        hint = (f"convert it: netspec import-caffe {file} -o {Path(file).stem}.yaml (with --weights "
+                "X.caffemodel for trained weights)")
+    return Diagnostic("error", f"this is a Caffe {kind} prototxt, not a netspec YAML spec",
+                      SourceLoc(file, 1, 1), hint=hint)

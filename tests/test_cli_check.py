@@ -68,6 +68,35 @@ def test_unreadable_file_is_a_located_error(tmp_path: Path, monkeypatch: pytest.
     assert r.err == "missing.yaml:1:1: error: cannot read spec: No such file or directory\n1 error\n"
 
 
+CAFFE_NET = 'name: "t"\nlayer {\n  name: "data"\n  type: "Input"\n  top: "data"\n' \
+            '  input_param { shape { dim: 8 dim: 1 dim: 28 dim: 28 } }\n}\n'
+CAFFE_SOLVER = 'net: "t.prototxt"\nbase_lr: 0.01\nmomentum: 0.9\nlr_policy: "inv"\nmax_iter: 10000\n'
+
+
+@pytest.mark.parametrize("name,text,message,hint", [
+    ("t.prototxt", CAFFE_NET, "this is a Caffe net prototxt, not a netspec YAML spec",
+     "convert it: netspec import-caffe t.prototxt -o t.yaml (with --weights X.caffemodel for trained "
+     "weights)"),
+    ("net.txt", CAFFE_NET, "this is a Caffe net prototxt, not a netspec YAML spec",  # told by its blocks
+     "convert it: netspec import-caffe net.txt -o net.yaml (with --weights X.caffemodel for trained "
+     "weights)"),
+    ("t_solver.prototxt", CAFFE_SOLVER, "this is a Caffe solver prototxt, not a netspec YAML spec",
+     "convert it with its net: netspec import-caffe NET.prototxt --solver t_solver.prototxt -o net.yaml (the "
+     "solver becomes the spec's `solver:` section)"),
+])
+@pytest.mark.parametrize("command", ["check", "train"])
+def test_a_caffe_prototxt_is_one_error_that_says_how_to_convert_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, name: str, text: str, message: str,
+        hint: str) -> None:
+    """Not a YAML syntax error at line 3, or a dozen unknown solver fields: what a Caffe user first types."""
+    monkeypatch.chdir(tmp_path)
+    Path(name).write_text(text)
+    r = run_cli([command, name])
+    assert (r.rc, r.out) == (1, "")
+    assert r.err.splitlines()[:2] == [f"{name}:1:1: error: {message}", f"  hint: {hint}"]
+    assert r.err.splitlines()[2:] == (["1 error"] if command == "check" else [])
+
+
 def test_json_success(check_text) -> None:
     r = check_text(SMALL, "--json")
     doc = json.loads(r.out)
