@@ -56,7 +56,8 @@ def summary(diags: Sequence[Diagnostic]) -> str:
 
 
 def print_diagnostics(diags: Sequence[Diagnostic]) -> None:
-    for d in diags:
+    # The same problem found twice (a data file read for the train and the test split) is said once.
+    for d in dict.fromkeys(diags):
         print(d.format(), file=sys.stderr)
 
 

@@ -85,6 +85,23 @@ def test_bad_data_is_a_clear_error_before_any_compute(tmp_path: Path, capsys: py
     assert not (tmp_path / "run").exists()  # nothing ran, nothing was written
 
 
+@pytest.mark.parametrize("new,value,message", [
+    ("data: {source: npz, path: missing.npz, transform_param: {scale: 0.00390625}}", "missing.npz",
+     "no such file"),
+    # read for the train and the test split alike, and said once
+    ("data: {source: mnist, transform_param: {scale: 0.00390625, mean_file: none.binaryproto}}",
+     "none.binaryproto",
+     "mean file not found"),
+])
+def test_a_data_file_error_points_at_the_spec_field_that_names_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], new: str, value: str, message: str) -> None:
+    spec = _spec_variant(tmp_path, "data: {source: mnist, transform_param: {scale: 0.00390625}}", new)
+    line = next(i for i, x in enumerate(spec.read_text().splitlines(), 1) if x.startswith("data:"))
+    assert main(["train", str(spec), "-o", str(tmp_path / "run"), *OFF]) == 1
+    where = f"{spec}:{line}:{new.index(value) + 1}"
+    assert capsys.readouterr().err == f"{where}: error: data: {tmp_path / value}: {message}\n"
+
+
 def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["train", str(TINY), "--resume", "--weights", str(tmp_path), *OFF]) == 2
     assert "not both" in capsys.readouterr().err

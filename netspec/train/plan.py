@@ -145,22 +145,51 @@ def _feed_data_layers(spec: NetSpec) -> tuple[NetSpec, Any, Any, list[str]]:
     if spec.data is None:
         raise missing_data_section(layers)
     data = _data_spec(spec)
-    splits = load_splits(data, Path(spec.file).parent)
+    splits = load_splits(data, Path(spec.file).parent, spec.raw)
     spec, data, notes = resolve_data_layers(spec, data, splits.train.images.shape[1:])
     return spec, data, splits, notes
 
 
-def load_splits(data: Any, base_dir: Path) -> Any:
+def load_splits(data: Any, base_dir: Path, raw: Any = None) -> Any:
+    """The train and test splits `data` names; `raw`, the spec's positioned YAML, places errors in it."""
     from netspec.data import DataError, load_dataset
 
     try:
         return load_dataset(data, base_dir)
     except DataError as e:
-        raise NetspecError([Diagnostic("error", f"data: {e.where}: {p}") for p in e.problems]) from None
+        raise NetspecError(_data_diagnostics(e, raw)) from None
+
+
+def _data_diagnostics(e: Any, raw: Any) -> list[Diagnostic]:
+    loc = _data_field_loc(raw, e.where)
+    return [Diagnostic("error", f"data: {e.where}: {p}", loc) for p in e.problems]
+
+
+def _data_field_loc(raw: Any, where: str) -> SourceLoc | None:
+    """Where in the spec the `data:` field is that names `where` (a file or folder it gives, or a field
+    such as `augment`); else the `data:` section itself."""
+    from netspec.source import locate
+
+    section = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(section, dict):
+        return None
+
+    def fields(node: dict[str, Any], path: tuple[str, ...]) -> Any:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from fields(value, (*path, key))
+            yield (*path, key), value
+
+    parts = Path(where).parts
+    for path, value in fields(section, ("data",)):
+        named = Path(value).expanduser().parts if isinstance(value, str) and value else None
+        if path[-1] == where or (named and parts[-len(named):] == named):
+            return locate(raw, path)
+    return locate(raw, ("data",))
 
 
 def _check_fit(splits: Any, data: Any, feed: Feed, report: ShapeReport, classes: int | None, base_dir: Path,
-               phase: str) -> list[Diagnostic]:
+               phase: str, raw: Any = None) -> list[Diagnostic]:
     """Images must have the Input layer's C,H,W after the transform; labels must be valid classes."""
     from netspec.data import DataError, data_transformer
 
@@ -174,7 +203,7 @@ def _check_fit(splits: Any, data: Any, feed: Feed, report: ShapeReport, classes:
         try:
             transform = data_transformer(data, ds.images.shape[1:], base_dir)
         except DataError as e:
-            diags.extend(Diagnostic("error", f"data: {e.where}: {p}") for p in e.problems)
+            diags.extend(_data_diagnostics(e, raw))
             continue
         want = tuple(report.shapes[_blob_id(report, feed.image)][1:])
         got = tuple(transform.output_shape)
@@ -240,10 +269,10 @@ def make_plan(options: TrainOptions, devices: int = 1, processes: int = 1) -> Tr
         raise NetspecError(diags)
     seed = data.seed if "seed" in explicit else solver.random_seed
     data = data.model_copy(update={"batch_size": batch, "test_batch_size": test_batch, "seed": seed})
-    splits = splits or load_splits(data, base_dir)
-    diags += _check_fit(splits, data, feed, train_report, classes, base_dir, "TRAIN")
+    splits = splits or load_splits(data, base_dir, spec.raw)
+    diags += _check_fit(splits, data, feed, train_report, classes, base_dir, "TRAIN", spec.raw)
     if test_report is not None:
-        diags += _check_fit(splits, data, feed, test_report, classes, base_dir, "TEST")
+        diags += _check_fit(splits, data, feed, test_report, classes, base_dir, "TEST", spec.raw)
     if len(splits.train) < batch:
         diags.append(Diagnostic("error", f"the training set has {len(splits.train)} samples, fewer than one "
                                          f"batch of {batch}"))
@@ -301,8 +330,8 @@ def make_eval_plan(spec_path: Path, batch_size: int | None, iterations: int | No
     report = check(spec, phase="TEST", batch=batch)
     found = classifier(report)
     data = data.model_copy(update={"batch_size": batch, "test_batch_size": batch})
-    splits = splits or load_splits(data, base_dir)
-    diags = _check_fit(splits, data, feed, report, found[1] if found else None, base_dir, "TEST")
+    splits = splits or load_splits(data, base_dir, spec.raw)
+    diags = _check_fit(splits, data, feed, report, found[1] if found else None, base_dir, "TEST", spec.raw)
     full = len(splits.test) // batch
     if full == 0:
         diags.append(Diagnostic("error", f"the test set has {len(splits.test)} samples, fewer than one batch of "
