@@ -59,8 +59,8 @@ def _openblas(threads: int) -> Callable[..., None]:
     lib.scipy_openblas_set_num_threads64_(ctypes.c_int(threads))
     gemm = lib.scipy_cblas_sgemm64_
     gemm.restype = None
-    gemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, _I64, _I64, _I64, ctypes.c_float, ctypes.c_void_p,
-                     _I64, ctypes.c_void_p, _I64, ctypes.c_float, ctypes.c_void_p, _I64]
+    gemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, _I64, _I64, _I64, ctypes.c_float,
+                     ctypes.c_void_p, _I64, ctypes.c_void_p, _I64, ctypes.c_float, ctypes.c_void_p, _I64]
 
     def atb(rows: int, ci: int, co: int, a: int, b: int, c: int) -> None:
         gemm(101, 112, 111, ci, co, rows, 1.0, a, ci, b, co, 0.0, c, co)  # row-major, A transposed
@@ -160,7 +160,8 @@ class Patch:
 
 
 def per_layer(batch: int, repeats: int, xla_convs: bool) -> None:
-    print(f"weight gradient alone, ResNet-18 (CIFAR) 3x3 stride-1 layers, batch {batch}, ms (median of {repeats})")
+    print(f"weight gradient alone, ResNet-18 (CIFAR) 3x3 stride-1 layers, batch {batch}, "
+          f"ms (median of {repeats})")
     for size, channels in ((32, 64), (16, 128), (8, 256), (4, 512)):
         geom = K.ConvGeometry(batch, size, size, channels, channels, (3, 3), (1, 1), ((1, 1), (1, 1)))
         plan = K.choose_plan("cpu", geom, xla_convs)
@@ -178,8 +179,9 @@ def per_layer(batch: int, repeats: int, xla_convs: bool) -> None:
         t_plan = timeit(lambda: planned(x, dy), repeats)[1]
         t_blas = timeit(lambda: blas(x, dy), repeats)[1]
         name = f"{plan.weight_grad}/{plan.weight_grad_chunk}" if plan.weight_grad_chunk else plan.weight_grad
-        print(f"  {channels:3d}->{channels:<3d} {size:2d}x{size:<2d}  planned ({name:7s}) {1e3 * t_plan:7.1f}   "
-              f"blas {1e3 * t_blas:7.1f}   {t_plan / t_blas:5.2f}x   rel. error {err:.1e}")
+        print(f"  {channels:3d}->{channels:<3d} {size:2d}x{size:<2d}  planned ({name:7s}) "
+              f"{1e3 * t_plan:7.1f}   blas {1e3 * t_blas:7.1f}   {t_plan / t_blas:5.2f}x   "
+              f"rel. error {err:.1e}")
 
 
 def whole_step(batch: int, rounds: int, all_layers: bool) -> None:

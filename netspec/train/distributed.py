@@ -442,10 +442,11 @@ def supervise(args: Any, cluster: Cluster, stderr: IO[str]) -> int:
     """Run `netspec train` (the parsed `args`) as a worker child; return the exit status to report.
 
     The child inherits stdout (and drops gloo's connection lines from it itself: _quiet_native_stdout);
-    its stderr passes through here, minus stack traces and the worker's own notes to us. The child runs in a session of its own, so a terminal's Ctrl-C reaches only this
-    supervisor, which ends the child at once: a single-process run's interrupt checkpoint would be a
-    collective write here, which processes that were not interrupted (other hosts) never join, so it
-    would wait forever. SIGTERM to the supervisor ends the child the same way.
+    its stderr passes through here, minus stack traces and the worker's own notes to us. The child runs
+    in a session of its own, so a terminal's Ctrl-C reaches only this supervisor, which ends the child at
+    once: a single-process run's interrupt checkpoint would be a collective write here, which processes
+    that were not interrupted (other hosts) never join, so it would wait forever. SIGTERM to the
+    supervisor ends the child the same way.
     """
     import pickle
 
@@ -550,7 +551,7 @@ def _quiet_native_stdout() -> None:
     read, write = os.pipe()
     os.dup2(write, 1)
     os.close(write)
-    # closefd=False: the descriptor outlives sys.stdout's wrapper, for the pump below until the process ends.
+    # closefd=False: the descriptor outlives sys.stdout's wrapper, for the pump below, until the end.
     sys.stdout = io.TextIOWrapper(io.FileIO(original, "w", closefd=False), encoding=sys.stdout.encoding,
                                   errors=sys.stdout.errors, line_buffering=True)
 
