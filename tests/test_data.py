@@ -220,8 +220,11 @@ def test_mean_files_npy_and_binaryproto(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"mean.npy: mean image has shape \(3, 4, 4\)"):
         make_transformer(TransformationParameter(mean_file="mean.npy"), (3, 5, 5), base_dir=tmp_path)
     (tmp_path / "junk.binaryproto").write_bytes(b"\xff\xff\xff")
-    with pytest.raises(DataError, match="junk.binaryproto"):
+    with pytest.raises(DataError) as info:
         make_transformer(TransformationParameter(mean_file="junk.binaryproto"), (3, 4, 4), base_dir=tmp_path)
+    junk = tmp_path / "junk.binaryproto"
+    assert info.value.where == str(junk) and len(info.value.problems) == 1
+    assert info.value.problems[0].startswith("not a Caffe BlobProto (.binaryproto): byte ")  # no nested file name
 
 
 def test_transform_checks() -> None:

@@ -189,8 +189,9 @@ def load_mean_file(path: Path) -> np.ndarray:
 
         try:
             mean = decode_blob(path.read_bytes(), str(path))
-        except NetspecError as e:
-            raise DataError(path, f"not a Caffe BlobProto (.binaryproto): {e}") from None
+        except NetspecError as e:  # its messages name the file already, as the DataError will
+            why = "; ".join(d.message.removeprefix(f"{path}: ") for d in e.diagnostics)
+            raise DataError(path, f"not a Caffe BlobProto (.binaryproto): {why}") from None
     if mean.ndim == 4 and mean.shape[0] == 1:
         mean = mean[0]
     elif mean.ndim == 2:
