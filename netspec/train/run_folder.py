@@ -99,8 +99,9 @@ class RunFolder:
             path.mkdir(parents=True, exist_ok=True)
             self._log = open(path / "train.log", "a", encoding="utf-8")
         except OSError as e:  # read-only, no such parent, a file on the way: the user's to fix
-            raise NetspecError([Diagnostic("error", f"cannot write the run folder {path}: "
-                                                    f"{e.strerror or e} ({e.filename or path})",
+            at = f" ({e.filename})" if e.filename and Path(e.filename) != path else ""
+            why = f"{e.strerror or e}{at}"
+            raise NetspecError([Diagnostic("error", f"cannot write the run folder {path}: {why}",
                                            hint="choose a writable folder with --output DIR")]) from None
 
     @property
