@@ -50,8 +50,9 @@ def summary(diags: Sequence[Diagnostic]) -> str:
     def count(n: int, what: str) -> str:
         return f"{n} {what}{'s' if n != 1 else ''}"
 
-    errors = sum(d.severity == "error" for d in diags)
-    warnings = sum(d.severity == "warning" for d in diags)
+    distinct = dict.fromkeys(diags)  # as print_diagnostics shows them
+    errors = sum(d.severity == "error" for d in distinct)
+    warnings = sum(d.severity == "warning" for d in distinct)
     return count(errors, "error") + (f", {count(warnings, 'warning')}" if warnings else "")
 
 

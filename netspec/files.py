@@ -31,14 +31,12 @@ def write_atomically(path: str | os.PathLike[str], text: str) -> None:
     ``open`` would give it (the umask's), not ``mkstemp``'s owner-only 0600.
 
     An operating-system refusal (no permission, a full disk, a folder or file in the way) is the user's
-    to fix: it raises NetspecError naming the file."""
+    to fix: it raises NetspecError naming the file. Commands that name their output check it with
+    ``unwritable`` first, before writing anything."""
     target = Path(path)
     # A name no other writer picks (pid and random bits), opened exclusively so a clash fails loudly.
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        why = unwritable(target)
-        if why is not None:
-            raise NetspecError([Diagnostic("error", f"cannot write {target}: {why}")])
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "x", encoding="utf-8") as fh:
             fh.write(text)

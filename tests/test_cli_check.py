@@ -59,6 +59,12 @@ def test_summary_counts_errors_and_warnings(check_text) -> None:
     text = SMALL + "  - {name: drop, type: Dropout, phase: TRAIN}\n  - {name: bad, type: ReLU, bottom: nope}\n"
     r = check_text(text)
     assert r.rc == 1 and r.err.splitlines()[-1] == "1 error, 1 warning"
+    # a problem reported twice is printed once (print_diagnostics) and counted once
+    from netspec.cli import summary
+    from netspec.errors import Diagnostic
+
+    same = Diagnostic("error", "data: x.npz: no such file")
+    assert summary([same, same, Diagnostic("warning", "w")]) == "1 error, 1 warning"
 
 
 def test_unreadable_file_is_a_located_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

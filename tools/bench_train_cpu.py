@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -79,8 +79,9 @@ def _stats(times: list[float]) -> dict[str, float]:
 def alternating(jax_fns: dict[str, Callable[[], Any]], torch_fns: dict[str, Callable[[], Any]], rounds: int,
                 blocks: int = 4, warmup: int = 2, pause_s: float = 0.5) -> dict[str, dict[str, float]]:
     """Median and quartiles of each function's seconds per call. The JAX functions run round-robin (one
-    call of each per round, in a shuffled order); the rounds are split into `blocks`, and after each block every PyTorch
-    function runs that block's rounds on its own, then a pause lets its OpenMP workers go to sleep."""
+    call of each per round, in a shuffled order); the rounds are split into `blocks`, and after each block
+    every PyTorch function runs that block's rounds on its own, then a pause lets its OpenMP workers go to
+    sleep."""
     for fn in [*jax_fns.values(), *torch_fns.values()]:
         for _ in range(warmup):
             jax.block_until_ready(fn())
