@@ -206,4 +206,4 @@ def test_conv_impl_takes_only_known_values(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit) as info:
         main(["train", str(TINY), "--conv-impl", "fast"])
     assert info.value.code == 2
-    assert "argument --conv-impl: invalid choice: 'fast' (choose from 'auto', 'xla')" in capsys.readouterr().err
+    assert "argument --conv-impl: invalid choice: 'fast' (choose from 'auto', 'planned', 'onednn', 'xla')" in capsys.readouterr().err

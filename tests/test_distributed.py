@@ -121,9 +121,10 @@ def _step_by_step(spec: Path, batch_size: int | None) -> dict[str, list[float]]:
     overrides = {"seed": 1, "test_interval": 0, "test_iter": 0, "max_iter": STEPS}
     options = TrainOptions(spec=spec, batch_size=batch_size, solver_overrides=overrides)
     plan = make_plan(options, devices=DEVICES)
-    # Channels-last, as `netspec train` compiles the net for several devices (a single device may train LeNet
-    # batch-minor, which rounds differently): the 8-device replay must be the 8-device run to the bit.
-    model = netspec.compile(plan.spec, "TRAIN", batch=plan.batch_size, spatial_layout="nhwc")
+    # Channels-last and without oneDNN, as `netspec train` compiles the net for several devices (a single device
+    # may train LeNet batch-minor or on oneDNN, which round differently): the 8-device replay must be the
+    # 8-device run to the bit.
+    model = netspec.compile(plan.spec, "TRAIN", batch=plan.batch_size, spatial_layout="nhwc", conv_impl="planned")
     tx = build_optimizer(plan.solver, model.lr_mults(), model.decay_mults())
     seed = plan.solver.random_seed
     state = init_state(jax.jit(model.init)(jax.random.PRNGKey(seed)), tx, seed)
@@ -218,7 +219,9 @@ def test_netspec_train_on_eight_devices_learns_as_on_one(eight: Path, net: str) 
     """`netspec train` on all 8 devices, free-running, against the 1-device run (the replay's curve)."""
     assert json.loads((eight / "status.json").read_text()) == {n: 0 for n in NETS}
     many = eight / net
-    assert len(json.loads((many / "run.json").read_text())["devices"]) == DEVICES
+    info = json.loads((many / "run.json").read_text())
+    assert len(info["devices"]) == DEVICES
+    assert info["conv_library"] is None  # oneDNN's calls would not shard: netspec's own plan runs several devices
     assert json.loads((many / "summary.json").read_text())["devices"] == DEVICES
     a, b = np.array(json.loads((eight / f"steps-{net}.json").read_text())["loss_1"]), _losses(many)
     assert len(a) == len(b) == STEPS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -13,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jax import lax
 
-from netspec.kernels import conv as kconv
+from netspec.kernels import conv as kconv, onednn
 from netspec.kernels.conv import (ConvGeometry, Plan, batch_minor_pays, choose_plan, conv2d, conv2d_batch_minor,
                                   conv2d_planned)
 
@@ -173,19 +174,22 @@ def test_batch_minor_conv_in_chunks() -> None:
 def test_batch_minor_policy() -> None:
     """Batch-minor nets are LeNet-sized CPU nets whose every convolution is a cols layer or a grey first layer."""
     conv1, conv2 = ConvGeometry(64, 28, 28, 1, 20, (5, 5)), ConvGeometry(64, 12, 12, 20, 50, (5, 5))
-    assert batch_minor_pays("cpu", "auto", [conv1, conv2])
+    assert batch_minor_pays("cpu", "planned", [conv1, conv2])
+    # "auto" hands the convolutions to oneDNN's NHWC kernels where it is installed.
+    assert batch_minor_pays("cpu", "auto", [conv1, conv2]) is not onednn.available()
+    assert not batch_minor_pays("cpu", "onednn", [conv1, conv2])
     assert not batch_minor_pays("cpu", "xla", [conv1, conv2])
-    assert not batch_minor_pays("gpu", "auto", [conv1, conv2])
-    assert not batch_minor_pays("cpu", "auto", [conv1])  # nothing for cols to win
-    assert not batch_minor_pays("cpu", "auto", [])
+    assert not batch_minor_pays("gpu", "planned", [conv1, conv2])
+    assert not batch_minor_pays("cpu", "planned", [conv1])  # nothing for cols to win
+    assert not batch_minor_pays("cpu", "planned", [])
     # b256: conv2's patches (31 MiB) would run in chunks of 64 images, conv1's (14 MiB) of 128; the channels-last
     # plan trains as fast or faster there.
     big = [dataclasses.replace(g, batch=256) for g in (conv1, conv2)]
     assert [kconv.batch_minor_chunk(g) for g in big] == [128, 64]
     assert [kconv.batch_minor_chunk(g) for g in (conv1, conv2)] == [0, 0]
-    assert not batch_minor_pays("cpu", "auto", big)
+    assert not batch_minor_pays("cpu", "planned", big)
     stem = ConvGeometry(64, 32, 32, 3, 32, (3, 3), padding=((1, 1), (1, 1)))
-    assert not batch_minor_pays("cpu", "auto", [stem, conv2])  # an RGB stem is no cols layer
+    assert not batch_minor_pays("cpu", "planned", [stem, conv2])  # an RGB stem is no cols layer
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -306,7 +310,7 @@ def test_bad_arguments_are_reported_together() -> None:
     with pytest.raises(ValueError) as err:
         conv2d(x, w, stride=(0, 1), groups=3, impl="fast")  # type: ignore[arg-type]
     msg = str(err.value)
-    assert "impl must be one of auto, xla, taps, im2col" in msg
+    assert "impl must be one of auto, planned, onednn, xla, taps, im2col" in msg
     assert "stride must be two ints >= 1" in msg
     assert "groups=3 must divide Cin=4" in msg
     with pytest.raises(ValueError, match="does not fit the padded input"):
@@ -428,3 +432,116 @@ def test_batch_chunk_bounds_window_bytes() -> None:
     assert kconv.batch_chunk(dataclasses.replace(geom, batch=1)) == 0
     huge = dataclasses.replace(geom, height=512, width=512, batch=2)
     assert kconv.batch_chunk(huge) == 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# oneDNN's kernels (netspec.kernels.onednn): a dependency on Linux x86-64, absent elsewhere.
+
+needs_onednn = pytest.mark.skipif(not onednn.available(), reason=f"{onednn.unavailable_reason()}: the library is a "
+                                                                 "dependency on Linux x86-64 only")
+
+
+@st.composite
+def library_cases(draw: st.DrawFn) -> Case:
+    """cases() with the padding oneDNN runs (onednn.supports): none negative, none past the dilated kernel."""
+    case = draw(cases())
+    reach = [(k - 1) * d for k, d in zip(case.kernel, case.dilation)]
+    padding = tuple((min(max(0, a), r), min(max(0, b), r)) for (a, b), r in zip(case.padding, reach))
+    # The padded input must still hold the dilated kernel.
+    h = max(case.h, reach[0] + 1 - sum(padding[0]))
+    w = max(case.w, reach[1] + 1 - sum(padding[1]))
+    return dataclasses.replace(case, padding=padding, h=h, w=w)
+
+
+@needs_onednn
+@settings(max_examples=40, deadline=None)
+@given(case=library_cases())
+@example(case=Case(2, 9, 9, 2, 3, 4, (3, 3), (2, 2), ((1, 1), (1, 1))))  # grouped, strided
+@example(case=Case(2, 8, 7, 3, 2, 1, (3, 3), (1, 2), ((2, 0), (2, 1)), (2, 1)))  # dilated, asymmetric pads
+@example(case=Case(3, 6, 6, 1, 1, 4, (3, 3), (1, 1), ((1, 1), (1, 1))))  # depthwise
+def test_onednn_conv_matches_lax(case: Case) -> None:
+    _assert_matches(case, {"onednn": _conv_with_plan(case, Plan.uniform("onednn"))})
+
+
+@needs_onednn
+def test_onednn_runs_every_float32_cpu_convolution_it_supports() -> None:
+    wide = ConvGeometry(128, 16, 16, 128, 128, (3, 3), padding=((1, 1), (1, 1)))
+    lenet2 = ConvGeometry(64, 12, 12, 20, 50, (5, 5))
+    grouped = ConvGeometry(64, 16, 16, 64, 128, (3, 3), (2, 2), ((1, 1), (1, 1)), groups=4)
+    for geom in (wide, lenet2, grouped):
+        assert choose_plan("cpu", geom, library=True) == Plan.uniform("onednn")
+        assert choose_plan("cpu", geom) != Plan.uniform("onednn")  # the plan without the library is unchanged
+    assert choose_plan("gpu", wide, library=True) == Plan("xla", "xla", "xla")
+    assert choose_plan("cpu", ConvGeometry(4, 8, 8, 8, 8, (3, 3)), library=True) == Plan("xla", "xla", "xla")  # tiny
+    for other in (dataclasses.replace(wide, dtype="bfloat16"), dataclasses.replace(wide, padding=((-1, 1), (1, 1))),
+                  dataclasses.replace(wide, padding=((1, 1), (3, 1)))):  # padded past the kernel (onednn.supports)
+        assert choose_plan("cpu", other, library=True).forward != "onednn"
+    assert kconv.uses_library("cpu", "auto") and kconv.uses_library("cpu", "onednn")
+    assert not kconv.uses_library("cpu", "planned") and not kconv.uses_library("gpu", "auto")
+
+
+@needs_onednn
+def test_auto_uses_onednn_where_installed() -> None:
+    case = Case(8, 24, 24, 16, 16, 1, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    x, w = case.operands(0, jnp.float32)
+    if jax.default_backend() == "cpu":
+        text = jax.jit(jax.grad(lambda w: jnp.sum(conv2d(x, w, **case.kwargs) ** 2))).lower(w).as_text()
+        assert text.count(onednn.TARGET) == 2  # forward and weight gradient (x is no argument of the gradient)
+        planned = jax.jit(lambda w: conv2d(x, w, impl="planned", **case.kwargs)).lower(w).as_text()
+        assert onednn.TARGET not in planned
+    _assert_matches(case, {"auto": _conv_with(case, "auto"), "onednn": _conv_with(case, "onednn")})
+
+
+def test_without_onednn_auto_plans_and_onednn_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import netspec
+
+    monkeypatch.setattr(onednn, "_load", lambda: "oneDNN (libdnnl.so.3) is not installed")
+    assert not onednn.available()
+    case = Case(8, 24, 24, 16, 16, 1, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    x, w = case.operands(0, jnp.float32)
+    with pytest.raises(ValueError, match=r"impl 'onednn': oneDNN \(libdnnl.so.3\) is not installed"):
+        conv2d(x, w, impl="onednn", **case.kwargs)
+    _assert_matches(case, {"auto": _conv_with(case, "auto")})
+    lenet = Path(__file__).parent / "fixtures" / "lowering" / "lenet.yaml"
+    model = netspec.compile(lenet, "TRAIN", batch=64)
+    assert model.conv_library is None
+    assert model.spatial_layout == ("chwn" if jax.default_backend() == "cpu" else "nhwc")
+    with pytest.raises(netspec.NetspecError) as err:
+        netspec.compile(lenet, "TRAIN", batch=64, conv_impl="onednn")
+    assert "conv_impl onednn: oneDNN (libdnnl.so.3) is not installed" in str(err.value)
+
+
+_CACHED_PROGRAM = """
+import sys, jax, jax.numpy as jnp, numpy as np
+import jax.monitoring as monitoring
+jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+from netspec.kernels.conv import conv2d
+hits = []
+monitoring.register_event_listener(lambda name, **kw: hits.append(name) if name.endswith("cache_hits") else None)
+rs = np.random.RandomState(0)
+x, w = jnp.asarray(rs.randn(8, 16, 16, 32), jnp.float32), jnp.asarray(rs.randn(3, 3, 32, 32), jnp.float32)
+step = jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(jnp.tanh(conv2d(x, w, padding=((1, 1), (1, 1))))),
+                                  argnums=(0, 1)))
+loss, (dx, dw) = step(x, w)
+assert "netspec_onednn_conv" in step.lower(x, w).as_text()
+print(len(hits), repr(float(loss)), repr(float(jnp.sum(dx * dx))), repr(float(jnp.sum(dw * dw))))
+"""
+
+
+@needs_onednn
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="oneDNN's kernels run on the CPU backend only")
+def test_a_program_calling_onednn_is_cached_and_runs_from_the_cache(tmp_path: Path) -> None:
+    """JAX's persistent cache stores a program with the custom call, and a fresh process runs the cached one."""
+    import subprocess
+    import sys
+
+    def run() -> list[str]:
+        out = subprocess.run([sys.executable, "-c", _CACHED_PROGRAM, str(tmp_path / "cache")], capture_output=True,
+                             text=True, timeout=300, check=True).stdout.split()
+        return out
+
+    first, second = run(), run()
+    assert first[0] == "0" and int(second[0]) >= 1, (first, second)
+    assert first[1:] == second[1:]

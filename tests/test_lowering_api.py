@@ -190,8 +190,9 @@ def test_a_narrow_first_layer_is_planned_for_the_program_it_is_in() -> None:
     # mixed_conv.yaml's conv1 (3 -> 32) alone would leave YNNPACK's convolutions on, under which XLA's weight
     # gradient is slow; in this net its wide layers turn them off, and there XLA's is the fastest (item 11 of
     # docs/performance.md). The step must run conv1's weight gradient as that convolution: x (N, 32, 32, 3)
-    # against dy (N, 32, 32, 32) into the (3, 3, 3, 32) kernel.
-    mixed = netspec.compile(LENET.parent / "mixed_conv.yaml", "TRAIN", batch=4)
+    # against dy (N, 32, 32, 32) into the (3, 3, 3, 32) kernel. (netspec's own plan: "auto" hands these layers to
+    # oneDNN where it is installed.)
+    mixed = netspec.compile(LENET.parent / "mixed_conv.yaml", "TRAIN", batch=4, conv_impl="planned")
     assert mixed.module.xla_convs == bool(mixed.compiler_options) == (jax.default_backend() == "cpu")
     assert not netspec.compile(LENET, "TRAIN", batch=4).module.xla_convs  # LeNet keeps YNNPACK's
     v = mixed.init(0)
@@ -205,7 +206,7 @@ def test_alexnets_grouped_layers_run_xlas_grouped_convolution() -> None:
     # conv2 (5x5, two groups of 48 channels) puts AlexNet on XLA's own convolutions, where XLA's grouped forward
     # is 2.5x faster than the im2col matmuls chosen for it before (docs/performance.md item 12): the forward
     # must hold it as one grouped convolution, x (1, 27, 27, 96) against the (5, 5, 48, 256) kernel.
-    alex = netspec.compile(Path(__file__).parents[1] / "specs" / "alexnet.yaml", "TEST", batch=1)
+    alex = netspec.compile(Path(__file__).parents[1] / "specs" / "alexnet.yaml", "TEST", batch=1, conv_impl="planned")
     v = jax.eval_shape(lambda: alex.init(0))
     x = {"data": jax.ShapeDtypeStruct((1, 3, 227, 227), np.float32)}
     forward = jax.make_jaxpr(lambda v, x: alex.apply(v, x))(v, x)

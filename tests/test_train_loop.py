@@ -153,9 +153,11 @@ def test_average_loss_smooths_the_displayed_loss(tmp_path: Path, capsys: pytest.
 def test_a_wide_convolution_trains_under_the_chosen_compiler_options(tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     # The train and test steps compile with Model.compiler_options (sharded, donated); run.json records them.
-    runs = {}
+    from netspec.kernels import onednn
+
+    runs, outs = {}, {}
     for impl in ("auto", "xla"):
-        code, out, err = _run(capsys, FIXTURES / "wide.yaml", "-o", tmp_path / impl, "--conv-impl", impl)
+        code, outs[impl], err = _run(capsys, FIXTURES / "wide.yaml", "-o", tmp_path / impl, "--conv-impl", impl)
         assert code == 0, err
         runs[impl] = json.loads((tmp_path / impl / "run.json").read_text())
         rows = [json.loads(x) for x in (tmp_path / impl / "metrics.jsonl").read_text().splitlines()]
@@ -166,6 +168,11 @@ def test_a_wide_convolution_trains_under_the_chosen_compiler_options(tmp_path: P
     assert runs["auto"]["host_malloc"] is None  # its step's scratch is far below glibc's mmap threshold
     if runs["auto"]["backend"] == "cpu":
         assert runs["auto"]["compiler_options"] == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+    # Where oneDNN is installed its kernels run conv2 (conv1's 2 MFLOP stay on XLA), and the run says so.
+    library = f"oneDNN {onednn.version()}" if onednn.available() and runs["auto"]["backend"] == "cpu" else None
+    assert (runs["auto"]["conv_library"], runs["xla"]["conv_library"]) == (library, None)
+    assert (f"convolutions: {library}" in outs["auto"]) is (library is not None)
+    assert "convolutions:" not in outs["xla"]
 
 
 def test_matmul_precision_reaches_the_compiled_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -189,11 +196,12 @@ def test_matmul_precision_reaches_the_compiled_step(tmp_path: Path, capsys: pyte
 
 def test_matmul_precision_covers_the_custom_gradients() -> None:
     # Every product of a LeNet train step, the convolutions' custom VJPs included, is traced at the asked
-    # precision (it matters on GPUs, whose float32 default is TensorFloat-32).
+    # precision (it matters on GPUs, whose float32 default is TensorFloat-32). netspec's own plan: oneDNN's
+    # kernels, CPU only, compute in full float32 whatever the setting.
     from netspec.lowering import compile as lower
     from netspec.train.config import matmul_precision
 
-    model = lower(load_spec(Path(__file__).parents[1] / "specs" / "lenet.yaml"), "TRAIN", batch=2)
+    model = lower(load_spec(Path(__file__).parents[1] / "specs" / "lenet.yaml"), "TRAIN", batch=2, conv_impl="planned")
     variables = model.init(0)
     feed = {"data": np.zeros((2, 1, 28, 28), np.float32), "label": np.zeros(2, np.int32)}
 

@@ -46,9 +46,11 @@ def add_common(p: argparse.ArgumentParser) -> None:
     """Options `train`, `test` and `time` share."""
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="compute precision (parameters, optimizer state and BatchNorm statistics stay float32)")
-    p.add_argument("--conv-impl", choices=("auto", "xla"), default="auto",
-                   help="auto: netspec's per-shape lowering of convolution and max-pooling gradients "
-                        "(docs/performance.md); xla: the plain XLA ops JAX differentiates, for comparison")
+    p.add_argument("--conv-impl", choices=("auto", "planned", "onednn", "xla"), default="auto",
+                   help="auto: oneDNN's convolution kernels on the CPU where oneDNN is installed (Linux x86-64), and "
+                        "netspec's per-shape lowering of the rest and of max-pooling gradients (docs/performance.md); "
+                        "planned: the same without oneDNN; onednn: require it; xla: the plain XLA ops JAX "
+                        "differentiates, for comparison")
     p.add_argument("--matmul-precision", choices=("default", "high", "highest"), default="default",
                    help="float32 matmuls and convolutions: default: the backend's (TensorFloat-32 on recent NVIDIA "
                         "GPUs, full float32 on the CPU); highest: full float32 everywhere")

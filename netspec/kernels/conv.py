@@ -16,8 +16,10 @@ Public entry point (what the Convolution lowering calls)::
 - ``impl``: ``"xla"`` is the plain lax convolution differentiated by JAX. ``"auto"`` asks
   ``choose_plan(jax.default_backend(), geometry)`` (read at trace time) for a ``Plan``, which names the
   formulation and batch chunk of the forward, the input gradient and the weight gradient; a mixed plan
-  runs under a ``jax.custom_vjp``. ``"taps"`` and ``"im2col"`` force one matmul formulation for all three
-  passes. Off CPU, and for tiny shapes, "auto" is exactly "xla".
+  runs under a ``jax.custom_vjp``. On the CPU with oneDNN installed (``netspec.kernels.onednn``), "auto"
+  runs every float32 convolution the library supports through its kernels; ``"planned"`` is "auto" without
+  the library and ``"onednn"`` requires it. ``"taps"`` and ``"im2col"`` force one matmul formulation for all
+  three passes. Off CPU, and for tiny shapes, "auto" is exactly "xla".
 - ``xla_convs``: the caller compiles the enclosing program with ``compiler_options`` for a set of convolutions
   that turns YNNPACK's off (the Convolution lowering knows it from the whole net); a narrow layer's plan
   depends on it.
@@ -43,6 +45,8 @@ Formulations (``Formulation``), all exact up to float rounding:
   adds; both gradients share one loop over batch chunks that builds each chunk's ``P`` once. With one
   input channel the weight grad skips the transposes (NHWC x already has dy's row order). Only "auto"
   picks it (see ``choose_plan``); inference keeps XLA's forward.
+- ``onednn``: each pass one call of oneDNN's convolution kernels on the NHWC / HWIO buffers, through an XLA
+  custom call (``netspec.kernels.onednn``); float32 only, when the optional library is installed.
 
 The matmul formulations run over the batch in chunks of a few images (``lax.map`` / ``lax.scan``) so that
 their per-tap copies stay in cache. Why any of this: on XLA:CPU a convolution's weight gradient runs 2-13x
@@ -62,8 +66,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-Formulation = Literal["xla", "taps", "im2col", "cols"]
-Impl = Literal["auto", "xla", "taps", "im2col"]
+from netspec.kernels import onednn
+
+Formulation = Literal["xla", "taps", "im2col", "cols", "onednn"]
+Impl = Literal["auto", "planned", "onednn", "xla", "taps", "im2col"]
 Pair = tuple[int, int]
 
 IMPLS: tuple[str, ...] = get_args(Impl)
@@ -216,8 +222,13 @@ def _cols_pays(geom: ConvGeometry) -> bool:
             and geom.out_channels <= 128 and ho * wo <= 256)
 
 
-def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Plan:
+def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False, library: bool = False) -> Plan:
     """Pick the fastest formulation of each pass for ``backend`` ("cpu", "gpu", "tpu", ...) and shape.
+
+    ``library``: oneDNN's kernels may run it (``netspec.kernels.onednn``); on the CPU they then run all three
+    passes of every convolution the library supports, which beat every plan below in whole train steps
+    (docs/performance.md item 14: ResNet-18 CIFAR b128 1.22x, LeNet b64 1.24x and b256 1.90x, the mixed net
+    1.18x, against the plans below with their own best layouts).
 
     ``xla_convs``: the program runs XLA's own convolutions, because another (wide) convolution in it made
     ``compiler_options`` turn YNNPACK's off. A narrow layer cannot tell that from its own shape, and some of
@@ -228,6 +239,8 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False) -> Pl
         # cuDNN and the TPU convolution emitter run all three passes near matmul speed; the rewrites here
         # target XLA:CPU. (Not measured on an accelerator in this repository.)
         return Plan("xla", "xla", "xla")
+    if library and library_runs(geom):
+        return Plan.uniform("onednn")
     # The program runs XLA's own convolutions: a wide layer elsewhere in it (xla_convs), or this one.
     on_xla_convs = xla_convs or _on_xla_convs(geom)
     if _cols_pays(geom) and not on_xla_convs:
@@ -370,6 +383,22 @@ _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _CPU_TRAIN_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 
 
+def library_runs(geom: ConvGeometry) -> bool:
+    """Whether oneDNN is installed and runs this convolution (float32, padding >= 0; see netspec.kernels.onednn)."""
+    return onednn.available() and onednn.supports(_onednn_geometry(geom), geom.dtype)
+
+
+def _onednn_geometry(geom: ConvGeometry) -> onednn.Geometry:
+    return onednn.Geometry(geom.batch, geom.height, geom.width, geom.in_channels, geom.out_channels, geom.kernel,
+                           geom.stride, geom.padding, geom.dilation, geom.groups)
+
+
+def uses_library(backend: str, impl: str) -> bool:
+    """Whether ``conv2d(..., impl=impl)`` on ``backend`` hands the convolutions oneDNN supports to it: "auto"
+    where it is installed, "onednn" always (conv2d raises where it is not)."""
+    return backend == "cpu" and (impl == "onednn" or (impl == "auto" and onednn.available()))
+
+
 def compiler_options(backend: str, impl: str, convs: Iterable[ConvGeometry], train: bool = False) -> dict[str, Any]:
     """XLA compile options for a program whose 2-D convolutions, of these geometries, use
     ``conv2d(..., impl=impl)`` on ``backend``; ``train``: the program computes gradients (a TRAIN net's step).
@@ -377,7 +406,7 @@ def compiler_options(backend: str, impl: str, convs: Iterable[ConvGeometry], tra
     ``jax.jit(fn, compiler_options=...)`` takes them; JAX honours them on the outermost jit only, so the caller that
     compiles a whole train step passes them. Empty for ``impl="xla"`` (the plain baseline), off the CPU, for nets
     without a wide convolution, and for a jaxlib that no longer knows the option (it is experimental)."""
-    if backend != "cpu" or impl != "auto" or not any(_on_xla_convs(g) for g in convs):
+    if backend != "cpu" or impl not in ("auto", "planned", "onednn") or not any(_on_xla_convs(g) for g in convs):
         return {}
     return dict(_CPU_TRAIN_OPTIONS if train and _cpu_options_supported(train=True) else _CPU_OPTIONS)
 
@@ -862,12 +891,30 @@ def _dw_cols_bm(p: jax.Array, w_shape: jax.ShapeDtypeStruct, dyt: jax.Array) -> 
     return dw.transpose(1, 2, 0, 3).reshape(kh, kw, ci, gco)
 
 
+def _library_geometry(spec: _Spec, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> onednn.Geometry:
+    n, h, wd, ci = x_shape
+    kh, kw, _, co = w_shape
+    return onednn.Geometry(n, h, wd, ci, co, (kh, kw), spec.stride, spec.padding, spec.dilation, spec.groups)
+
+
+def _fwd_onednn(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
+    return onednn.forward(_library_geometry(spec, x.shape, w.shape), x, w)
+
+
+def _dx_onednn(spec: _Spec, x_shape: jax.ShapeDtypeStruct, w: jax.Array, dy: jax.Array) -> jax.Array:
+    return onednn.input_grad(_library_geometry(spec, x_shape.shape, w.shape), w, dy).astype(x_shape.dtype)
+
+
+def _dw_onednn(spec: _Spec, x: jax.Array, w_shape: jax.ShapeDtypeStruct, dy: jax.Array) -> jax.Array:
+    return onednn.weight_grad(_library_geometry(spec, x.shape, w_shape.shape), x, dy).astype(w_shape.dtype)
+
+
 _FORWARD: dict[str, Callable[..., jax.Array]] = {"xla": _fwd_xla, "taps": _fwd_taps, "im2col": _fwd_im2col,
-                                                 "cols": _fwd_cols}
+                                                 "cols": _fwd_cols, "onednn": _fwd_onednn}
 _INPUT_GRAD: dict[str, Callable[..., jax.Array]] = {"xla": _dx_xla, "taps": _dx_taps, "im2col": _dx_im2col,
-                                                    "cols": _dx_cols}
+                                                    "cols": _dx_cols, "onednn": _dx_onednn}
 _WEIGHT_GRAD: dict[str, Callable[..., jax.Array]] = {"xla": _dw_xla, "taps": _dw_taps, "im2col": _dw_im2col,
-                                                     "cols": _dw_cols}
+                                                     "cols": _dw_cols, "onednn": _dw_onednn}
 
 
 def _out_dtype(x: jax.Array, w: jax.Array, spec: _Spec) -> Any:
@@ -1065,7 +1112,10 @@ def batch_minor_pays(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> 
     setting for its 40 MiB scratch, so a batch that needs the loop stays channels-last.
     """
     convs = list(convs)
-    if backend != "cpu" or impl != "auto" or not convs:
+    if backend != "cpu" or impl not in ("auto", "planned") or not convs:
+        return False
+    if uses_library(backend, impl) and any(library_runs(g) for g in convs):
+        # oneDNN's NHWC kernels beat the batch-minor matmuls (LeNet train step b64 1.24x, b256 1.90x).
         return False
 
     def grey_input(g: ConvGeometry) -> bool:
@@ -1124,7 +1174,8 @@ def conv2d(x: jax.Array, w: jax.Array, *, stride: Pair = (1, 1),
       padding: ((top, bottom), (left, right)) zero padding (negative crops, as in lax).
       dilation: (dh, dw) kernel dilation.
       groups: feature groups; Cin == Cout == groups with w of shape (kh, kw, 1, Cout) is depthwise.
-      impl: "auto" (per-pass fastest formulation, see ``choose_plan``), "xla", "taps" or "im2col".
+      impl: "auto" (per-pass fastest formulation, see ``choose_plan``; oneDNN's kernels where installed),
+        "planned" ("auto" without oneDNN), "onednn" ("auto" that requires it), "xla", "taps" or "im2col".
       preferred_element_type: accumulation / output dtype, e.g. jnp.float32 for bfloat16 inputs.
       xla_convs: with impl "auto", the enclosing program is compiled with ``compiler_options`` that turn
         YNNPACK's convolutions off (a net with a wide layer elsewhere); ``choose_plan`` then plans for that.
@@ -1138,8 +1189,13 @@ def conv2d(x: jax.Array, w: jax.Array, *, stride: Pair = (1, 1),
     spec = _normalize(stride, padding, dilation, groups, x, w, impl)
     geom = geometry(x.shape, w.shape, spec.stride, spec.padding, spec.dilation, spec.groups,
                     jnp.result_type(x, w))
-    if impl == "auto":
-        plan = choose_plan(jax.default_backend(), geom, xla_convs)
+    if impl == "onednn" and not onednn.available():
+        raise ValueError(f"conv2d: impl 'onednn': {onednn.unavailable_reason()} (pip install onednn-cpu-gomp==2023.2.0, "
+                         "Linux x86-64 only)")
+    if impl in ("auto", "planned", "onednn"):
+        backend = jax.default_backend()
+        library = uses_library(backend, impl) and _dtype_or_none(preferred_element_type) in (None, np.float32)
+        plan = choose_plan(backend, geom, xla_convs, library=library)
     else:
         plan = Plan.uniform(impl, 0 if impl == "xla" else batch_chunk(geom))  # type: ignore[arg-type]
     return _run(dataclasses.replace(spec, preferred_element_type=_dtype_or_none(preferred_element_type),

@@ -92,7 +92,7 @@ def convolution(ctx: Ctx, x: Any) -> tuple[Any, ...]:
     axis, kernel, stride, pad, dilation = _geometry(ctx.layer, x.ndim)
     groups = ctx.msg("convolution_param").group
     w = ctx.params[0]
-    if ctx.layout == "chwn" and x.ndim == 4 and axis == 1 and ctx.conv_impl == "auto":
+    if ctx.layout == "chwn" and x.ndim == 4 and axis == 1 and ctx.conv_impl in ("auto", "planned"):
         # The batch-minor net (netspec.lowering.base): (C, H, W, N) in and out, no transposes.
         y = conv2d_batch_minor(x, w, stride=stride, padding=((pad[0], pad[0]), (pad[1], pad[1])),
                                dilation=dilation, groups=groups)

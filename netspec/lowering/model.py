@@ -30,7 +30,8 @@ import numpy as np
 from netspec.check import check
 from netspec.errors import Diagnostic, NetspecError
 from netspec.graph import Graph, Node
-from netspec.kernels.conv import batch_minor_pays, compiler_options as conv_compiler_options
+from netspec.kernels import onednn
+from netspec.kernels.conv import batch_minor_pays, compiler_options as conv_compiler_options, library_runs, uses_library
 from netspec.layers.spatial import canonical_axis
 from netspec.lowering.base import CODECS, Ctx, Layout, Lowering, convert, layer_seed, resolve, top_layout
 from netspec.lowering.conv import kernel_geometries
@@ -42,9 +43,10 @@ from netspec.spec import NetSpec, load_spec
 
 # float64 is for gradient checks (needs jax.enable_x64); float32 and bfloat16 are for use.
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
-# "taps" and "im2col" force one formulation of netspec.kernels.conv for every pass of every 2-D
-# convolution (tests and benchmarks); N-D convolutions always use lax.
-CONV_IMPLS = ("auto", "xla", "taps", "im2col")
+# netspec.kernels.conv's impl: "auto" (oneDNN's kernels where installed, else netspec's own plan), "planned"
+# (never oneDNN), "onednn" (requires it), "xla"; "taps" and "im2col" force one formulation for every pass of
+# every 2-D convolution (tests and benchmarks); N-D convolutions always use lax.
+CONV_IMPLS = ("auto", "planned", "onednn", "xla", "taps", "im2col")
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,9 @@ def _unsupported(report: ShapeReport, dtype: str, conv_impl: str) -> list[Diagno
         diags.append(Diagnostic("error", f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}"))
     if conv_impl not in CONV_IMPLS:
         diags.append(Diagnostic("error", f"conv_impl must be one of {', '.join(CONV_IMPLS)}, got {conv_impl!r}"))
+    elif conv_impl == "onednn" and not onednn.available():
+        diags.append(Diagnostic("error", f"conv_impl onednn: {onednn.unavailable_reason()}",
+                                hint="pip install onednn-cpu-gomp==2023.2.0, Linux x86-64 only, or use conv_impl auto"))
     return diags
 
 
@@ -327,6 +332,11 @@ class Model:
         # jax.jit(step, compiler_options=model.compiler_options).
         self.compiler_options: dict[str, Any] = conv_compiler_options(jax.default_backend(), conv_impl, convs,
                                                                       train=self.phase == "TRAIN")
+        # What runs the convolutions, for the run's summary: "oneDNN 3.2.0" where its kernels run any of them.
+        backend = jax.default_backend()
+        self.conv_library: str | None = (
+            f"oneDNN {onednn.version()}" if uses_library(backend, conv_impl) and any(library_runs(g) for g in convs)
+            else None)
         # Any option here turns YNNPACK's convolutions off for every layer, narrow ones included.
         self.module = NetModule(self._steps, dict(names), graph.outputs + loss_ids, DTYPES[dtype], conv_impl,
                                 self.spatial_layout, xla_convs=bool(self.compiler_options))

@@ -46,7 +46,7 @@ class TrainOptions:
     resume: bool = False
     weights: Path | None = None
     dtype: Dtype = "float32"
-    conv_impl: str = "auto"  # netspec.compile's conv_impl: "auto" or "xla"
+    conv_impl: str = "auto"  # netspec.compile's conv_impl: "auto", "planned", "onednn" or "xla"
     matmul_precision: MatmulPrecision = "default"  # see matmul_precision()
     batch_size: int | None = None
     solver_overrides: Mapping[str, Any] = field(default_factory=dict)

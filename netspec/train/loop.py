@@ -152,6 +152,13 @@ class _Trainer:
         # matmul, which a step sharded over the batch could only compute by gathering it: several devices keep
         # channels-last, whose batch axis is the major one.
         layout = "nhwc" if self.mesh.size > 1 else None
+        if self.mesh.size > 1 and impl in ("auto", "onednn"):
+            # oneDNN's kernels run as opaque custom calls, which a step sharded over several devices would gather
+            # onto each of them: netspec's own plan shards like any XLA op.
+            if impl == "onednn":
+                self.notes.append("oneDNN's convolutions run on one device only: with several, netspec's own "
+                                  "plan (--conv-impl planned) runs them")
+            impl = "planned"
         self.model = lower(p.spec, "TRAIN", dtype=dtype, batch=p.batch_size, conv_impl=impl, spatial_layout=layout)
         self.test_model = (lower(p.spec, "TEST", dtype=dtype, batch=p.test_batch_size, conv_impl=impl)
                            if p.test_iter else None)
@@ -363,6 +370,7 @@ class _Trainer:
             "precision": self.options.dtype,
             "matmul_precision": self.options.matmul_precision,
             "conv_impl": self.options.conv_impl,
+            "conv_library": self.model.conv_library,  # e.g. "oneDNN 3.2.0": what runs the convolutions, if not XLA
             "compiler_options": self.model.compiler_options,
             "spatial_layout": self.model.spatial_layout,  # netspec.lowering.base: "nhwc" or batch-minor "chwn"
             "host_malloc": None,  # known once the step is compiled: _note_host_malloc
@@ -419,6 +427,8 @@ class _Trainer:
                 self.display.note(line)
         for note in self.notes:
             self.display.note(f"note: {note}")
+        if self.model.conv_library:
+            self.display.note(f"convolutions: {self.model.conv_library}")
         self._compile_steps(state)
         self._note_host_malloc()
         self.display.note(f"compiled in {self.compile_stats.describe()}")
