@@ -187,7 +187,7 @@ def netspec_steps(path: Path, batch: int, classes: int, shape: tuple[int, ...],
 
     return {"train": train, "infer": lambda: fwd_c(v, x), "macs": model.report.macs * batch,
             "blobs": netspec.caffe_blobs(model, v), "compile_s": compile_s, "recompile": _recompile(build),
-            "step_compiled": step_c, "spatial_layout": model.spatial_layout}
+            "step_compiled": step_c, "spatial_layout": model.spatial_layout, "conv_library": model.conv_library}
 
 
 # --- hand-written Flax ------------------------------------------------------------------------------

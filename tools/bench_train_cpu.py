@@ -10,8 +10,10 @@ Cases: Caffe LeNet at batch 64 and 256, CIFAR ResNet-18 at batch 128, and a net 
 grouped convolutions (tests/fixtures/lowering/mixed_conv.yaml) at batch 64. Each case times one jitted
 SGD-momentum step (forward, backward, update) of:
 
-- `netspec`: netspec.compile with the default conv_impl="auto" (netspec's own convolution and pooling
-  gradients where they pay, netspec.kernels);
+- `netspec`: netspec.compile with the default conv_impl="auto" (oneDNN's convolution kernels where the
+  library is installed, netspec's own convolution and pooling gradients where they pay, netspec.kernels);
+- `ns-planned` (where `netspec` runs oneDNN): conv_impl="planned", netspec's own formulations without the
+  library (`--conv-impl planned`);
 - `ns-ynn` (with --library-convs): the `netspec` step compiled with XLA:CPU's defaults instead of
   Model.compiler_options, i.e. with YNNPACK's convolutions (docs/performance.md item 6);
 - `ns-nhwc` (with --channels-last, for nets where `netspec` trains batch-minor): the `netspec` step with
@@ -104,6 +106,8 @@ def run_case(key: str, quick: bool, with_torch: bool, library_convs: bool = Fals
     rounds = quick_rounds if quick else rounds
     ns = netspec_steps(spec, batch, 10, shape)
     jax_impls = {"netspec": ns}
+    if ns["conv_library"]:
+        jax_impls["ns-planned"] = netspec_steps(spec, batch, 10, shape, "planned")
     if library_convs:
         jax_impls["ns-ynn"] = netspec_steps(spec, batch, 10, shape, library_convs=True)
     if channels_last and ns["spatial_layout"] != "nhwc":
@@ -123,7 +127,8 @@ def run_case(key: str, quick: bool, with_torch: bool, library_convs: bool = Fals
     infer = alternating({k: f["infer"] for k, f in jax_impls.items()},
                         {k: f["infer"] for k, f in torch_impls.items()}, rounds, blocks)
     return {"case": key, "net": net, "batch": batch, "flops_train": 6 * ns["macs"], "train": train,
-            "infer": infer, "compile_s": compile_s, "spatial_layout": ns["spatial_layout"]}
+            "infer": infer, "compile_s": compile_s, "spatial_layout": ns["spatial_layout"],
+            "conv_library": ns["conv_library"]}
 
 
 def print_case(row: dict[str, Any], peak: float) -> None:
@@ -139,11 +144,13 @@ def print_case(row: dict[str, Any], peak: float) -> None:
 
 
 def end_to_end(quick: bool) -> dict[str, float]:
-    """Wall seconds of `netspec train specs/lenet.yaml --seed 1` with --conv-impl xla and auto, warm cache."""
+    """Wall seconds of `netspec train specs/lenet.yaml --seed 1` with --conv-impl xla, planned and auto, warm
+    cache."""
     out = {}
     iters = ["--max-iter", "500"] if quick else []
     with tempfile.TemporaryDirectory() as tmp:
-        for k, impl in enumerate(("xla", "auto", "xla", "auto")):  # twice each: the first fills the cache
+        # Twice each: the first fills the cache.
+        for k, impl in enumerate(("xla", "planned", "auto", "xla", "planned", "auto")):
             cmd = [sys.executable, "-m", "netspec.cli", "train", str(ROOT / "specs" / "lenet.yaml"), "--seed",
                    "1", "--progress", "none", "--conv-impl", impl, "-o", str(Path(tmp) / f"{impl}-{k}"), *iters]
             t = time.perf_counter()
@@ -173,8 +180,11 @@ def main() -> None:
 
         print(f"host malloc: {keep_scratch_resident()}")
     load = os.getloadavg()[0]
+    from netspec.kernels import onednn
+
     print(f"jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}, python {platform.python_version()}, load {load:.1f}")
+          f"{platform.processor() or platform.machine()}, python {platform.python_version()}, load {load:.1f}, "
+          f"oneDNN {onednn.version() or 'not available: ' + str(onednn.unavailable_reason())}")
     peak = matmul_peak()
     print(f"float32 matmul peak (2048³, jit): {peak / 1e9:.1f} GFLOP/s")
     print(f"{'case':9} {'impl':9} {'train ms':>9} {'[q1–q3]':>17} {'img/s':>7} {'infer ms':>8} "
@@ -194,7 +204,8 @@ def main() -> None:
         wall = end_to_end(args.quick)
         results["end_to_end_s"] = wall
         print(f"netspec train specs/lenet.yaml (warm compilation cache): --conv-impl xla {wall['xla']:.1f} s, "
-              f"auto {wall['auto']:.1f} s ({wall['xla'] / wall['auto']:.2f}x faster)")
+              f"planned {wall['planned']:.1f} s, auto {wall['auto']:.1f} s ({wall['xla'] / wall['auto']:.2f}x and "
+              f"{wall['planned'] / wall['auto']:.2f}x faster)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
