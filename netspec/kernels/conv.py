@@ -226,9 +226,10 @@ def choose_plan(backend: str, geom: ConvGeometry, xla_convs: bool = False, libra
     """Pick the fastest formulation of each pass for ``backend`` ("cpu", "gpu", "tpu", ...) and shape.
 
     ``library``: oneDNN's kernels may run it (``netspec.kernels.onednn``); on the CPU they then run all three
-    passes of every convolution the library supports, which beat every plan below in whole train steps
-    (docs/performance.md item 14: ResNet-18 CIFAR b128 1.22x, LeNet b64 1.24x and b256 1.90x, the mixed net
-    1.18x, against the plans below with their own best layouts).
+    passes of every convolution the library supports, which beat the plans below in whole train steps
+    (docs/performance.md item 14, `python tools/bench_train_cpu.py`, netspec vs ns-planned in two runs: LeNet b64
+    1.09-1.10x, b256 1.77-1.79x, ResNet-18 CIFAR b128 1.27x (1.03x in a run without PyTorch in the process),
+    the mixed net 1.50-1.54x, each plan with its own best layout).
 
     ``xla_convs``: the program runs XLA's own convolutions, because another (wide) convolution in it made
     ``compiler_options`` turn YNNPACK's off. A narrow layer cannot tell that from its own shape, and some of
@@ -384,8 +385,9 @@ _CPU_TRAIN_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TY
 
 
 def library_runs(geom: ConvGeometry) -> bool:
-    """Whether oneDNN is installed and runs this convolution (float32, padding >= 0; see netspec.kernels.onednn)."""
-    return onednn.available() and onednn.supports(_onednn_geometry(geom), geom.dtype)
+    """Whether oneDNN is installed and runs this convolution (float32, pads within the kernel; see
+    netspec.kernels.onednn.supports)."""
+    return onednn.supports(_onednn_geometry(geom), geom.dtype)
 
 
 def _onednn_geometry(geom: ConvGeometry) -> onednn.Geometry:
@@ -397,6 +399,11 @@ def uses_library(backend: str, impl: str) -> bool:
     """Whether ``conv2d(..., impl=impl)`` on ``backend`` hands the convolutions oneDNN supports to it: "auto"
     where it is installed, "onednn" always (conv2d raises where it is not)."""
     return backend == "cpu" and (impl == "onednn" or (impl == "auto" and onednn.available()))
+
+
+def library_runs_any(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> bool:
+    """Whether oneDNN runs any of a net's convolutions ``convs`` under ``impl`` on ``backend``."""
+    return uses_library(backend, impl) and any(library_runs(g) for g in convs)
 
 
 def compiler_options(backend: str, impl: str, convs: Iterable[ConvGeometry], train: bool = False) -> dict[str, Any]:
@@ -892,9 +899,7 @@ def _dw_cols_bm(p: jax.Array, w_shape: jax.ShapeDtypeStruct, dyt: jax.Array) -> 
 
 
 def _library_geometry(spec: _Spec, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> onednn.Geometry:
-    n, h, wd, ci = x_shape
-    kh, kw, _, co = w_shape
-    return onednn.Geometry(n, h, wd, ci, co, (kh, kw), spec.stride, spec.padding, spec.dilation, spec.groups)
+    return _onednn_geometry(geometry(x_shape, w_shape, spec.stride, spec.padding, spec.dilation, spec.groups))
 
 
 def _fwd_onednn(spec: _Spec, x: jax.Array, w: jax.Array) -> jax.Array:
@@ -1114,8 +1119,9 @@ def batch_minor_pays(backend: str, impl: str, convs: Iterable[ConvGeometry]) -> 
     convs = list(convs)
     if backend != "cpu" or impl not in ("auto", "planned") or not convs:
         return False
-    if uses_library(backend, impl) and any(library_runs(g) for g in convs):
-        # oneDNN's NHWC kernels beat the batch-minor matmuls (LeNet train step b64 1.24x, b256 1.90x).
+    if library_runs_any(backend, impl, convs):
+        # oneDNN's NHWC kernels beat the batch-minor matmuls (LeNet train step b64 1.09-1.10x, b256 1.77-1.79x,
+        # docs/performance.md item 14).
         return False
 
     def grey_input(g: ConvGeometry) -> bool:

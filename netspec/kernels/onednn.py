@@ -4,18 +4,18 @@ XLA:CPU's convolution passes run at half the speed of oneDNN's direct kernels on
 (docs/performance.md items 11-14), and no formulation built from XLA's matrix products closed that gap. This
 module calls the library itself: each pass is an XLA custom call whose handler runs a oneDNN primitive on the
 program's own buffers (NHWC activations, HWIO weights; nothing is copied but the weights into the blocked
-layout the kernel wants). The library comes from Intel's ``onednn-cpu-gomp`` wheel (oneDNN 3.2 with GNU OpenMP), a
-dependency on Linux x86-64; without it ``available()`` is False and ``choose_plan`` keeps netspec's
-own formulations.
+layout the kernel wants). The library comes from Intel's ``onednn-cpu-gomp`` wheel (oneDNN 3.2 with GNU
+OpenMP), a dependency on Linux x86-64; without it ``available()`` is False and ``choose_plan`` keeps
+netspec's own formulations.
 
 The handler is a ctypes callback registered as a legacy CPU custom call (``custom_call_api_version=3``): no
 native build step, and a program that calls it is written to and loaded from JAX's persistent compilation
 cache like any other (a ``jax.pure_callback`` is not). The primitives are built when the program is traced,
 so a shape the library rejects is known then and planned otherwise; the handler only looks them up.
 
-Only float32, ungrouped or grouped 2-D convolutions padded by no more than the kernel's extent, on the CPU. A failure inside
-the handler (out of memory) cannot be reported to XLA through this API, so it fills the result with NaN,
-which the train loop's divergence check stops on, rather than leave uninitialised memory.
+Only float32, ungrouped or grouped 2-D convolutions padded by no more than the kernel's extent, on the CPU.
+A failure inside the handler (out of memory) cannot be reported to XLA through this API, so it fills the
+result with NaN, which the train loop's divergence check stops on, rather than leave uninitialised memory.
 """
 
 from __future__ import annotations
@@ -120,7 +120,6 @@ class _Library:
         if v.major < 3:
             raise OneDnnError(f"oneDNN {v.major}.{v.minor} at {path}: netspec needs 3.x")
         self.version = f"{v.major}.{v.minor}.{v.patch}"
-        self.path = path
         for name, restype in (("dnnl_primitive_desc_query_md", _P), ("dnnl_memory_desc_equal", ctypes.c_int),
                               ("dnnl_memory_desc_get_size", ctypes.c_size_t)):
             getattr(lib, name).restype = restype
@@ -143,20 +142,21 @@ class _Library:
 
     def conv(self, geom: Geometry) -> _Conv:
         with self.lock:
-            key = geom.key()
-            if key not in self.convs:
-                self.convs[key] = _Conv(self, geom)
-            return self.convs[key]
+            return self._conv(geom.key())
+
+    def _conv(self, key: str) -> _Conv:
+        """The primitives of the geometry ``key`` (Geometry.key), built on first use; under ``self.lock``."""
+        if key not in self.convs:
+            self.convs[key] = _Conv(self, Geometry.from_key(key))
+        return self.convs[key]
 
     def _handle(self, out: int, ins: Any, opaque: bytes, size: int, _status: int) -> None:
         op, key = opaque[:size].decode().split(":")
-        geom = Geometry.from_key(key)
         try:
-            conv = self.conv(geom)
             with self.lock:
-                conv.run(op, ins[0], ins[1], out)
+                self._conv(key).run(op, ins[0], ins[1], out)
         except Exception:  # noqa: BLE001 - nothing can propagate out of a custom call; see the module docstring
-            ctypes.memset(out, 0xFF, 4 * _result_elements(op, geom))
+            ctypes.memset(out, 0xFF, 4 * _result_elements(op, Geometry.from_key(key)))
 
     # Thin wrappers over the C API, each checking its status.
 
@@ -323,8 +323,9 @@ def version() -> str | None:
 
 
 def supports(geom: Geometry, dtype: str) -> bool:
-    """Whether the library runs this convolution here: float32, non-negative padding, and the library accepts
-    the shape (the primitives are built now, so the handler never meets one it cannot run)."""
+    """Whether the library runs this convolution here: float32, pads within the kernel (_padding_within_kernel),
+    and the library accepts the shape (the primitives are built now, so the handler never meets one it cannot
+    run)."""
     lib = _library()
     if lib is None or dtype != "float32" or not _padding_within_kernel(geom):
         return False

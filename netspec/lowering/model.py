@@ -31,7 +31,7 @@ from netspec.check import check
 from netspec.errors import Diagnostic, NetspecError
 from netspec.graph import Graph, Node
 from netspec.kernels import onednn
-from netspec.kernels.conv import batch_minor_pays, compiler_options as conv_compiler_options, library_runs, uses_library
+from netspec.kernels.conv import batch_minor_pays, compiler_options as conv_compiler_options, library_runs_any
 from netspec.layers.spatial import canonical_axis
 from netspec.lowering.base import CODECS, Ctx, Layout, Lowering, convert, layer_seed, resolve, top_layout
 from netspec.lowering.conv import kernel_geometries
@@ -333,10 +333,8 @@ class Model:
         self.compiler_options: dict[str, Any] = conv_compiler_options(jax.default_backend(), conv_impl, convs,
                                                                       train=self.phase == "TRAIN")
         # What runs the convolutions, for the run's summary: "oneDNN 3.2.0" where its kernels run any of them.
-        backend = jax.default_backend()
         self.conv_library: str | None = (
-            f"oneDNN {onednn.version()}" if uses_library(backend, conv_impl) and any(library_runs(g) for g in convs)
-            else None)
+            f"oneDNN {onednn.version()}" if library_runs_any(jax.default_backend(), conv_impl, convs) else None)
         # Any option here turns YNNPACK's convolutions off for every layer, narrow ones included.
         self.module = NetModule(self._steps, dict(names), graph.outputs + loss_ids, DTYPES[dtype], conv_impl,
                                 self.spatial_layout, xla_convs=bool(self.compiler_options))
